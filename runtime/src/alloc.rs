@@ -1,0 +1,70 @@
+//! Allocation entry points: routed by the thread's current window.
+
+use std::sync::Arc;
+
+use crate::buffer::{Buffer, Owner};
+use crate::capture::capture_alloc;
+use crate::group::missing_group;
+use crate::pool::Pool;
+use crate::window::{Target, ROUTE};
+use crate::{Element, Error, Result};
+
+#[inline]
+fn bytes_for<T: Element>(len: usize) -> Result<usize> {
+    len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| Error::InvalidArgument {
+        op: "alloc",
+        detail: format!("{len} elements of {} overflow the address space", T::DTYPE),
+    })
+}
+
+/// Allocate `len` elements of `T` (contents unspecified).
+///
+/// Inside a window the buffer comes from the window's group symmetric pool; outside it comes
+/// from the rank's default pool, or from the graph's private pool while capturing. Errors:
+/// no rank context on this thread, a window for a missing group, pool exhaustion, or (during
+/// capture) a symmetric request beyond the reserved capacity.
+#[inline]
+pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
+    let bytes = bytes_for::<T>(len)?;
+    ROUTE.with(|r| {
+        let pool: *const Pool = match r.target.get() {
+            Target::Group(p) => p,
+            Target::Base => std::ptr::null(),
+            Target::Missing(name) => return Err(missing_group(name)),
+        };
+        let cap = r.capture.get();
+        if !cap.is_null() {
+            // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
+            let (a, owner) = capture_alloc(unsafe { &*cap }, pool, bytes)?;
+            return Ok(Buffer::from_parts(a, len, owner));
+        }
+        let pool = if pool.is_null() { crate::group::default_pool_ptr() } else { pool };
+        if pool.is_null() {
+            return Err(Error::NoRankContext);
+        }
+        // SAFETY: routing targets and the default pool are kept alive by the rank context (or
+        // the group handle a live guard borrows).
+        let a = unsafe { &*pool }.alloc(bytes)?;
+        // SAFETY: `pool` came from `Arc::as_ptr` of a live Arc; take one more strong count.
+        let owner = unsafe {
+            Arc::increment_strong_count(pool);
+            Owner::Pool(Arc::from_raw(pool))
+        };
+        Ok(Buffer::from_parts(a, len, owner))
+    })
+}
+
+/// Allocate `len` zeroed elements (the zeroing is ordered on the rank's stream; capturable).
+pub fn alloc_zeroed<T: Element>(len: usize) -> Result<Buffer<T>> {
+    let mut b = alloc::<T>(len)?;
+    b.fill_zero()?;
+    Ok(b)
+}
+
+/// Allocate a buffer holding a copy of `src` (blocking copy; refused during capture).
+pub fn alloc_from_host<T: Element>(src: &[T]) -> Result<Buffer<T>> {
+    crate::capture::refuse_if_capturing_blocking("symmem::alloc_from_host")?;
+    let mut b = alloc::<T>(src.len())?;
+    b.copy_from_host(src)?;
+    Ok(b)
+}

@@ -1,0 +1,272 @@
+//! The host backend: ranks are threads of one process, device memory is host memory.
+//!
+//! It is real, not a mock. Symmetric segments are host memory every rank of a group can read
+//! directly (as NVLink peers can), published per window so that a peer's buffer is found at
+//! the same offset of the peer's segment. Collectives are cross-thread algorithms with proper
+//! synchronisation (a reduce-scatter phase then an all-gather phase, with barriers that make
+//! in-place use safe); every element is reduced by exactly one rank in rank order, so results
+//! are bit-identical on every rank. Streams run work immediately, or record it while capturing;
+//! a graph replays the recording. Waits are bounded by the configured timeout, and a rank that
+//! panics aborts its peers' waits instead of leaving them hanging.
+//!
+//! [`run`] launches `N` rank threads with their contexts and a `"world"` group.
+
+mod comm;
+
+use std::alloc::Layout;
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+
+pub use comm::HostComm;
+use comm::{AbortFlag, HostShared};
+
+use crate::backend::{BackendKind, DeviceBackend, GraphBackend, HostOp, StreamBackend};
+use crate::{Error, RankConfig, RankContext, Result};
+
+/// Alignment of host "device" segments.
+const SEGMENT_ALIGN: usize = 4096;
+
+/// One host rank's "device".
+pub struct HostDevice {
+    rank: usize,
+    stream: Arc<HostStream>,
+}
+
+impl HostDevice {
+    /// A device for host rank `rank`.
+    pub fn new(rank: usize) -> Self {
+        HostDevice { rank, stream: Arc::new(HostStream::default()) }
+    }
+}
+
+impl DeviceBackend for HostDevice {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Host
+    }
+    fn ordinal(&self) -> usize {
+        self.rank
+    }
+    fn describe(&self) -> String {
+        format!("host rank {}", self.rank)
+    }
+    fn alloc_segment(&self, bytes: usize) -> Result<u64> {
+        host_alloc(bytes)
+    }
+    unsafe fn free_segment(&self, ptr: u64, bytes: usize) {
+        host_free(ptr, bytes)
+    }
+    fn stream(&self) -> Arc<dyn StreamBackend> {
+        self.stream.clone()
+    }
+    fn bind_to_thread(&self) -> Result<()> {
+        Ok(())
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+pub(crate) fn host_alloc(bytes: usize) -> Result<u64> {
+    let layout = Layout::from_size_align(bytes.max(1), SEGMENT_ALIGN).map_err(|_| Error::HostAlloc { bytes })?;
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc(layout) };
+    if p.is_null() {
+        return Err(Error::HostAlloc { bytes });
+    }
+    Ok(p as u64)
+}
+
+pub(crate) unsafe fn host_free(ptr: u64, bytes: usize) {
+    let layout = Layout::from_size_align_unchecked(bytes.max(1), SEGMENT_ALIGN);
+    std::alloc::dealloc(ptr as *mut u8, layout)
+}
+
+/// A host stream: work runs at once, or is recorded while capturing.
+#[derive(Default)]
+pub struct HostStream {
+    recording: Mutex<Option<Vec<HostOp>>>,
+}
+
+impl HostStream {
+    /// Run `op` now, or record it if the stream is capturing.
+    pub fn enqueue(&self, mut op: HostOp) -> Result<()> {
+        let mut rec = self.recording.lock().unwrap_or_else(|e| e.into_inner());
+        match rec.as_mut() {
+            Some(ops) => {
+                ops.push(op);
+                Ok(())
+            }
+            None => {
+                drop(rec);
+                op()
+            }
+        }
+    }
+
+    /// Whether the stream is recording.
+    pub fn is_capturing(&self) -> bool {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+}
+
+impl StreamBackend for HostStream {
+    fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
+        // SAFETY: `dst` is a live buffer of at least `src.len()` bytes (checked by Buffer).
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+        Ok(())
+    }
+    fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
+        // SAFETY: as above.
+        unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+        Ok(())
+    }
+    fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        self.enqueue(Box::new(move || {
+            // SAFETY: both buffers are kept alive by their owners (or the graph) while the
+            // recorded work may run.
+            unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, bytes) };
+            Ok(())
+        }))
+    }
+    fn memset(&self, dst: u64, value: u8, bytes: usize) -> Result<()> {
+        self.enqueue(Box::new(move || {
+            // SAFETY: as above.
+            unsafe { std::ptr::write_bytes(dst as *mut u8, value, bytes) };
+            Ok(())
+        }))
+    }
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    fn begin_capture(&self) -> Result<()> {
+        let mut rec = self.recording.lock().unwrap_or_else(|e| e.into_inner());
+        if rec.is_some() {
+            return Err(Error::NotAllowedDuringCapture {
+                op: "begin_capture",
+                why: "the stream is already capturing",
+                fix: "finish the running capture first",
+            });
+        }
+        *rec = Some(Vec::new());
+        Ok(())
+    }
+    fn end_capture(&self) -> Result<Box<dyn GraphBackend>> {
+        let ops = self.recording.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| {
+            Error::Graph("end_capture without begin_capture on this stream".into())
+        })?;
+        Ok(Box::new(HostGraph { ops }))
+    }
+    fn abort_capture(&self) {
+        self.recording.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+    fn launch_host(&self, op: HostOp) -> Result<()> {
+        self.enqueue(op)
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// A recorded host graph.
+pub struct HostGraph {
+    ops: Vec<HostOp>,
+}
+
+impl GraphBackend for HostGraph {
+    fn launch(&mut self) -> Result<()> {
+        for op in &mut self.ops {
+            op()?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings of a host-backend launch.
+#[derive(Clone, Debug)]
+pub struct HostConfig {
+    /// Number of ranks (threads), at least 1.
+    pub world_size: usize,
+    /// Settings of every rank.
+    pub rank: RankConfig,
+}
+
+impl HostConfig {
+    /// `world_size` ranks with default settings.
+    pub fn new(world_size: usize) -> Self {
+        HostConfig { world_size, rank: RankConfig::default() }
+    }
+}
+
+/// Run `f` on `world_size` rank threads (host backend) and collect what each returns.
+///
+/// Each thread gets a [`RankContext`] with a group `"world"` of all ranks. If a rank panics,
+/// the others' pending collectives fail instead of waiting, and the panic is resumed here after
+/// every thread has finished.
+pub fn run<R, F>(world_size: usize, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(&RankContext) -> R + Send + Sync,
+{
+    run_with(HostConfig::new(world_size), f)
+}
+
+/// [`run`] with explicit settings.
+pub fn run_with<R, F>(config: HostConfig, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(&RankContext) -> R + Send + Sync,
+{
+    let n = config.world_size;
+    if n == 0 {
+        return Err(Error::InvalidArgument { op: "host::run", detail: "world_size must be at least 1".into() });
+    }
+    let abort = Arc::new(AbortFlag::default());
+    let shared = Arc::new(HostShared::new(n, abort.clone()));
+    let f = &f;
+    let outcomes: Vec<std::thread::Result<Result<R>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|r| {
+                let shared = shared.clone();
+                let abort = abort.clone();
+                let cfg = config.rank.clone();
+                std::thread::Builder::new()
+                    .name(format!("symmem-rank-{r}"))
+                    .spawn_scoped(s, move || {
+                        let device = Arc::new(HostDevice::new(r));
+                        let comm = Arc::new(HostComm::new(shared, r, cfg.timeout));
+                        let ctx = match RankContext::install(device, comm, cfg) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                abort.set(format!("rank {r} failed to start: {e}"));
+                                return Ok(Err(e));
+                            }
+                        };
+                        let out = catch_unwind(AssertUnwindSafe(|| f(&ctx)));
+                        if out.is_err() {
+                            abort.set(format!("rank {r} panicked"));
+                        }
+                        drop(ctx);
+                        out.map(Ok)
+                    })
+                    .expect("symmem: could not spawn a rank thread")
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().and_then(|r| r)).collect()
+    });
+    let mut results = Vec::with_capacity(n);
+    let mut first_err = None;
+    for o in outcomes {
+        match o {
+            Err(panic) => resume_unwind(panic),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Ok(Ok(v)) => results.push(v),
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(results),
+    }
+}

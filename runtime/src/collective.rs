@@ -1,0 +1,128 @@
+//! Collectives on a group.
+//!
+//! Every collective checks its operands (lengths, the rank they belong to), runs validation
+//! mode's cross-rank comparison when enabled, and queues the operation on the rank's stream
+//! (so it is captured into graphs). Buffers from *this group's* symmetric pool take the
+//! symmetric path (NCCL's symmetric kernels on CUDA; direct peer reads at the same window
+//! offset on the host backend); any other buffer takes the plain path.
+
+use crate::backend::Operand;
+use crate::{Buffer, Element, Error, Group, ReduceOp, Result};
+
+impl Group {
+    fn operand<T: Element>(&self, op: &'static str, b: &Buffer<T>) -> Result<Operand> {
+        if b.rank_id() != self.rank_id() {
+            return Err(Error::WrongDevice {
+                op,
+                detail: format!(
+                    "a buffer belongs to another rank's device than group `{}` on this rank; allocate it on this rank's thread",
+                    self.name()
+                ),
+            });
+        }
+        let mut o = b.operand();
+        if std::ptr::eq(b.pool(), self.pool_ptr()) {
+            return Ok(o);
+        }
+        // Symmetric for another group: its window belongs to another communicator.
+        o.sym = None;
+        Ok(o)
+    }
+
+    fn describe(o: &Operand) -> String {
+        match o.sym {
+            Some(s) => format!("window {} offset {}", s.window, s.offset),
+            None => "plain".to_string(),
+        }
+    }
+
+    fn validate(&self, what: &'static str, detail: String) -> Result<()> {
+        self.validator().check(self.comm().as_ref(), what, &detail)
+    }
+
+    /// In-place all-reduce: every rank's `buf` becomes `op` over all ranks' `buf`.
+    pub fn all_reduce<T: Element>(&self, buf: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+        let o = self.operand("all_reduce", buf)?;
+        self.validate("all_reduce", format!("{} {op:?} count {} in place {}", T::DTYPE, buf.len(), Self::describe(&o)))?;
+        self.comm().all_reduce(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, op)
+    }
+
+    /// Out-of-place all-reduce: `dst = op over ranks of src`.
+    pub fn all_reduce_into<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+        if src.len() != dst.len() {
+            return Err(Error::LengthMismatch {
+                op: "all_reduce_into",
+                detail: format!("src has {} elements and dst {}; they must be equal", src.len(), dst.len()),
+            });
+        }
+        let s = self.operand("all_reduce_into", src)?;
+        let d = self.operand("all_reduce_into", dst)?;
+        self.validate(
+            "all_reduce",
+            format!("{} {op:?} count {} src {} dst {}", T::DTYPE, src.len(), Self::describe(&s), Self::describe(&d)),
+        )?;
+        self.comm().all_reduce(self.stream().as_ref(), s, d, src.len(), T::DTYPE, op)
+    }
+
+    /// All-gather: `dst[r * n .. (r + 1) * n] = src of rank r`, with `n = src.len()`.
+    pub fn all_gather<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>) -> Result<()> {
+        let n = src.len();
+        if dst.len() != n * self.size() {
+            return Err(Error::LengthMismatch {
+                op: "all_gather",
+                detail: format!(
+                    "dst must hold src.len() * group size = {n} * {} = {} elements, it holds {}",
+                    self.size(),
+                    n * self.size(),
+                    dst.len()
+                ),
+            });
+        }
+        let s = self.operand("all_gather", src)?;
+        let d = self.operand("all_gather", dst)?;
+        self.validate("all_gather", format!("{} count {n} src {} dst {}", T::DTYPE, Self::describe(&s), Self::describe(&d)))?;
+        self.comm().all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
+    }
+
+    /// Reduce-scatter: `dst = op over ranks of src[rank * n .. (rank + 1) * n]`, `n = dst.len()`.
+    pub fn reduce_scatter<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+        let n = dst.len();
+        if src.len() != n * self.size() {
+            return Err(Error::LengthMismatch {
+                op: "reduce_scatter",
+                detail: format!(
+                    "src must hold dst.len() * group size = {n} * {} = {} elements, it holds {}",
+                    self.size(),
+                    n * self.size(),
+                    src.len()
+                ),
+            });
+        }
+        let s = self.operand("reduce_scatter", src)?;
+        let d = self.operand("reduce_scatter", dst)?;
+        self.validate(
+            "reduce_scatter",
+            format!("{} {op:?} count {n} src {} dst {}", T::DTYPE, Self::describe(&s), Self::describe(&d)),
+        )?;
+        self.comm().reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
+    }
+
+    /// Broadcast in place: every rank's `buf` becomes rank `root`'s `buf`.
+    pub fn broadcast<T: Element>(&self, buf: &mut Buffer<T>, root: usize) -> Result<()> {
+        if root >= self.size() {
+            return Err(Error::InvalidArgument {
+                op: "broadcast",
+                detail: format!("root {root} is not a rank of group `{}` (size {})", self.name(), self.size()),
+            });
+        }
+        let o = self.operand("broadcast", buf)?;
+        self.validate("broadcast", format!("{} count {} root {root} {}", T::DTYPE, buf.len(), Self::describe(&o)))?;
+        self.comm().broadcast(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, root)
+    }
+
+    /// Wait until every rank of the group reaches this point (ordered on the stream).
+    pub fn barrier(&self) -> Result<()> {
+        self.validate("barrier", String::new())?;
+        self.comm().barrier(self.stream().as_ref())
+    }
+}

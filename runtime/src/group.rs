@@ -1,0 +1,494 @@
+//! Ranks and groups.
+//!
+//! A thread that acts as a rank installs a [`RankContext`]: its device, its stream, its default
+//! pool and its groups. A [`Group`] is a named communicator (`"tp"`, `"dp"`, ...) with this
+//! rank's index, the group size and the group's own symmetric pool. Nothing is a process-wide
+//! singleton: with threads as ranks (the host backend, or one GPU per thread), each rank thread
+//! sees only its own groups.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{BackendKind, CommBackend, DeviceBackend, HostOp, StreamBackend};
+use crate::pool::{Pool, PoolStats, Source};
+use crate::validate::{env_validate, Validator};
+use crate::window::{Target, WindowGuard, ROUTE};
+use crate::{Error, Result};
+
+static NEXT_RANK_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Settings of a rank context.
+#[derive(Clone, Debug)]
+pub struct RankConfig {
+    /// Validation mode: ranks compare segment creations and collectives before running them
+    /// (default: `SYMMEM_VALIDATE=1` in the environment, else off).
+    pub validate: bool,
+    /// How long collectives' host-side waits (validation exchanges, host-backend barriers) wait
+    /// for peers before failing (default: `SYMMEM_TIMEOUT_SECS`, else 300 s).
+    pub timeout: Duration,
+    /// Upper bound on the bytes each symmetric pool may reserve (default: none).
+    pub symmetric_pool_limit: Option<usize>,
+    /// Upper bound on the bytes the default pool may reserve (default: none).
+    pub default_pool_limit: Option<usize>,
+}
+
+impl Default for RankConfig {
+    fn default() -> Self {
+        let timeout = std::env::var("SYMMEM_TIMEOUT_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(300));
+        RankConfig { validate: env_validate(), timeout, symmetric_pool_limit: None, default_pool_limit: None }
+    }
+}
+
+/// Check that a group name is a non-empty identifier (`[A-Za-z_][A-Za-z0-9_]*`, at most 64 bytes).
+pub fn validate_group_name(name: &str) -> Result<()> {
+    let why = if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 64 {
+        Some("it is longer than 64 bytes")
+    } else if name.starts_with(|c: char| c.is_ascii_digit()) {
+        Some("it starts with a digit")
+    } else if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Some("it contains a character other than ASCII letters, digits and `_`")
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(Error::InvalidGroupName { name: name.to_string(), why }),
+        None => Ok(()),
+    }
+}
+
+pub(crate) struct GroupShared {
+    name: Arc<str>,
+    comm: Arc<dyn CommBackend>,
+    pool: Arc<Pool>,
+    stream: Arc<dyn StreamBackend>,
+    rank_id: u64,
+    validator: Validator,
+}
+
+/// A named group of ranks: a communicator plus the group's symmetric pool.
+///
+/// Cheap to clone. Collectives are methods of the group (see [`crate::collective`]).
+#[derive(Clone)]
+pub struct Group {
+    pub(crate) shared: Arc<GroupShared>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name())
+            .field("rank", &self.rank())
+            .field("size", &self.size())
+            .finish()
+    }
+}
+
+impl Group {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This rank's index in the group.
+    pub fn rank(&self) -> usize {
+        self.shared.comm.rank()
+    }
+
+    /// Number of ranks in the group.
+    pub fn size(&self) -> usize {
+        self.shared.comm.size()
+    }
+
+    /// Whether the communicator registers symmetric windows (false on CUDA when NCCL returned
+    /// no window, for example for an unsupported topology; buffers then take the plain path).
+    pub fn symmetric_supported(&self) -> bool {
+        self.shared.comm.symmetric_supported()
+    }
+
+    /// Enter this group's pool-routing window on the current thread: allocations through
+    /// symmem go to the group's symmetric pool until the guard drops.
+    #[inline]
+    pub fn window(&self) -> WindowGuard<'_> {
+        WindowGuard::enter(Target::Group(Arc::as_ptr(&self.shared.pool)))
+    }
+
+    /// Run `f` inside this group's window.
+    #[inline]
+    pub fn with_window<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _w = self.window();
+        f()
+    }
+
+    /// Make sure the group's symmetric pool has a free block of at least `bytes`, creating a
+    /// segment if needed (a collective: every rank calls it with the same value). Call it
+    /// before capturing graphs that allocate symmetric memory. Refused during capture.
+    pub fn reserve_symmetric(&self, bytes: usize) -> Result<()> {
+        crate::capture::refuse_if_capturing_setup("Group::reserve_symmetric")?;
+        self.shared.pool.reserve(bytes)
+    }
+
+    /// Release the symmetric pool's entirely free segments. Returns the bytes released.
+    /// Refused during capture.
+    pub fn empty_cache(&self) -> Result<usize> {
+        crate::capture::refuse_if_capturing_setup("Group::empty_cache")?;
+        self.shared.pool.empty_cache()
+    }
+
+    /// Statistics of the group's symmetric pool.
+    pub fn stats(&self) -> PoolStats {
+        self.shared.pool.stats()
+    }
+
+    /// The backend communicator (for backend-specific extensions).
+    pub fn comm(&self) -> &Arc<dyn CommBackend> {
+        &self.shared.comm
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<dyn StreamBackend> {
+        &self.shared.stream
+    }
+
+    pub(crate) fn rank_id(&self) -> u64 {
+        self.shared.rank_id
+    }
+
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.shared.validator
+    }
+
+    pub(crate) fn pool_ptr(&self) -> *const Pool {
+        Arc::as_ptr(&self.shared.pool)
+    }
+}
+
+/// A rank's stream handle.
+#[derive(Clone)]
+pub struct Stream {
+    inner: Arc<dyn StreamBackend>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream").finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// Wait until all work queued on the stream has finished. Refused during capture.
+    pub fn synchronize(&self) -> Result<()> {
+        crate::capture::refuse_if_capturing_blocking("Stream::synchronize")?;
+        self.inner.synchronize()
+    }
+
+    /// Queue a host closure as stream work (host backend): it runs now, or is recorded while
+    /// capturing and runs at every replay. Device addresses from [`crate::Buffer::device_ptr`] are
+    /// host addresses there.
+    pub fn launch_host(&self, op: impl FnMut() -> Result<()> + Send + 'static) -> Result<()> {
+        self.inner.launch_host(Box::new(op) as HostOp)
+    }
+
+    /// The backend stream (for backend-specific extensions, such as the raw `CUstream`).
+    pub fn backend(&self) -> &Arc<dyn StreamBackend> {
+        &self.inner
+    }
+}
+
+pub(crate) struct RankInner {
+    id: u64,
+    device: Arc<dyn DeviceBackend>,
+    stream: Arc<dyn StreamBackend>,
+    default_pool: Arc<Pool>,
+    groups: RefCell<Vec<Group>>,
+    world: Group,
+    config: RankConfig,
+}
+
+impl RankInner {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+    pub(crate) fn stream(&self) -> &Arc<dyn StreamBackend> {
+        &self.stream
+    }
+    pub(crate) fn default_pool(&self) -> &Arc<Pool> {
+        &self.default_pool
+    }
+    fn find(&self, name: &str) -> Option<*const Pool> {
+        self.groups.borrow().iter().find(|g| g.name() == name).map(|g| g.pool_ptr())
+    }
+    fn known(&self) -> String {
+        self.groups.borrow().iter().map(|g| g.name().to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// The rank installed on the current thread: device, stream, default pool and groups.
+///
+/// `!Send`: a thread is one rank. Dropping it uninstalls the rank from the thread.
+pub struct RankContext {
+    inner: Rc<RankInner>,
+}
+
+impl std::fmt::Debug for RankContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RankContext")
+            .field("rank", &self.rank())
+            .field("world_size", &self.world_size())
+            .field("device", &self.inner.device.describe())
+            .finish()
+    }
+}
+
+impl RankContext {
+    /// Install a rank on the current thread, with `world` as its group named `"world"`.
+    pub fn install(device: Arc<dyn DeviceBackend>, world: Arc<dyn CommBackend>, config: RankConfig) -> Result<RankContext> {
+        crate::capture::refuse_if_capturing_setup("RankContext::install")?;
+        if let Some(existing) = current_rank_opt() {
+            return Err(Error::RankContextAlreadyInstalled { rank: existing.world.rank() });
+        }
+        device.bind_to_thread()?;
+        let id = NEXT_RANK_ID.fetch_add(1, Ordering::Relaxed);
+        let stream = device.stream();
+        let default_pool = Arc::new(Pool::new(
+            Arc::from("default"),
+            id,
+            Source::Device(device.clone()),
+            stream.clone(),
+            config.default_pool_limit,
+        ));
+        let world = make_group(Arc::from("world"), world, id, stream.clone(), &config);
+        let inner = Rc::new(RankInner {
+            id,
+            device,
+            stream,
+            default_pool,
+            groups: RefCell::new(vec![world.clone()]),
+            world,
+            config,
+        });
+        ROUTE.with(|r| r.rank.set(Rc::as_ptr(&inner)));
+        Ok(RankContext { inner })
+    }
+
+    /// This rank's index in the world.
+    pub fn rank(&self) -> usize {
+        self.inner.world.rank()
+    }
+
+    /// Number of ranks in the world.
+    pub fn world_size(&self) -> usize {
+        self.inner.world.size()
+    }
+
+    /// The group of all ranks (named `"world"`).
+    pub fn world(&self) -> Group {
+        self.inner.world.clone()
+    }
+
+    /// The group named `name`.
+    pub fn group(&self, name: &str) -> Result<Group> {
+        self.inner.groups.borrow().iter().find(|g| g.name() == name).cloned().ok_or_else(|| Error::GroupNotFound {
+            name: name.to_string(),
+            known: self.inner.known(),
+        })
+    }
+
+    /// Every group of this rank.
+    pub fn groups(&self) -> Vec<Group> {
+        self.inner.groups.borrow().clone()
+    }
+
+    /// Add a group from an existing communicator.
+    pub fn add_group(&self, name: &str, comm: Arc<dyn CommBackend>) -> Result<Group> {
+        crate::capture::refuse_if_capturing_setup("RankContext::add_group")?;
+        validate_group_name(name)?;
+        if self.inner.find(name).is_some() {
+            return Err(Error::DuplicateGroup { name: name.to_string() });
+        }
+        let g = make_group(Arc::from(name), comm, self.inner.id, self.inner.stream.clone(), &self.inner.config);
+        self.inner.groups.borrow_mut().push(g.clone());
+        Ok(g)
+    }
+
+    /// Split `parent` into sub-groups (a collective on `parent`): ranks passing the same `color`
+    /// form one group named `name`, ordered by `key`, then by parent rank. For example tensor
+    /// parallel groups of size `tp` inside the world: `color = rank / tp`, `key = rank % tp`.
+    pub fn split_group(&self, name: &str, parent: &Group, color: u32, key: u32) -> Result<Group> {
+        crate::capture::refuse_if_capturing_setup("RankContext::split_group")?;
+        validate_group_name(name)?;
+        if self.inner.find(name).is_some() {
+            return Err(Error::DuplicateGroup { name: name.to_string() });
+        }
+        let comm = parent.comm().split(color, key)?;
+        self.add_group(name, comm)
+    }
+
+    /// The rank's stream.
+    pub fn stream(&self) -> Stream {
+        Stream { inner: self.inner.stream.clone() }
+    }
+
+    /// The rank's device.
+    pub fn device(&self) -> &Arc<dyn DeviceBackend> {
+        &self.inner.device
+    }
+
+    /// Which backend this rank runs on.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.inner.device.kind()
+    }
+
+    /// The rank's settings.
+    pub fn config(&self) -> &RankConfig {
+        &self.inner.config
+    }
+
+    /// Statistics of the rank's default pool (allocations outside windows).
+    pub fn default_pool_stats(&self) -> PoolStats {
+        self.inner.default_pool.stats()
+    }
+
+    /// Release the default pool's entirely free segments. Refused during capture.
+    pub fn empty_cache(&self) -> Result<usize> {
+        crate::capture::refuse_if_capturing_setup("RankContext::empty_cache")?;
+        self.inner.default_pool.empty_cache()
+    }
+}
+
+impl Drop for RankContext {
+    fn drop(&mut self) {
+        ROUTE.with(|r| {
+            if r.rank.get() == Rc::as_ptr(&self.inner) {
+                r.rank.set(std::ptr::null());
+            }
+            if r.depth.get() > 0 {
+                // Windows (forgotten guards) still point at this rank's pools: keep them alive
+                // rather than leave dangling routes, and reset the routing.
+                eprintln!(
+                    "symmem: RankContext dropped while {} window(s) are open on this thread (a guard was leaked with mem::forget?); its pools are leaked to keep routing sound",
+                    r.depth.get()
+                );
+                std::mem::forget(self.inner.clone());
+                crate::window::reset_routing();
+            }
+        });
+    }
+}
+
+fn make_group(name: Arc<str>, comm: Arc<dyn CommBackend>, rank_id: u64, stream: Arc<dyn StreamBackend>, config: &RankConfig) -> Group {
+    comm.set_name(&name);
+    let validator = Validator { enabled: config.validate, timeout: config.timeout, group: name.clone() };
+    let pool = Arc::new(Pool::new(
+        name.clone(),
+        rank_id,
+        Source::Symmetric { comm: comm.clone(), validator: validator.clone() },
+        stream.clone(),
+        config.symmetric_pool_limit,
+    ));
+    Group { shared: Arc::new(GroupShared { name, comm, pool, stream, rank_id, validator }) }
+}
+
+fn current_rank_opt() -> Option<Rc<RankInner>> {
+    ROUTE.with(|r| {
+        let p = r.rank.get();
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: the pointer is set from a live `Rc` by `install` and cleared by the
+            // context's drop (or the Rc is leaked); we take a new strong count.
+            unsafe {
+                Rc::increment_strong_count(p);
+                Some(Rc::from_raw(p))
+            }
+        }
+    })
+}
+
+pub(crate) fn current_rank() -> Result<Rc<RankInner>> {
+    current_rank_opt().ok_or(Error::NoRankContext)
+}
+
+pub(crate) fn current_rank_id() -> Option<u64> {
+    ROUTE.with(|r| {
+        let p = r.rank.get();
+        // SAFETY: see `current_rank_opt`.
+        (!p.is_null()).then(|| unsafe { &*p }.id)
+    })
+}
+
+/// The current thread's group named `name`.
+pub fn group(name: &str) -> Result<Group> {
+    let rank = current_rank()?;
+    let g = rank.groups.borrow().iter().find(|g| g.name() == name).cloned();
+    g.ok_or_else(|| Error::GroupNotFound { name: name.to_string(), known: rank.known() })
+}
+
+/// Enter the window of the current thread's group named `name`.
+///
+/// The guard does not borrow a [`Group`]: the rank context keeps the pool alive.
+pub fn window(name: &str) -> Result<WindowGuard<'static>> {
+    let rank = current_rank()?;
+    match rank.find(name) {
+        Some(p) => Ok(WindowGuard::enter(Target::Group(p))),
+        None => Err(Error::GroupNotFound { name: name.to_string(), known: rank.known() }),
+    }
+}
+
+/// Enter the window of `name` without failing: if the group is missing, allocations inside
+/// the window fail with [`Error::GroupNotFound`]. Used by `#[symmetric_memory]`.
+#[inline]
+pub(crate) fn enter_named(name: &'static str) -> WindowGuard<'static> {
+    let target = ROUTE.with(|r| {
+        let p = r.rank.get();
+        if p.is_null() {
+            return Target::Missing(name);
+        }
+        // SAFETY: see `current_rank_opt`; the borrow ends inside this closure.
+        let rank = unsafe { &*p };
+        match rank.find(name) {
+            Some(pool) => Target::Group(pool),
+            None => Target::Missing(name),
+        }
+    });
+    WindowGuard::enter(target)
+}
+
+/// The current rank's stream.
+pub fn current_stream() -> Result<Stream> {
+    Ok(Stream { inner: current_rank()?.stream.clone() })
+}
+
+/// Wait until the current rank's stream is idle. Refused during capture.
+pub fn synchronize() -> Result<()> {
+    crate::capture::refuse_if_capturing_blocking("symmem::synchronize")?;
+    current_rank()?.stream.synchronize()
+}
+
+/// Error for a missing group at allocation time.
+pub(crate) fn missing_group(name: &str) -> Error {
+    let known = current_rank_opt().map(|r| r.known()).unwrap_or_default();
+    Error::GroupNotFound { name: name.to_string(), known }
+}
+
+/// The default pool of the current rank, as a raw pointer (null: no rank).
+#[inline]
+pub(crate) fn default_pool_ptr() -> *const Pool {
+    ROUTE.with(|r| {
+        let p = r.rank.get();
+        if p.is_null() {
+            std::ptr::null()
+        } else {
+            // SAFETY: see `current_rank_opt`.
+            Arc::as_ptr(&unsafe { &*p }.default_pool)
+        }
+    })
+}

@@ -1,0 +1,341 @@
+//! Caching pools: per-group symmetric pools and per-device default pools.
+//!
+//! A pool obtains *segments* from its source (on CUDA: `ncclMemAlloc` + window registration for
+//! a symmetric pool, a collective; device memory for a default pool) and carves *blocks* from
+//! them best-fit, splitting and coalescing ([`arena`]). Blocks are aligned to 512 bytes: NCCL's
+//! symmetric kernels move data in vectorised chunks and want aligned buffers, and 512 also keeps
+//! every block on its own 128-byte cache lines and 16-byte vector boundaries.
+//!
+//! **Determinism across ranks.** When a segment is created and how large it is depends only on
+//! the sequence of requests (the arena's policy), never on timing or addresses. The same requests
+//! on every rank therefore give the same segments and the same offsets; validation mode checks it.
+
+pub(crate) mod arena;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arena::{Arena, ArenaConfig, Block};
+
+use crate::backend::{CommBackend, DeviceBackend, StreamBackend, SymRef};
+use crate::validate::Validator;
+use crate::{Error, Result};
+
+/// Statistics of a pool.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Bytes of all segments the pool holds.
+    pub reserved_bytes: usize,
+    /// Bytes of blocks handed out and not yet returned.
+    pub in_use_bytes: usize,
+    /// Number of segments.
+    pub segments: usize,
+    /// Number of blocks handed out and not yet returned.
+    pub allocated_blocks: usize,
+    /// Largest free block, in bytes.
+    pub largest_free_block: usize,
+    /// Allocations served from cached segments.
+    pub cache_hits: u64,
+    /// Allocations that needed a new segment.
+    pub cache_misses: u64,
+}
+
+/// Where a pool's segments come from.
+pub(crate) enum Source {
+    /// Device memory of one rank (default pools).
+    Device(Arc<dyn DeviceBackend>),
+    /// Symmetric segments of a group's communicator.
+    Symmetric { comm: Arc<dyn CommBackend>, validator: Validator },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Seg {
+    base: u64,
+    size: usize,
+    window: u64,
+    handle: u64,
+    /// Registered as a symmetric window (false for default pools, and for symmetric pools
+    /// whose communicator returned no window: those blocks take the plain path).
+    symmetric: bool,
+}
+
+struct PoolState {
+    arena: Arena,
+    segs: Vec<Option<Seg>>,
+    hits: u64,
+    misses: u64,
+}
+
+/// A block handed out by a pool, with its address and (for symmetric pools) window position.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Allocation {
+    pub(crate) block: Block,
+    pub(crate) ptr: u64,
+    pub(crate) sym: Option<SymRef>,
+}
+
+/// A caching pool. Shared (`Arc`) by the group or rank that owns it and by every buffer carved
+/// from it, so it lives while any of them does.
+pub struct Pool {
+    label: Arc<str>,
+    rank_id: u64,
+    source: Source,
+    stream: Arc<dyn StreamBackend>,
+    limit: Option<usize>,
+    state: Mutex<PoolState>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool").field("label", &self.label).field("stats", &self.stats()).finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(
+        label: Arc<str>,
+        rank_id: u64,
+        source: Source,
+        stream: Arc<dyn StreamBackend>,
+        limit: Option<usize>,
+    ) -> Self {
+        Pool {
+            label,
+            rank_id,
+            source,
+            stream,
+            limit,
+            state: Mutex::new(PoolState {
+                arena: Arena::new(ArenaConfig::default()),
+                segs: Vec::new(),
+                hits: 0,
+                misses: 0,
+            }),
+        }
+    }
+
+    /// The pool's name: the group's name for a symmetric pool, `default` otherwise.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn label_arc(&self) -> &Arc<str> {
+        &self.label
+    }
+
+    /// Whether blocks of this pool lie in symmetric windows.
+    pub fn is_symmetric(&self) -> bool {
+        matches!(self.source, Source::Symmetric { .. })
+    }
+
+    pub(crate) fn rank_id(&self) -> u64 {
+        self.rank_id
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<dyn StreamBackend> {
+        &self.stream
+    }
+
+    pub(crate) fn comm(&self) -> Option<&Arc<dyn CommBackend>> {
+        match &self.source {
+            Source::Symmetric { comm, .. } => Some(comm),
+            Source::Device(_) => None,
+        }
+    }
+
+    #[inline]
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        // A panic while holding the lock cannot leave the arena half-updated in a way that
+        // breaks its invariants (every mutation is completed before user code runs), so a
+        // poisoned lock is recovered.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Statistics, exact at the time of the call.
+    pub fn stats(&self) -> PoolStats {
+        let st = self.lock();
+        let a = st.arena.stats();
+        PoolStats {
+            reserved_bytes: a.reserved_bytes,
+            in_use_bytes: a.in_use_bytes,
+            segments: a.segments,
+            allocated_blocks: a.allocated_blocks,
+            largest_free_block: a.largest_free_block,
+            cache_hits: st.hits,
+            cache_misses: st.misses,
+        }
+    }
+
+    /// Bytes a request of `bytes` occupies after rounding to the pool's alignment.
+    pub fn round_request(&self, bytes: usize) -> usize {
+        self.lock().arena.round_request(bytes)
+    }
+
+    #[inline]
+    fn make(seg: &Seg, block: Block) -> Allocation {
+        Allocation {
+            block,
+            ptr: seg.base + block.offset as u64,
+            sym: seg.symmetric.then_some(SymRef { window: seg.window, offset: block.offset }),
+        }
+    }
+
+    #[inline]
+    fn seg_of(st: &PoolState, block: &Block) -> Seg {
+        st.segs[block.segment as usize].expect("arena returned a block of a released segment")
+    }
+
+    /// Allocate `bytes`, creating a segment if no cached block fits (eager path).
+    #[inline]
+    pub(crate) fn alloc(&self, bytes: usize) -> Result<Allocation> {
+        let mut st = self.lock();
+        if let Some(block) = st.arena.try_alloc(bytes) {
+            st.hits += 1;
+            let seg = Self::seg_of(&st, &block);
+            return Ok(Self::make(&seg, block));
+        }
+        self.alloc_slow(&mut st, bytes)
+    }
+
+    #[cold]
+    fn alloc_slow(&self, st: &mut PoolState, bytes: usize) -> Result<Allocation> {
+        st.misses += 1;
+        let size = st.arena.segment_size_for(bytes);
+        self.grow(st, size, bytes)?;
+        let block = st.arena.try_alloc(bytes).ok_or_else(|| Error::InvalidArgument {
+            op: "alloc",
+            detail: format!("internal: a fresh segment of {size} bytes could not serve {bytes} bytes"),
+        })?;
+        let seg = Self::seg_of(st, &block);
+        Ok(Self::make(&seg, block))
+    }
+
+    /// Allocate without creating segments (capture path). `Ok(None)` when nothing fits.
+    pub(crate) fn alloc_cached(&self, bytes: usize) -> Option<Allocation> {
+        let mut st = self.lock();
+        let block = st.arena.try_alloc(bytes)?;
+        st.hits += 1;
+        let seg = Self::seg_of(&st, &block);
+        Some(Self::make(&seg, block))
+    }
+
+    /// Largest free block (what a capture can still get without a new segment).
+    pub(crate) fn largest_free_block(&self) -> usize {
+        self.lock().arena.largest_free_block()
+    }
+
+    /// Create a segment of `size` bytes (`request` is the allocation that needs it, for errors).
+    fn grow(&self, st: &mut PoolState, size: usize, request: usize) -> Result<()> {
+        let reserved = st.arena.stats().reserved_bytes;
+        if let Some(limit) = self.limit {
+            if reserved + size > limit {
+                return Err(Error::PoolLimit { pool: self.label.to_string(), requested: request, reserved, limit });
+            }
+        }
+        let seg = match &self.source {
+            Source::Device(dev) => {
+                let mut r = dev.alloc_segment(size);
+                if r.is_err() {
+                    // Like PyTorch: give cached free segments back and try once more.
+                    self.release_free(st);
+                    r = dev.alloc_segment(size);
+                }
+                let base = r.map_err(|e| self.oom(st, request, e))?;
+                Seg { base, size, window: 0, handle: 0, symmetric: false }
+            }
+            Source::Symmetric { comm, validator } => {
+                validator.check(comm.as_ref(), "symmetric segment creation", &format!("create segment of {size} bytes"))?;
+                let s = comm.create_symmetric_segment(size).map_err(|e| self.oom(st, request, e))?;
+                Seg { base: s.base, size: s.size, window: s.window, handle: s.handle, symmetric: s.handle != 0 }
+            }
+        };
+        let id = st.arena.add_segment(seg.size) as usize;
+        if st.segs.len() <= id {
+            st.segs.resize(id + 1, None);
+        }
+        st.segs[id] = Some(seg);
+        Ok(())
+    }
+
+    fn oom(&self, st: &PoolState, requested: usize, e: Error) -> Error {
+        match e {
+            e @ (Error::RankDivergence { .. } | Error::Timeout { .. } | Error::Aborted { .. }) => e,
+            e => {
+                let a = st.arena.stats();
+                Error::OutOfMemory {
+                    pool: self.label.to_string(),
+                    requested,
+                    reserved: a.reserved_bytes,
+                    in_use: a.in_use_bytes,
+                    source: Box::new(e),
+                }
+            }
+        }
+    }
+
+    /// Make sure a free block of at least `bytes` exists, creating a segment if needed.
+    pub(crate) fn reserve(&self, bytes: usize) -> Result<()> {
+        let mut st = self.lock();
+        let need = st.arena.round_request(bytes);
+        if st.arena.largest_free_block() >= need {
+            return Ok(());
+        }
+        let size = st.arena.segment_size_for(need).max(need);
+        self.grow(&mut st, size, need)
+    }
+
+    /// Return a block.
+    #[inline]
+    pub(crate) fn free(&self, block: Block) {
+        let mut st = self.lock();
+        if let Err(e) = st.arena.free(block) {
+            // Unreachable through the safe API (a buffer owns its block exactly once); report
+            // instead of corrupting the arena.
+            eprintln!("symmem: internal error returning a block to pool `{}`: {e}", self.label);
+        }
+    }
+
+    /// Release every segment that is entirely free. Returns the bytes released.
+    pub(crate) fn empty_cache(&self) -> Result<usize> {
+        let mut st = self.lock();
+        // Freed blocks may still be in use by queued device work: wait for it first.
+        self.stream.synchronize()?;
+        Ok(self.release_free(&mut st))
+    }
+
+    fn release_free(&self, st: &mut PoolState) -> usize {
+        let mut released = 0;
+        for (id, size) in st.arena.release_free_segments() {
+            if let Some(seg) = st.segs.get_mut(id as usize).and_then(Option::take) {
+                released += size;
+                // SAFETY: the arena says no block of the segment is handed out, and callers
+                // synchronised the stream.
+                unsafe { self.destroy(&seg) };
+            }
+        }
+        released
+    }
+
+    unsafe fn destroy(&self, seg: &Seg) {
+        match &self.source {
+            Source::Device(dev) => dev.free_segment(seg.base, seg.size),
+            Source::Symmetric { comm, .. } => comm.destroy_symmetric_segment(&crate::backend::SymSegment {
+                base: seg.base,
+                size: seg.size,
+                window: seg.window,
+                handle: seg.handle,
+            }),
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let _ = self.stream.synchronize();
+        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let segs: Vec<Seg> = st.segs.drain(..).flatten().collect();
+        for seg in &segs {
+            // SAFETY: every buffer holds the pool alive, so none is left; the stream is idle.
+            unsafe { self.destroy(seg) };
+        }
+    }
+}

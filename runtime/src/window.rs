@@ -1,0 +1,280 @@
+//! Pool-routing windows: the per-thread routing state and its guards.
+//!
+//! A *window* routes every allocation that the current thread makes through symmem
+//! ([`crate::alloc`]) to one group's symmetric pool until the window's guard drops. Windows
+//! nest: the innermost live window wins, and when it ends routing is what it was before. The
+//! state is per thread (like PyTorch's `_cuda_beginAllocateCurrentThreadToPool`), so guards are
+//! `!Send` and `!Sync`.
+//!
+//! ## The routing state machine
+//!
+//! Each thread has a *base* route and a stack of windows. The base route is the rank's default
+//! pool when eager and the graph's capture-private pool while the thread captures a graph
+//! ([`crate::capture()`]). A window pushes a group's symmetric pool; an [`OptOutGuard`] pushes the
+//! base route; dropping a guard pops back to exactly what was current when it was created.
+//!
+//! ```text
+//!   eager:   base = default pool      --window(tp)-->  tp pool  --drop--> default pool
+//!   capture: base = capture pool      --window(tp)-->  tp pool (capture mode: no new segments)
+//!                                                       --drop--> capture pool
+//! ```
+//!
+//! Enter and exit touch only `Cell`s of a `const`-initialised thread local: no heap allocation,
+//! no atomic, no system or driver call, no environment variable.
+//!
+//! ## Misuse
+//!
+//! * Guards dropped out of order (an outer guard before an inner one, possible only by moving
+//!   guards into containers) are detected: the late inner guard panics with a message naming the
+//!   misuse (unless the thread is already panicking), and routing stays what the outer guard
+//!   restored.
+//! * `mem::forget` of a guard leaves its window routing until its *enclosing* window ends, which
+//!   restores the enclosing window's predecessor and so heals the state. A forgotten outermost
+//!   window keeps routing the thread to its group until [`reset_routing`] is called or the rank
+//!   context is dropped. Nothing is unsound: the pools a window routes to are kept alive by the
+//!   rank context (see [`crate::RankContext`]).
+
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use crate::pool::Pool;
+
+/// Where allocations of the current thread go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// The base route: the rank's default pool, or the capture-private pool while capturing.
+    Base,
+    /// A group's symmetric pool (kept alive by the rank context's group table or the group
+    /// handle the guard borrows).
+    Group(*const Pool),
+    /// A window for a group this rank does not have: allocations fail with `GroupNotFound`.
+    Missing(&'static str),
+}
+
+/// The per-thread routing state. All fields are `Cell`s of `Copy` data: a `const`
+/// thread-local with no destructor, so access compiles to a plain TLS offset.
+pub(crate) struct RouteState {
+    pub(crate) target: Cell<Target>,
+    /// Id of the innermost live guard (0: none).
+    top: Cell<u64>,
+    /// Number of live (or forgotten) guards.
+    pub(crate) depth: Cell<u32>,
+    next_id: Cell<u64>,
+    /// The rank context installed on this thread (null: none).
+    pub(crate) rank: Cell<*const crate::group::RankInner>,
+    /// The capture in progress on this thread (null: none).
+    pub(crate) capture: Cell<*const crate::capture::CaptureState>,
+    /// Bumped by [`reset_routing`]: guards from an older epoch leave routing alone.
+    epoch: Cell<u32>,
+    /// Ids of the live guards by nesting position (the first `STACK` levels), used only on the
+    /// slow path to tell a forgotten inner guard from a guard dropped out of order.
+    ids: [Cell<u64>; STACK],
+}
+
+const STACK: usize = 64;
+
+thread_local! {
+    pub(crate) static ROUTE: RouteState = const {
+        RouteState {
+            target: Cell::new(Target::Base),
+            top: Cell::new(0),
+            depth: Cell::new(0),
+            next_id: Cell::new(1),
+            rank: Cell::new(std::ptr::null()),
+            capture: Cell::new(std::ptr::null()),
+            epoch: Cell::new(0),
+            ids: [const { Cell::new(0) }; STACK],
+        }
+    };
+}
+
+/// The routing a guard restores when it drops.
+#[derive(Clone, Copy)]
+struct Saved {
+    target: Target,
+    top: u64,
+    depth: u32,
+    epoch: u32,
+}
+
+#[inline]
+fn push(target: Target) -> (u64, Saved) {
+    ROUTE.with(|r| {
+        let id = r.next_id.get();
+        r.next_id.set(id.wrapping_add(1));
+        let saved = Saved {
+            target: r.target.get(),
+            top: r.top.get(),
+            depth: r.depth.get(),
+            epoch: r.epoch.get(),
+        };
+        if let Some(slot) = r.ids.get(saved.depth as usize) {
+            slot.set(id);
+        }
+        r.target.set(target);
+        r.top.set(id);
+        r.depth.set(saved.depth + 1);
+        (id, saved)
+    })
+}
+
+#[inline]
+fn pop(id: u64, saved: Saved) {
+    ROUTE.with(|r| {
+        if r.top.get() == id {
+            r.target.set(saved.target);
+            r.top.set(saved.top);
+            r.depth.set(saved.depth);
+        } else {
+            pop_slow(r, id, saved)
+        }
+    })
+}
+
+#[cold]
+#[inline(never)]
+fn pop_slow(r: &RouteState, id: u64, saved: Saved) {
+    if saved.epoch != r.epoch.get() {
+        // `reset_routing` ran after this guard was created: routing was reset on purpose.
+        return;
+    }
+    let pos = saved.depth as usize;
+    let in_chain = r.depth.get() > saved.depth
+        && match r.ids.get(pos) {
+            Some(slot) => slot.get() == id,
+            // Deeper than the recorded levels: trust the depth.
+            None => true,
+        };
+    if in_chain {
+        // Inner guards were forgotten (`mem::forget`) or are still alive and will be dropped
+        // out of order: restore our predecessor, which heals the forgotten ones.
+        r.target.set(saved.target);
+        r.top.set(saved.top);
+        r.depth.set(saved.depth);
+    } else if !std::thread::panicking() {
+        panic!(
+            "symmem: a window guard was dropped after the window enclosing it had ended \
+             (guards dropped out of order, e.g. kept in a container that outlived the outer \
+             guard); drop guards in reverse order of creation, or use scoped windows \
+             (`#[symmetric_memory]`, `Group::with_window`)"
+        );
+    }
+}
+
+/// An open pool-routing window. Routing returns to what it was when this guard drops, on every
+/// path (return, `?`, panic unwinding).
+///
+/// Created by [`crate::Group::window`], [`crate::window()`] or the `#[symmetric_memory]`
+/// attribute. `!Send` and `!Sync`: routing is per thread.
+#[must_use = "the window ends when the guard is dropped; bind it to a named variable (`let _w = ...`)"]
+pub struct WindowGuard<'a> {
+    id: u64,
+    saved: Saved,
+    active: bool,
+    _not_send: PhantomData<*const ()>,
+    _borrow: PhantomData<&'a ()>,
+}
+
+impl WindowGuard<'_> {
+    #[inline]
+    pub(crate) fn enter(target: Target) -> Self {
+        let (id, saved) = push(target);
+        WindowGuard { id, saved, active: true, _not_send: PhantomData, _borrow: PhantomData }
+    }
+
+    /// A guard that routes nothing (a disabled window).
+    #[inline]
+    pub fn inert() -> Self {
+        WindowGuard {
+            id: 0,
+            saved: Saved { target: Target::Base, top: 0, depth: 0, epoch: 0 },
+            active: false,
+            _not_send: PhantomData,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// Whether this guard routes allocations (false for a disabled window).
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+}
+
+impl Drop for WindowGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        if self.active {
+            pop(self.id, self.saved);
+        }
+    }
+}
+
+impl std::fmt::Debug for WindowGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WindowGuard").field("active", &self.active).finish()
+    }
+}
+
+/// A scoped opt-out: allocations go to the base route (the default pool, or the capture pool
+/// while capturing) until this guard drops, even inside windows. Like SGLang's
+/// disable/restore, for intermediates that must stay out of the symmetric pool.
+#[must_use = "the opt-out ends when the guard is dropped; bind it to a named variable"]
+pub struct OptOutGuard {
+    inner: WindowGuard<'static>,
+}
+
+impl std::fmt::Debug for OptOutGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OptOutGuard").finish_non_exhaustive()
+    }
+}
+
+/// Opt out of any window on this thread until the returned guard drops.
+#[inline]
+pub fn opt_out() -> OptOutGuard {
+    OptOutGuard { inner: WindowGuard::enter(Target::Base) }
+}
+
+impl OptOutGuard {
+    /// Whether the guard is active (always true; for symmetry with [`WindowGuard`]).
+    pub fn is_active(&self) -> bool {
+        self.inner.is_active()
+    }
+}
+
+/// Number of windows (and opt-outs) currently open on this thread.
+pub fn window_depth() -> usize {
+    ROUTE.with(|r| r.depth.get() as usize)
+}
+
+/// Reset this thread's routing to the base route, forgetting every open window.
+///
+/// Only needed after `mem::forget` of an outermost guard. Guards still alive when this is called
+/// will detect the reset when they drop and leave routing alone (or panic if they are dropped in
+/// an order that cannot be explained by the reset).
+pub fn reset_routing() {
+    ROUTE.with(|r| {
+        r.epoch.set(r.epoch.get().wrapping_add(1));
+        r.target.set(Target::Base);
+        r.top.set(0);
+        r.depth.set(0);
+    })
+}
+
+#[inline]
+pub(crate) fn current_target() -> Target {
+    ROUTE.with(|r| r.target.get())
+}
+
+/// The name of the group the current thread routes allocations to, or `None` when it routes
+/// to the default (or capture) pool.
+pub fn routed_group() -> Option<String> {
+    match current_target() {
+        Target::Base => None,
+        // SAFETY: a Group target points to a pool kept alive by the rank context or by the
+        // group handle the live guard borrows.
+        Target::Group(p) => Some(unsafe { &*p }.label().to_string()),
+        Target::Missing(name) => Some(name.to_string()),
+    }
+}

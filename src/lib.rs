@@ -1,0 +1,45 @@
+//! # symmem
+//!
+//! NCCL symmetric memory made easy, fast and safe for Rust tensor-parallel code.
+//!
+//! Annotate the function whose output feeds an all-reduce with
+//! [`#[symmetric_memory(group = "tp")]`](macro@symmetric_memory): every buffer the body
+//! allocates through symmem comes from the group's symmetric pool (memory from `ncclMemAlloc`,
+//! registered once per segment as an NCCL symmetric window), so the all-reduce takes NCCL's
+//! symmetric kernels, eagerly and inside CUDA graphs. Routing returns to what it was when the
+//! body ends, by any path.
+//!
+//! ```
+//! use symmem::{symmetric_memory, Buffer, Error, ReduceOp};
+//!
+//! #[symmetric_memory(group = "world")]
+//! fn partial_sums(rank: usize, n: usize) -> Result<Buffer<f32>, Error> {
+//!     let mut out = symmem::alloc_zeroed::<f32>(n)?; // from the group's symmetric pool
+//!     out.copy_from_host(&vec![rank as f32 + 1.0; n])?;
+//!     Ok(out)
+//! }
+//!
+//! let sums = symmem::host::run(4, |ctx| -> Result<Vec<f32>, Error> {
+//!     let mut y = partial_sums(ctx.rank(), 1024)?;
+//!     assert!(y.is_symmetric());
+//!     ctx.world().all_reduce(&mut y, ReduceOp::Sum)?; // symmetric path
+//!     y.to_host_vec()
+//! })
+//! .unwrap();
+//! assert!(sums.iter().all(|s| s.as_ref().unwrap().iter().all(|&v| v == 10.0)));
+//! ```
+//!
+//! The runtime runs on CUDA/NCCL (feature `cuda`, loaded at run time) or on the host backend
+//! (ranks are threads), so everything above also runs on machines without a GPU.
+
+#![deny(missing_docs)]
+
+pub use symmem_macros::symmetric_memory;
+pub use symmem_runtime::*;
+
+/// Items the `#[symmetric_memory]` expansion refers to. Not a public API: it changes with the
+/// macro, whose version is kept equal to this crate's.
+#[doc(hidden)]
+pub mod __private {
+    pub use symmem_runtime::macro_support::{enter, enter_no_capture, enter_unless, routed, Routed, WindowGuard};
+}
