@@ -34,12 +34,14 @@
 
 #![deny(missing_docs)]
 
-pub use symmem_macros::symmetric_memory;
+pub use symmem_macros::{allow_capture_unfit, symmetric_memory};
 pub use symmem_runtime::*;
 
 /// Items the `#[symmetric_memory]` expansion refers to. Not a public API: it changes with the
 /// macro, whose version is kept equal to this crate's.
 #[doc(hidden)]
 pub mod __private {
-    pub use symmem_runtime::macro_support::{enter, enter_no_capture, enter_unless, routed, Routed, WindowGuard};
+    pub use symmem_runtime::macro_support::{
+        enter, enter_no_capture, enter_unless, routed, Routed, WindowGuard,
+    };
 }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::buffer::{Buffer, Owner};
-use crate::capture::capture_alloc;
+use crate::capture::{capture_alloc, CaptureState};
 use crate::group::missing_group;
 use crate::pool::Pool;
 use crate::window::{Target, ROUTE};
@@ -11,10 +11,11 @@ use crate::{Element, Error, Result};
 
 #[inline]
 fn bytes_for<T: Element>(len: usize) -> Result<usize> {
-    len.checked_mul(std::mem::size_of::<T>()).ok_or_else(|| Error::InvalidArgument {
-        op: "alloc",
-        detail: format!("{len} elements of {} overflow the address space", T::DTYPE),
-    })
+    len.checked_mul(std::mem::size_of::<T>())
+        .ok_or_else(|| Error::InvalidArgument {
+            op: "alloc",
+            detail: format!("{len} elements of {} overflow the address space", T::DTYPE),
+        })
 }
 
 /// Allocate `len` elements of `T` (contents unspecified).
@@ -26,32 +27,48 @@ fn bytes_for<T: Element>(len: usize) -> Result<usize> {
 #[inline]
 pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
     let bytes = bytes_for::<T>(len)?;
-    ROUTE.with(|r| {
-        let pool: *const Pool = match r.target.get() {
-            Target::Group(p) => p,
-            Target::Base => std::ptr::null(),
-            Target::Missing(name) => return Err(missing_group(name)),
-        };
-        let cap = r.capture.get();
-        if !cap.is_null() {
-            // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
-            let (a, owner) = capture_alloc(unsafe { &*cap }, pool, bytes)?;
-            return Ok(Buffer::from_parts(a, len, owner));
-        }
-        let pool = if pool.is_null() { crate::group::default_pool_ptr() } else { pool };
-        if pool.is_null() {
-            return Err(Error::NoRankContext);
-        }
-        // SAFETY: routing targets and the default pool are kept alive by the rank context (or
-        // the group handle a live guard borrows).
-        let a = unsafe { &*pool }.alloc(bytes)?;
-        // SAFETY: `pool` came from `Arc::as_ptr` of a live Arc; take one more strong count.
-        let owner = unsafe {
-            Arc::increment_strong_count(pool);
-            Owner::Pool(Arc::from_raw(pool))
-        };
-        Ok(Buffer::from_parts(a, len, owner))
-    })
+    // Read the routing state in one small TLS access, then work outside the `with` closure
+    // (a large closure kept `LocalKey::with` out of line and moved the result through it).
+    let (route, cap) = ROUTE.with(|r| (r.target.get(), r.capture.get()));
+    let pool: *const Pool = match route.decode() {
+        Target::Group(p) => p,
+        Target::Base => std::ptr::null(),
+        Target::Missing(name) => return Err(missing_group(name)),
+    };
+    if !cap.is_null() {
+        return alloc_captured(cap, pool, bytes, len);
+    }
+    let pool = if pool.is_null() {
+        crate::group::default_pool_ptr()
+    } else {
+        pool
+    };
+    if pool.is_null() {
+        return Err(Error::NoRankContext);
+    }
+    // SAFETY: routing targets and the default pool are kept alive by the rank context (or
+    // the group handle a live guard borrows).
+    let a = unsafe { &*pool }.alloc(bytes)?;
+    // SAFETY: `pool` came from `Arc::as_ptr` of a live Arc; take one more strong count.
+    let owner = unsafe {
+        Arc::increment_strong_count(pool);
+        Owner::Pool(Arc::from_raw(pool))
+    };
+    Ok(Buffer::from_parts(a, len, owner))
+}
+
+/// The capture path of [`alloc`] (kept out of the eager fast path).
+#[cold]
+#[inline(never)]
+fn alloc_captured<T: Element>(
+    cap: *const CaptureState,
+    pool: *const Pool,
+    bytes: usize,
+    len: usize,
+) -> Result<Buffer<T>> {
+    // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
+    let (a, owner) = capture_alloc(unsafe { &*cap }, pool, bytes)?;
+    Ok(Buffer::from_parts(a, len, owner))
 }
 
 /// Allocate `len` zeroed elements (the zeroing is ordered on the rank's stream; capturable).

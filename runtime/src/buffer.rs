@@ -68,7 +68,14 @@ impl<T: Element> std::fmt::Debug for Buffer<T> {
 impl<T: Element> Buffer<T> {
     #[inline]
     pub(crate) fn from_parts(a: Allocation, len: usize, owner: Owner) -> Self {
-        Buffer { ptr: a.ptr, len, block: a.block, sym: a.sym, owner, _t: PhantomData }
+        Buffer {
+            ptr: a.ptr,
+            len,
+            block: a.block,
+            sym: a.sym,
+            owner,
+            _t: PhantomData,
+        }
     }
 
     /// Number of elements.
@@ -130,9 +137,6 @@ impl<T: Element> Buffer<T> {
         self.owner.pool().rank_id()
     }
 
-    pub(crate) fn sym_ref(&self) -> Option<SymRef> {
-        self.sym
-    }
 
     pub(crate) fn pool(&self) -> &Pool {
         self.owner.pool()
@@ -140,7 +144,10 @@ impl<T: Element> Buffer<T> {
 
     #[inline]
     pub(crate) fn operand(&self) -> Operand {
-        Operand { ptr: self.ptr, sym: self.sym }
+        Operand {
+            ptr: self.ptr,
+            sym: self.sym,
+        }
     }
 
     fn check_len(&self, op: &'static str, other: usize) -> Result<()> {
@@ -158,7 +165,9 @@ impl<T: Element> Buffer<T> {
         crate::capture::refuse_if_capturing_blocking("Buffer::copy_from_host")?;
         self.check_len("copy_from_host", src.len())?;
         // SAFETY: `T: Element` is plain old data; the byte view covers exactly `src`.
-        let bytes = unsafe { std::slice::from_raw_parts(src.as_ptr() as *const u8, std::mem::size_of_val(src)) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts(src.as_ptr() as *const u8, std::mem::size_of_val(src))
+        };
         self.pool().stream().copy_htod(self.ptr, bytes)
     }
 
@@ -167,7 +176,9 @@ impl<T: Element> Buffer<T> {
         crate::capture::refuse_if_capturing_blocking("Buffer::copy_to_host")?;
         self.check_len("copy_to_host", dst.len())?;
         // SAFETY: as above; every bit pattern is a valid `T` for the element types.
-        let bytes = unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst)) };
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst))
+        };
         self.pool().stream().copy_dtoh(bytes, self.ptr)
     }
 
@@ -192,9 +203,14 @@ impl<T: Element> Buffer<T> {
             });
         }
         if src.rank_id() != self.rank_id() {
-            return Err(Error::WrongDevice { op: "copy_from", detail: "the buffers belong to different ranks".into() });
+            return Err(Error::WrongDevice {
+                op: "copy_from",
+                detail: "the buffers belong to different ranks".into(),
+            });
         }
-        self.pool().stream().copy_dtod(self.ptr, src.ptr, self.size_bytes())
+        self.pool()
+            .stream()
+            .copy_dtod(self.ptr, src.ptr, self.size_bytes())
     }
 }
 

@@ -46,13 +46,22 @@ struct ArenaState {
 
 impl std::fmt::Debug for GraphArena {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GraphArena").field("pool", &self.pool.label()).finish_non_exhaustive()
+        f.debug_struct("GraphArena")
+            .field("pool", &self.pool.label())
+            .finish_non_exhaustive()
     }
 }
 
 impl GraphArena {
     fn new(pool: Arc<Pool>) -> Self {
-        GraphArena { pool, state: Mutex::new(ArenaState { owned: Vec::new(), free: Vec::new(), claimed_bytes: 0 }) }
+        GraphArena {
+            pool,
+            state: Mutex::new(ArenaState {
+                owned: Vec::new(),
+                free: Vec::new(),
+                claimed_bytes: 0,
+            }),
+        }
     }
 
     pub(crate) fn pool(&self) -> &Pool {
@@ -75,12 +84,14 @@ impl GraphArena {
             return Ok(st.free.remove(i));
         }
         let a = if self.pool.is_symmetric() {
-            self.pool.alloc_cached(need).ok_or_else(|| Error::CaptureReserveExceeded {
-                group: self.pool.label_arc().clone(),
-                requested: need,
-                available: self.pool.largest_free_block(),
-                reserve: st.claimed_bytes + need,
-            })?
+            self.pool
+                .alloc_cached(need)
+                .ok_or_else(|| Error::CaptureReserveExceeded {
+                    group: self.pool.label_arc().clone(),
+                    requested: need,
+                    available: self.pool.largest_free_block(),
+                    reserve: st.claimed_bytes + need,
+                })?
         } else {
             self.pool.alloc(need)?
         };
@@ -98,7 +109,10 @@ impl GraphArena {
 
     /// Bytes this graph holds in the pool.
     pub fn claimed_bytes(&self) -> usize {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).claimed_bytes
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .claimed_bytes
     }
 }
 
@@ -130,7 +144,11 @@ impl CaptureState {
 }
 
 /// Allocate during capture from `pool` (null: the capture-private default pool).
-pub(crate) fn capture_alloc(state: &CaptureState, pool: *const Pool, bytes: usize) -> Result<(Allocation, Owner)> {
+pub(crate) fn capture_alloc(
+    state: &CaptureState,
+    pool: *const Pool,
+    bytes: usize,
+) -> Result<(Allocation, Owner)> {
     let arena = if pool.is_null() {
         let default = Arc::as_ptr(state.rank.default_pool());
         state.arena_for(default, || state.rank.default_pool().clone())
@@ -183,7 +201,10 @@ pub struct Graph {
 
 impl std::fmt::Debug for Graph {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Graph").field("arenas", &self.arenas).field("replays", &self.replays).finish()
+        f.debug_struct("Graph")
+            .field("arenas", &self.arenas)
+            .field("replays", &self.replays)
+            .finish()
     }
 }
 
@@ -219,7 +240,10 @@ impl Graph {
 
     /// Bytes the graph holds in each pool it allocated from, as `(pool label, bytes)`.
     pub fn memory(&self) -> Vec<(String, usize)> {
-        self.arenas.iter().map(|a| (a.pool.label().to_string(), a.claimed_bytes())).collect()
+        self.arenas
+            .iter()
+            .map(|a| (a.pool.label().to_string(), a.claimed_bytes()))
+            .collect()
     }
 }
 
@@ -257,7 +281,10 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
     let stream = rank.stream().clone();
     stream.synchronize()?;
     stream.begin_capture()?;
-    let state = CaptureState { rank: rank.clone(), arenas: RefCell::new(Vec::new()) };
+    let state = CaptureState {
+        rank: rank.clone(),
+        arenas: RefCell::new(Vec::new()),
+    };
     let result = {
         ROUTE.with(|r| r.capture.set(&state as *const CaptureState));
         let _scope = CaptureScope(&state);
@@ -276,7 +303,15 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
         }
         Ok(Ok(value)) => {
             let exec = stream.end_capture()?;
-            Ok((Graph { exec, arenas, rank_id: rank.id(), replays: 0 }, value))
+            Ok((
+                Graph {
+                    exec,
+                    arenas,
+                    rank_id: rank.id(),
+                    replays: 0,
+                },
+                value,
+            ))
         }
     }
 }

@@ -36,32 +36,61 @@ impl Group {
         }
     }
 
-    fn validate(&self, what: &'static str, detail: String) -> Result<()> {
-        self.validator().check(self.comm().as_ref(), what, &detail)
+    /// Validation mode's cross-rank check; the description is only built when it is on.
+    #[inline]
+    fn validate(&self, what: &'static str, detail: impl FnOnce() -> String) -> Result<()> {
+        if !self.validator().enabled {
+            return Ok(());
+        }
+        self.validator()
+            .check(self.comm().as_ref(), what, &detail())
     }
 
     /// In-place all-reduce: every rank's `buf` becomes `op` over all ranks' `buf`.
     pub fn all_reduce<T: Element>(&self, buf: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
         let o = self.operand("all_reduce", buf)?;
-        self.validate("all_reduce", format!("{} {op:?} count {} in place {}", T::DTYPE, buf.len(), Self::describe(&o)))?;
-        self.comm().all_reduce(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, op)
+        self.validate("all_reduce", || {
+            format!(
+                "{} {op:?} count {} in place {}",
+                T::DTYPE,
+                buf.len(),
+                Self::describe(&o)
+            )
+        })?;
+        self.comm()
+            .all_reduce(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, op)
     }
 
     /// Out-of-place all-reduce: `dst = op over ranks of src`.
-    pub fn all_reduce_into<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+    pub fn all_reduce_into<T: Element>(
+        &self,
+        src: &Buffer<T>,
+        dst: &mut Buffer<T>,
+        op: ReduceOp,
+    ) -> Result<()> {
         if src.len() != dst.len() {
             return Err(Error::LengthMismatch {
                 op: "all_reduce_into",
-                detail: format!("src has {} elements and dst {}; they must be equal", src.len(), dst.len()),
+                detail: format!(
+                    "src has {} elements and dst {}; they must be equal",
+                    src.len(),
+                    dst.len()
+                ),
             });
         }
         let s = self.operand("all_reduce_into", src)?;
         let d = self.operand("all_reduce_into", dst)?;
-        self.validate(
-            "all_reduce",
-            format!("{} {op:?} count {} src {} dst {}", T::DTYPE, src.len(), Self::describe(&s), Self::describe(&d)),
-        )?;
-        self.comm().all_reduce(self.stream().as_ref(), s, d, src.len(), T::DTYPE, op)
+        self.validate("all_reduce", || {
+            format!(
+                "{} {op:?} count {} src {} dst {}",
+                T::DTYPE,
+                src.len(),
+                Self::describe(&s),
+                Self::describe(&d)
+            )
+        })?;
+        self.comm()
+            .all_reduce(self.stream().as_ref(), s, d, src.len(), T::DTYPE, op)
     }
 
     /// All-gather: `dst[r * n .. (r + 1) * n] = src of rank r`, with `n = src.len()`.
@@ -80,12 +109,25 @@ impl Group {
         }
         let s = self.operand("all_gather", src)?;
         let d = self.operand("all_gather", dst)?;
-        self.validate("all_gather", format!("{} count {n} src {} dst {}", T::DTYPE, Self::describe(&s), Self::describe(&d)))?;
-        self.comm().all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
+        self.validate("all_gather", || {
+            format!(
+                "{} count {n} src {} dst {}",
+                T::DTYPE,
+                Self::describe(&s),
+                Self::describe(&d)
+            )
+        })?;
+        self.comm()
+            .all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
     }
 
     /// Reduce-scatter: `dst = op over ranks of src[rank * n .. (rank + 1) * n]`, `n = dst.len()`.
-    pub fn reduce_scatter<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+    pub fn reduce_scatter<T: Element>(
+        &self,
+        src: &Buffer<T>,
+        dst: &mut Buffer<T>,
+        op: ReduceOp,
+    ) -> Result<()> {
         let n = dst.len();
         if src.len() != n * self.size() {
             return Err(Error::LengthMismatch {
@@ -100,11 +142,16 @@ impl Group {
         }
         let s = self.operand("reduce_scatter", src)?;
         let d = self.operand("reduce_scatter", dst)?;
-        self.validate(
-            "reduce_scatter",
-            format!("{} {op:?} count {n} src {} dst {}", T::DTYPE, Self::describe(&s), Self::describe(&d)),
-        )?;
-        self.comm().reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
+        self.validate("reduce_scatter", || {
+            format!(
+                "{} {op:?} count {n} src {} dst {}",
+                T::DTYPE,
+                Self::describe(&s),
+                Self::describe(&d)
+            )
+        })?;
+        self.comm()
+            .reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
     }
 
     /// Broadcast in place: every rank's `buf` becomes rank `root`'s `buf`.
@@ -112,17 +159,29 @@ impl Group {
         if root >= self.size() {
             return Err(Error::InvalidArgument {
                 op: "broadcast",
-                detail: format!("root {root} is not a rank of group `{}` (size {})", self.name(), self.size()),
+                detail: format!(
+                    "root {root} is not a rank of group `{}` (size {})",
+                    self.name(),
+                    self.size()
+                ),
             });
         }
         let o = self.operand("broadcast", buf)?;
-        self.validate("broadcast", format!("{} count {} root {root} {}", T::DTYPE, buf.len(), Self::describe(&o)))?;
-        self.comm().broadcast(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, root)
+        self.validate("broadcast", || {
+            format!(
+                "{} count {} root {root} {}",
+                T::DTYPE,
+                buf.len(),
+                Self::describe(&o)
+            )
+        })?;
+        self.comm()
+            .broadcast(self.stream().as_ref(), o, o, buf.len(), T::DTYPE, root)
     }
 
     /// Wait until every rank of the group reaches this point (ordered on the stream).
     pub fn barrier(&self) -> Result<()> {
-        self.validate("barrier", String::new())?;
+        self.validate("barrier", String::new)?;
         self.comm().barrier(self.stream().as_ref())
     }
 }

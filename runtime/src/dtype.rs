@@ -82,7 +82,9 @@ mod sealed {
 /// A plain-old-data element type that buffers can hold and collectives can reduce.
 ///
 /// Implemented for `u8`, `i32`, `u32`, `i64`, `u64`, [`f16`], [`bf16`], `f32` and `f64`; sealed.
-pub trait Element: Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static + sealed::Sealed {
+pub trait Element:
+    Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static + sealed::Sealed
+{
     /// The runtime tag of this type.
     const DTYPE: DType;
     /// The additive identity.
@@ -220,6 +222,9 @@ mod tests {
         assert_eq!(i32::combine(3, 4, ReduceOp::Max), 4);
         assert_eq!(f32::combine(3.0, 4.0, ReduceOp::Min), 3.0);
         assert_eq!(i64::div_count(9, 2), 4);
-        assert_eq!(bf16::combine(bf16::from_f32(1.5), bf16::from_f32(2.0), ReduceOp::Sum).to_f32(), 3.5);
+        assert_eq!(
+            bf16::combine(bf16::from_f32(1.5), bf16::from_f32(2.0), ReduceOp::Sum).to_f32(),
+            3.5
+        );
     }
 }

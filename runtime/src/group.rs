@@ -43,7 +43,12 @@ impl Default for RankConfig {
             .filter(|s| *s > 0.0)
             .map(Duration::from_secs_f64)
             .unwrap_or(Duration::from_secs(300));
-        RankConfig { validate: env_validate(), timeout, symmetric_pool_limit: None, default_pool_limit: None }
+        RankConfig {
+            validate: env_validate(),
+            timeout,
+            symmetric_pool_limit: None,
+            default_pool_limit: None,
+        }
     }
 }
 
@@ -61,7 +66,10 @@ pub fn validate_group_name(name: &str) -> Result<()> {
         None
     };
     match why {
-        Some(why) => Err(Error::InvalidGroupName { name: name.to_string(), why }),
+        Some(why) => Err(Error::InvalidGroupName {
+            name: name.to_string(),
+            why,
+        }),
         None => Ok(()),
     }
 }
@@ -224,10 +232,19 @@ impl RankInner {
         &self.default_pool
     }
     fn find(&self, name: &str) -> Option<*const Pool> {
-        self.groups.borrow().iter().find(|g| g.name() == name).map(|g| g.pool_ptr())
+        self.groups
+            .borrow()
+            .iter()
+            .find(|g| g.name() == name)
+            .map(|g| g.pool_ptr())
     }
     fn known(&self) -> String {
-        self.groups.borrow().iter().map(|g| g.name().to_string()).collect::<Vec<_>>().join(", ")
+        self.groups
+            .borrow()
+            .iter()
+            .map(|g| g.name().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -250,10 +267,16 @@ impl std::fmt::Debug for RankContext {
 
 impl RankContext {
     /// Install a rank on the current thread, with `world` as its group named `"world"`.
-    pub fn install(device: Arc<dyn DeviceBackend>, world: Arc<dyn CommBackend>, config: RankConfig) -> Result<RankContext> {
+    pub fn install(
+        device: Arc<dyn DeviceBackend>,
+        world: Arc<dyn CommBackend>,
+        config: RankConfig,
+    ) -> Result<RankContext> {
         crate::capture::refuse_if_capturing_setup("RankContext::install")?;
         if let Some(existing) = current_rank_opt() {
-            return Err(Error::RankContextAlreadyInstalled { rank: existing.world.rank() });
+            return Err(Error::RankContextAlreadyInstalled {
+                rank: existing.world.rank(),
+            });
         }
         device.bind_to_thread()?;
         let id = NEXT_RANK_ID.fetch_add(1, Ordering::Relaxed);
@@ -296,10 +319,16 @@ impl RankContext {
 
     /// The group named `name`.
     pub fn group(&self, name: &str) -> Result<Group> {
-        self.inner.groups.borrow().iter().find(|g| g.name() == name).cloned().ok_or_else(|| Error::GroupNotFound {
-            name: name.to_string(),
-            known: self.inner.known(),
-        })
+        self.inner
+            .groups
+            .borrow()
+            .iter()
+            .find(|g| g.name() == name)
+            .cloned()
+            .ok_or_else(|| Error::GroupNotFound {
+                name: name.to_string(),
+                known: self.inner.known(),
+            })
     }
 
     /// Every group of this rank.
@@ -312,9 +341,17 @@ impl RankContext {
         crate::capture::refuse_if_capturing_setup("RankContext::add_group")?;
         validate_group_name(name)?;
         if self.inner.find(name).is_some() {
-            return Err(Error::DuplicateGroup { name: name.to_string() });
+            return Err(Error::DuplicateGroup {
+                name: name.to_string(),
+            });
         }
-        let g = make_group(Arc::from(name), comm, self.inner.id, self.inner.stream.clone(), &self.inner.config);
+        let g = make_group(
+            Arc::from(name),
+            comm,
+            self.inner.id,
+            self.inner.stream.clone(),
+            &self.inner.config,
+        );
         self.inner.groups.borrow_mut().push(g.clone());
         Ok(g)
     }
@@ -326,7 +363,9 @@ impl RankContext {
         crate::capture::refuse_if_capturing_setup("RankContext::split_group")?;
         validate_group_name(name)?;
         if self.inner.find(name).is_some() {
-            return Err(Error::DuplicateGroup { name: name.to_string() });
+            return Err(Error::DuplicateGroup {
+                name: name.to_string(),
+            });
         }
         let comm = parent.comm().split(color, key)?;
         self.add_group(name, comm)
@@ -334,7 +373,9 @@ impl RankContext {
 
     /// The rank's stream.
     pub fn stream(&self) -> Stream {
-        Stream { inner: self.inner.stream.clone() }
+        Stream {
+            inner: self.inner.stream.clone(),
+        }
     }
 
     /// The rank's device.
@@ -384,17 +425,39 @@ impl Drop for RankContext {
     }
 }
 
-fn make_group(name: Arc<str>, comm: Arc<dyn CommBackend>, rank_id: u64, stream: Arc<dyn StreamBackend>, config: &RankConfig) -> Group {
+fn make_group(
+    name: Arc<str>,
+    comm: Arc<dyn CommBackend>,
+    rank_id: u64,
+    stream: Arc<dyn StreamBackend>,
+    config: &RankConfig,
+) -> Group {
     comm.set_name(&name);
-    let validator = Validator { enabled: config.validate, timeout: config.timeout, group: name.clone() };
+    let validator = Validator {
+        enabled: config.validate,
+        timeout: config.timeout,
+        group: name.clone(),
+    };
     let pool = Arc::new(Pool::new(
         name.clone(),
         rank_id,
-        Source::Symmetric { comm: comm.clone(), validator: validator.clone() },
+        Source::Symmetric {
+            comm: comm.clone(),
+            validator: validator.clone(),
+        },
         stream.clone(),
         config.symmetric_pool_limit,
     ));
-    Group { shared: Arc::new(GroupShared { name, comm, pool, stream, rank_id, validator }) }
+    Group {
+        shared: Arc::new(GroupShared {
+            name,
+            comm,
+            pool,
+            stream,
+            rank_id,
+            validator,
+        }),
+    }
 }
 
 fn current_rank_opt() -> Option<Rc<RankInner>> {
@@ -428,8 +491,16 @@ pub(crate) fn current_rank_id() -> Option<u64> {
 /// The current thread's group named `name`.
 pub fn group(name: &str) -> Result<Group> {
     let rank = current_rank()?;
-    let g = rank.groups.borrow().iter().find(|g| g.name() == name).cloned();
-    g.ok_or_else(|| Error::GroupNotFound { name: name.to_string(), known: rank.known() })
+    let g = rank
+        .groups
+        .borrow()
+        .iter()
+        .find(|g| g.name() == name)
+        .cloned();
+    g.ok_or_else(|| Error::GroupNotFound {
+        name: name.to_string(),
+        known: rank.known(),
+    })
 }
 
 /// Enter the window of the current thread's group named `name`.
@@ -439,7 +510,10 @@ pub fn window(name: &str) -> Result<WindowGuard<'static>> {
     let rank = current_rank()?;
     match rank.find(name) {
         Some(p) => Ok(WindowGuard::enter(Target::Group(p))),
-        None => Err(Error::GroupNotFound { name: name.to_string(), known: rank.known() }),
+        None => Err(Error::GroupNotFound {
+            name: name.to_string(),
+            known: rank.known(),
+        }),
     }
 }
 
@@ -464,7 +538,9 @@ pub(crate) fn enter_named(name: &'static str) -> WindowGuard<'static> {
 
 /// The current rank's stream.
 pub fn current_stream() -> Result<Stream> {
-    Ok(Stream { inner: current_rank()?.stream.clone() })
+    Ok(Stream {
+        inner: current_rank()?.stream.clone(),
+    })
 }
 
 /// Wait until the current rank's stream is idle. Refused during capture.
@@ -476,7 +552,10 @@ pub fn synchronize() -> Result<()> {
 /// Error for a missing group at allocation time.
 pub(crate) fn missing_group(name: &str) -> Error {
     let known = current_rank_opt().map(|r| r.known()).unwrap_or_default();
-    Error::GroupNotFound { name: name.to_string(), known }
+    Error::GroupNotFound {
+        name: name.to_string(),
+        known,
+    }
 }
 
 /// The default pool of the current rank, as a raw pointer (null: no rank).

@@ -17,6 +17,7 @@ mod collective;
 mod dtype;
 mod error;
 mod group;
+pub mod launch;
 #[doc(hidden)]
 pub mod macro_support;
 pub mod pool;
@@ -30,7 +31,11 @@ pub use buffer::{Buffer, SymmetricInfo};
 pub use capture::{capture, is_capturing, Graph};
 pub use dtype::{DType, Element, ReduceOp};
 pub use error::{Error, Result};
-pub use group::{current_stream, group, synchronize, validate_group_name, window, Group, RankConfig, RankContext, Stream};
+pub use group::{
+    current_stream, group, synchronize, validate_group_name, window, Group, RankConfig,
+    RankContext, Stream,
+};
+pub use launch::{detect, run, BackendChoice, BackendReport};
 pub use pool::PoolStats;
 pub use window::{opt_out, reset_routing, routed_group, window_depth, OptOutGuard, WindowGuard};
 

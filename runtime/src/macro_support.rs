@@ -26,7 +26,11 @@ pub fn enter_unless(disabled: bool, group: &'static str) -> WindowGuard<'static>
 
 /// [`enter_unless`] for functions marked `capture = "never"`: panics when the thread captures.
 #[inline]
-pub fn enter_no_capture(disabled: bool, group: &'static str, function: &'static str) -> WindowGuard<'static> {
+pub fn enter_no_capture(
+    disabled: bool,
+    group: &'static str,
+    function: &'static str,
+) -> WindowGuard<'static> {
     if crate::capture::is_capturing() {
         never_in_capture(group, function)
     }
@@ -53,14 +57,21 @@ pub struct Routed<F> {
 
 impl<F: std::fmt::Debug> std::fmt::Debug for Routed<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Routed").field("group", &self.group).field("disabled", &self.disabled).finish()
+        f.debug_struct("Routed")
+            .field("group", &self.group)
+            .field("disabled", &self.disabled)
+            .finish()
     }
 }
 
 /// Wrap `fut` so that every poll runs inside `group`'s window.
 #[inline]
 pub fn routed<F: Future>(disabled: bool, group: &'static str, fut: F) -> Routed<F> {
-    Routed { fut, group, disabled }
+    Routed {
+        fut,
+        group,
+        disabled,
+    }
 }
 
 impl<F: Future> Future for Routed<F> {

@@ -37,13 +37,22 @@ impl Validator {
             .map(|(r, d)| format!("rank {r}: {}", String::from_utf8_lossy(d)))
             .collect::<Vec<_>>()
             .join("; ");
-        Err(Error::RankDivergence { group: self.group.to_string(), what: what.to_string(), details })
+        Err(Error::RankDivergence {
+            group: self.group.to_string(),
+            what: what.to_string(),
+            details,
+        })
     }
 }
 
 /// Whether `SYMMEM_VALIDATE` asks for validation (`1`, `true`, `yes`, `on`).
 pub(crate) fn env_validate() -> bool {
     std::env::var("SYMMEM_VALIDATE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }

@@ -1,5 +1,5 @@
+use symmem::{Error, ReduceOp};
 use symmem_runtime as symmem;
-use symmem::{ReduceOp, Error};
 
 #[test]
 fn smoke_all_reduce_and_capture() {
@@ -23,10 +23,15 @@ fn smoke_all_reduce_and_capture() {
             world.all_reduce(&mut o, ReduceOp::Sum)?;
             Ok(o)
         })?;
-        for _ in 0..10 { g.replay()?; }
+        for _ in 0..10 {
+            g.replay()?;
+        }
         src.copy_from_host(&vec![2.0f32; 256])?;
         g.replay()?;
         out.to_host_vec()
-    }).unwrap();
-    for r in out { assert!(r.unwrap().iter().all(|&x| x == 8.0)); }
+    })
+    .unwrap();
+    for r in out {
+        assert!(r.unwrap().iter().all(|&x| x == 8.0));
+    }
 }

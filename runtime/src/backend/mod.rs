@@ -86,7 +86,10 @@ pub trait StreamBackend: Send + Sync + 'static {
     /// Run a host closure as stream work (host backend only; recorded while capturing).
     fn launch_host(&self, op: HostOp) -> Result<()> {
         drop(op);
-        Err(crate::Error::Unsupported { backend: "this", what: "host closures as stream work".into() })
+        Err(crate::Error::Unsupported {
+            backend: "this",
+            what: "host closures as stream work".into(),
+        })
     }
     /// Downcasting support for backend-specific extensions.
     fn as_any(&self) -> &dyn Any;
@@ -158,7 +161,14 @@ pub trait CommBackend: Send + Sync + 'static {
         op: ReduceOp,
     ) -> Result<()>;
     /// `recv[r * count ..][..count] = send of rank r`.
-    fn all_gather(&self, stream: &dyn StreamBackend, send: Operand, recv: Operand, count: usize, dtype: DType) -> Result<()>;
+    fn all_gather(
+        &self,
+        stream: &dyn StreamBackend,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+    ) -> Result<()>;
     /// `recv = op over ranks of send[rank * count ..][..count]`.
     fn reduce_scatter(
         &self,

@@ -35,9 +35,10 @@
 //! Every [`Block`] carries a private serial number, unique within its arena,
 //! and the slot of its bookkeeping node. [`Arena::free`] returns
 //! [`ArenaError::NotAllocated`] (and changes nothing) for a block that is not
-//! currently allocated: a double free, a block of a released segment, or a
-//! block of another arena that does not match this arena's live block of the
-//! same slot and serial. It never corrupts the arena.
+//! currently allocated: a double free, a stale block (even when its slot,
+//! offset and size have been handed out again since), a block of a released
+//! segment, or a block of another arena unless it describes exactly a live
+//! block of this one. It never corrupts the arena and never panics.
 //!
 //! # Data structures
 //!
@@ -45,15 +46,22 @@
 //!   their segment (O(1) coalescing) and an intrusive list of vacant slots.
 //! * Free blocks of fewer than 8192 alignment units (4 MiB at the default
 //!   alignment of 512) live in exact size classes, one per unit count. Each
-//!   class is a binary min-heap keyed by `(segment, offset)` (so ties go to
-//!   the lowest address) with back-pointers for O(log n) removal (O(1) in the
-//!   common case of one block per class). A two-level bitmap finds the
-//!   smallest non-empty class at least as large as a request in O(1).
+//!   class is an intrusive pairing heap keyed by `(segment, offset)` (ties go
+//!   to the lowest address) whose links live in the nodes: inserting is O(1),
+//!   removing O(log n) amortized and O(1) for the common lone block of its
+//!   class. A two-level bitmap finds the smallest non-empty class at least as
+//!   large as a request in O(1).
 //! * Larger free blocks live in a `BTreeMap` keyed by `(size, segment,
 //!   offset)`.
+//!
+//! The hot paths keep the slab as a local slice and never build a node on
+//! the stack; steady-state `try_alloc` + `free` does no heap allocation.
+//! Footprint: about 33 KiB per arena (class roots and bitmaps) plus 48 bytes
+//! per block node.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU64;
 
 /// Identifier of a segment of an [`Arena`]. Ids are assigned 0, 1, 2, ... in
 /// the order of [`Arena::add_segment`] calls and are never reused.
@@ -72,8 +80,8 @@ const SUMMARY_WORDS: usize = BITMAP_WORDS / 64;
 /// An allocated range `[offset, offset + size)` of segment `segment`.
 ///
 /// Blocks are only created by [`Arena::try_alloc`]; the private fields
-/// identify the allocation so that [`Arena::free`] can detect double and
-/// foreign frees. Two blocks compare equal only if they are the same
+/// identify the allocation so that [`Arena::free`] can detect double, stale
+/// and foreign frees. Two blocks compare equal only if they are the same
 /// allocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Block {
@@ -86,8 +94,8 @@ pub(crate) struct Block {
     pub size: usize,
     /// Slab slot of the node that describes this block.
     slot: u32,
-    /// Serial number of the allocation, unique within the arena, never 0.
-    serial: u64,
+    /// Serial number of the allocation, unique within the arena.
+    serial: NonZeroU64,
 }
 
 /// Configuration of an [`Arena`]. See [`ArenaConfig::validate`] for the rules.
@@ -160,7 +168,7 @@ pub(crate) struct ArenaStats {
 }
 
 /// Errors reported by an [`Arena`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ArenaError {
     /// [`Arena::free`] was given a block that is not currently allocated in
     /// this arena (double free, stale block of a released segment, or a
@@ -190,7 +198,11 @@ pub(crate) enum ArenaError {
 impl fmt::Display for ArenaError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ArenaError::NotAllocated { segment, offset, size } => write!(
+            ArenaError::NotAllocated {
+                segment,
+                offset,
+                size,
+            } => write!(
                 f,
                 "block (segment {segment}, offset {offset}, size {size}) is not allocated in \
                  this pool (double free, or a block of another pool)"
@@ -200,7 +212,9 @@ impl fmt::Display for ArenaError {
                 "invalid segment size {size}: must be a non-zero multiple of the alignment \
                  {alignment}"
             ),
-            ArenaError::InvalidConfig { reason } => write!(f, "invalid arena configuration: {reason}"),
+            ArenaError::InvalidConfig { reason } => {
+                write!(f, "invalid arena configuration: {reason}")
+            }
         }
     }
 }
@@ -208,6 +222,9 @@ impl fmt::Display for ArenaError {
 impl std::error::Error for ArenaError {}
 
 /// A node of the slab: a free or allocated block, or a vacant slot.
+///
+/// A live node is free iff `serial == 0`. Vacant slots also have serial 0
+/// but are never reachable from a live node's links.
 #[derive(Clone, Copy, Debug)]
 struct Node {
     /// Offset inside the segment.
@@ -223,24 +240,30 @@ struct Node {
     /// Address-next node of the same segment, or `NIL`; for a vacant slot,
     /// the next vacant slot.
     next: u32,
-    /// Position in its class heap while free and in an exact class.
-    heap_pos: u32,
-    /// Whether the node is a free block.
-    free: bool,
+    /// Pairing heap of the size class (free nodes of exact classes only):
+    /// first child.
+    child: u32,
+    /// Pairing heap: next sibling.
+    sibling: u32,
+    /// Pairing heap: previous sibling, or the parent for a first child;
+    /// `NIL` exactly for the root.
+    left: u32,
 }
 
-/// An entry of a class heap: a free block, keyed by `(segment, offset)`.
-#[derive(Clone, Copy, Debug)]
-struct HeapEntry {
-    offset: usize,
-    segment: SegmentId,
-    slot: u32,
-}
-
-impl HeapEntry {
-    #[inline(always)]
-    fn less(&self, other: &HeapEntry) -> bool {
-        (self.segment, self.offset) < (other.segment, other.offset)
+impl Node {
+    /// A vacant slot whose vacant-list successor is `next`.
+    const fn vacant(next: u32) -> Node {
+        Node {
+            offset: 0,
+            size: 0,
+            serial: 0,
+            segment: 0,
+            prev: NIL,
+            next,
+            child: NIL,
+            sibling: NIL,
+            left: NIL,
+        }
     }
 }
 
@@ -256,34 +279,44 @@ struct SegmentInfo {
     live: bool,
 }
 
+/// The free blocks, indexed by size.
+#[derive(Clone)]
+struct SizeIndex {
+    /// log2(alignment): the unit of the exact classes.
+    shift: u32,
+    /// Bit `u` set iff exact class `u` is non-empty.
+    bits: [u64; BITMAP_WORDS],
+    /// Bit `w` set iff `bits[w] != 0`.
+    summary: [u64; SUMMARY_WORDS],
+    /// Root of the pairing heap (by `(segment, offset)`) of each exact
+    /// class, `NIL` when empty.
+    roots: Box<[u32; EXACT_CLASSES]>,
+    /// Free blocks of at least `EXACT_CLASSES` units: `(size, segment,
+    /// offset) -> slot`.
+    large: BTreeMap<(usize, SegmentId, usize), u32>,
+}
+
 /// Deterministic best-fit offset allocator over caller-owned segments.
 /// See the [module documentation](self).
 #[derive(Clone)]
 pub(crate) struct Arena {
     cfg: ArenaConfig,
-    /// log2(alignment).
-    shift: u32,
     nodes: Vec<Node>,
     /// Head of the intrusive list of vacant slots.
     vacant: u32,
-    /// Exact classes: min-heaps of free blocks by `(segment, offset)`.
-    classes: Box<[Vec<HeapEntry>]>,
-    /// Bit `u` set iff class `u` is non-empty.
-    bits: Box<[u64; BITMAP_WORDS]>,
-    /// Bit `w` set iff `bits[w] != 0`.
-    summary: [u64; SUMMARY_WORDS],
-    /// Free blocks of at least `EXACT_CLASSES` units: `(size, segment,
-    /// offset) -> slot`.
-    large: BTreeMap<(usize, SegmentId, usize), u32>,
+    index: SizeIndex,
     /// Indexed by `SegmentId`; released segments stay as tombstones.
     segments: Vec<SegmentInfo>,
     /// Ids of live segments, ascending.
     live_segments: Vec<SegmentId>,
-    next_serial: u64,
+    /// Serial of the next allocation.
+    next_serial: NonZeroU64,
     reserved: usize,
     in_use: usize,
-    free_blocks: usize,
     allocated_blocks: usize,
+    /// Number of free blocks (maintained here rather than in the index:
+    /// most unlink/link pairs cancel out).
+    free_blocks: usize,
 }
 
 impl fmt::Debug for Arena {
@@ -312,26 +345,30 @@ impl Arena {
         if let Err(e) = cfg.validate() {
             panic!("{e}");
         }
+        let roots: Box<[u32]> = vec![NIL; EXACT_CLASSES].into_boxed_slice();
         Arena {
-            shift: cfg.alignment.trailing_zeros(),
+            index: SizeIndex {
+                shift: cfg.alignment.trailing_zeros(),
+                bits: [0; BITMAP_WORDS],
+                summary: [0; SUMMARY_WORDS],
+                roots: roots.try_into().expect("EXACT_CLASSES roots"),
+                large: BTreeMap::new(),
+            },
             cfg,
             nodes: Vec::new(),
             vacant: NIL,
-            classes: (0..EXACT_CLASSES).map(|_| Vec::new()).collect(),
-            bits: Box::new([0; BITMAP_WORDS]),
-            summary: [0; SUMMARY_WORDS],
-            large: BTreeMap::new(),
             segments: Vec::new(),
             live_segments: Vec::new(),
-            next_serial: 1,
+            next_serial: NonZeroU64::MIN,
             reserved: 0,
             in_use: 0,
-            free_blocks: 0,
             allocated_blocks: 0,
+            free_blocks: 0,
         }
     }
 
     /// The configuration.
+    #[allow(dead_code)] // API for the pool and debug checks; not every build calls it
     pub fn config(&self) -> &ArenaConfig {
         &self.cfg
     }
@@ -399,71 +436,90 @@ impl Arena {
     /// After 2^32 - 1 segments.
     pub fn try_add_segment(&mut self, size: usize) -> Result<SegmentId, ArenaError> {
         if size == 0 || size & (self.cfg.alignment - 1) != 0 {
-            return Err(ArenaError::InvalidSegmentSize { size, alignment: self.cfg.alignment });
+            return Err(ArenaError::InvalidSegmentSize {
+                size,
+                alignment: self.cfg.alignment,
+            });
         }
         let id = SegmentId::try_from(self.segments.len())
             .ok()
             .filter(|&id| id != SegmentId::MAX)
             .expect("symmem arena: segment ids exhausted");
-        let head = self.new_node(Node {
-            offset: 0,
+        let head = self.take_vacant();
+        let h = &mut self.nodes[head as usize];
+        h.offset = 0;
+        h.size = size;
+        h.segment = id;
+        h.prev = NIL;
+        h.next = NIL;
+        self.index.link(&mut self.nodes, head, size);
+        self.segments.push(SegmentInfo {
             size,
-            serial: 0,
-            segment: id,
-            prev: NIL,
-            next: NIL,
-            heap_pos: 0,
-            free: true,
+            head,
+            live: true,
         });
-        self.segments.push(SegmentInfo { size, head, live: true });
         self.live_segments.push(id);
         self.reserved += size;
-        self.link_free(head);
+        self.free_blocks += 1;
         Ok(id)
     }
 
     /// Size of segment `id`, `None` if it does not exist (any more).
+    #[allow(dead_code)] // API for the pool and debug checks; not every build calls it
     pub fn segment_size(&self, id: SegmentId) -> Option<usize> {
-        self.segments.get(id as usize).filter(|s| s.live).map(|s| s.size)
+        self.segments
+            .get(id as usize)
+            .filter(|s| s.live)
+            .map(|s| s.size)
     }
 
     /// Allocates `bytes` (rounded with [`Arena::round_request`]) from the
     /// smallest free block that fits (ties: lowest `(segment, offset)`),
     /// splitting off the remainder as a free block. Never adds segments:
     /// `None` when no free block fits.
+    #[inline]
     pub fn try_alloc(&mut self, bytes: usize) -> Option<Block> {
         let size = self.checked_round_request(bytes)?;
-        let slot = self.find_best(size)?;
-        self.unlink_free(slot);
-        let s = slot as usize;
-        let Node { offset, size: total, segment, next, .. } = self.nodes[s];
-        if total > size {
-            let rest = self.new_node(Node {
-                offset: offset + size,
-                size: total - size,
-                serial: 0,
-                segment,
-                prev: slot,
-                next,
-                heap_pos: 0,
-                free: true,
-            });
-            if next != NIL {
-                self.nodes[next as usize].prev = rest;
-            }
-            let n = &mut self.nodes[s];
-            n.next = rest;
-            n.size = size;
-            self.link_free(rest);
+        let slot = self.index.find_best(size)?;
+        if self.vacant == NIL {
+            // A spare slot for the remainder, so that the slab is not
+            // reallocated below.
+            self.grow_slab();
         }
         let serial = self.next_serial;
-        self.next_serial += 1;
-        let n = &mut self.nodes[s];
-        n.free = false;
-        n.serial = serial;
+        self.next_serial = serial.saturating_add(1);
         self.in_use += size;
         self.allocated_blocks += 1;
-        Some(Block { segment, offset, size, slot, serial })
+        let nodes = &mut self.nodes[..];
+        self.index.unlink(nodes, slot);
+        let n = &mut nodes[slot as usize];
+        let (offset, total, segment, next) = (n.offset, n.size, n.segment, n.next);
+        n.serial = serial.get();
+        if total > size {
+            n.size = size;
+            let rest = self.vacant;
+            n.next = rest;
+            let r = &mut nodes[rest as usize];
+            self.vacant = r.next;
+            r.offset = offset + size;
+            r.size = total - size;
+            r.segment = segment;
+            r.prev = slot;
+            r.next = next;
+            if next != NIL {
+                nodes[next as usize].prev = rest;
+            }
+            self.index.link(nodes, rest, total - size);
+        } else {
+            self.free_blocks -= 1;
+        }
+        Some(Block {
+            segment,
+            offset,
+            size,
+            slot,
+            serial,
+        })
     }
 
     /// Returns `block` to the arena, coalescing it with free neighbours of
@@ -474,49 +530,62 @@ impl Arena {
     /// [`ArenaError::NotAllocated`] if `block` is not currently allocated in
     /// this arena (double free, stale or foreign block); the arena is then
     /// unchanged.
+    #[inline]
     pub fn free(&mut self, block: Block) -> Result<(), ArenaError> {
-        if !self.is_allocated(&block) {
-            return Err(ArenaError::NotAllocated {
-                segment: block.segment,
-                offset: block.offset,
-                size: block.size,
-            });
-        }
+        let nodes = &mut self.nodes[..];
         let slot = block.slot;
-        let s = slot as usize;
+        let Some(n) = nodes.get_mut(slot as usize) else {
+            return Err(not_allocated(&block));
+        };
+        if n.serial != block.serial.get()
+            || n.segment != block.segment
+            || n.offset != block.offset
+            || n.size != block.size
+        {
+            return Err(not_allocated(&block));
+        }
+        n.serial = 0;
+        let (prev, next) = (n.prev, n.next);
         self.in_use -= block.size;
         self.allocated_blocks -= 1;
-        let Node { prev, next, .. } = self.nodes[s];
-        {
-            let n = &mut self.nodes[s];
-            n.serial = 0;
-            n.free = true;
-        }
-        if next != NIL && self.nodes[next as usize].free {
-            self.unlink_free(next);
-            let Node { size, next: nn, .. } = self.nodes[next as usize];
-            let n = &mut self.nodes[s];
-            n.size += size;
-            n.next = nn;
-            if nn != NIL {
-                self.nodes[nn as usize].prev = slot;
+        let mut size = block.size;
+        let mut start = slot;
+        let mut after = next;
+        // Free blocks after this call: one more, minus each merge.
+        let mut free_blocks = self.free_blocks + 1;
+        if next != NIL {
+            let nn = &mut nodes[next as usize];
+            if nn.serial == 0 {
+                size += nn.size;
+                after = nn.next;
+                self.index.unlink(nodes, next);
+                free_blocks -= 1;
+                // Vacate `next`.
+                let nn = &mut nodes[next as usize];
+                nn.next = self.vacant;
+                self.vacant = next;
             }
-            self.vacate(next);
         }
-        if prev != NIL && self.nodes[prev as usize].free {
-            self.unlink_free(prev);
-            let Node { size, next: nn, .. } = self.nodes[s];
-            let p = &mut self.nodes[prev as usize];
-            p.size += size;
-            p.next = nn;
-            if nn != NIL {
-                self.nodes[nn as usize].prev = prev;
+        if prev != NIL {
+            let p = &nodes[prev as usize];
+            if p.serial == 0 {
+                size += p.size;
+                self.index.unlink(nodes, prev);
+                free_blocks -= 1;
+                // Vacate `slot`.
+                nodes[slot as usize].next = self.vacant;
+                self.vacant = slot;
+                start = prev;
             }
-            self.vacate(slot);
-            self.link_free(prev);
-        } else {
-            self.link_free(slot);
         }
+        let n = &mut nodes[start as usize];
+        n.size = size;
+        n.next = after;
+        if after != NIL {
+            nodes[after as usize].prev = start;
+        }
+        self.index.link(nodes, start, size);
+        self.free_blocks = free_blocks;
         Ok(())
     }
 
@@ -528,13 +597,15 @@ impl Arena {
         for i in 0..self.live_segments.len() {
             let id = self.live_segments[i];
             let SegmentInfo { size, head, .. } = self.segments[id as usize];
-            let h = self.nodes[head as usize];
-            if h.free && h.next == NIL {
+            let h = &self.nodes[head as usize];
+            if h.serial == 0 && h.next == NIL {
                 debug_assert_eq!(h.size, size);
-                self.unlink_free(head);
-                self.vacate(head);
+                self.index.unlink(&mut self.nodes, head);
+                self.nodes[head as usize] = Node::vacant(self.vacant);
+                self.vacant = head;
                 self.segments[id as usize].live = false;
                 self.reserved -= size;
+                self.free_blocks -= 1;
                 released.push((id, size));
             } else {
                 self.live_segments[kept] = id;
@@ -558,34 +629,23 @@ impl Arena {
     }
 
     /// Total size of the free blocks.
+    #[allow(dead_code)] // API for the pool and debug checks; not every build calls it
     pub fn free_bytes(&self) -> usize {
         self.reserved - self.in_use
     }
 
     /// Size of the largest free block, 0 when there is none.
     pub fn largest_free_block(&self) -> usize {
-        if let Some((&(size, _, _), _)) = self.large.last_key_value() {
-            return size;
-        }
-        for s in (0..SUMMARY_WORDS).rev() {
-            let sm = self.summary[s];
-            if sm != 0 {
-                let w = s * 64 + 63 - sm.leading_zeros() as usize;
-                let class = w * 64 + 63 - self.bits[w].leading_zeros() as usize;
-                return class << self.shift;
-            }
-        }
-        0
+        self.index.largest()
     }
 
     /// Whether `block` is currently allocated in this arena (it was returned
     /// by [`Arena::try_alloc`] and not freed since).
-    #[inline]
+    #[allow(dead_code)] // API for the pool and debug checks; not every build calls it
     pub fn is_allocated(&self, block: &Block) -> bool {
         match self.nodes.get(block.slot as usize) {
             Some(n) => {
-                n.serial != 0
-                    && n.serial == block.serial
+                n.serial == block.serial.get()
                     && n.segment == block.segment
                     && n.offset == block.offset
                     && n.size == block.size
@@ -596,52 +656,55 @@ impl Arena {
 
     // ----- internals -------------------------------------------------------
 
-    /// Takes a vacant slot (or grows the slab) and stores `node` in it.
-    #[inline]
-    fn new_node(&mut self, node: Node) -> u32 {
-        let slot = self.vacant;
-        if slot != NIL {
-            let n = &mut self.nodes[slot as usize];
-            self.vacant = n.next;
-            *n = node;
-            slot
-        } else {
-            let slot = u32::try_from(self.nodes.len())
-                .ok()
-                .filter(|&s| s != NIL)
-                .expect("symmem arena: more than 2^32 - 2 blocks");
-            self.nodes.push(node);
-            slot
+    /// Takes a vacant slot (growing the slab if there is none).
+    fn take_vacant(&mut self) -> u32 {
+        if self.vacant == NIL {
+            self.grow_slab();
         }
+        let slot = self.vacant;
+        self.vacant = self.nodes[slot as usize].next;
+        slot
     }
 
-    /// Puts `slot` on the vacant list.
-    #[inline]
-    fn vacate(&mut self, slot: u32) {
-        let n = &mut self.nodes[slot as usize];
-        n.free = false;
-        n.serial = 0;
-        n.prev = NIL;
-        n.next = self.vacant;
+    /// Adds a vacant slot to the slab.
+    #[cold]
+    #[inline(never)]
+    fn grow_slab(&mut self) {
+        let slot = u32::try_from(self.nodes.len())
+            .ok()
+            .filter(|&s| s != NIL)
+            .expect("symmem arena: more than 2^32 - 2 blocks");
+        self.nodes.push(Node::vacant(self.vacant));
         self.vacant = slot;
     }
+}
 
+impl SizeIndex {
     /// Slot of the best free block for a rounded `size`, without removing it.
-    #[inline]
+    #[inline(always)]
     fn find_best(&self, size: usize) -> Option<u32> {
         let units = size >> self.shift;
         if units < EXACT_CLASSES {
             if let Some(c) = self.first_class_at_least(units) {
-                return Some(self.classes[c][0].slot);
+                return Some(self.roots[c]);
             }
             // Every large free block is bigger than any exact class.
             return self.large.first_key_value().map(|(_, &slot)| slot);
         }
-        self.large.range((size, 0, 0)..).next().map(|(_, &slot)| slot)
+        self.find_large(size)
     }
 
-    /// Smallest non-empty exact class `>= class`.
-    #[inline]
+    /// Best large free block for `size` bytes.
+    #[inline(never)]
+    fn find_large(&self, size: usize) -> Option<u32> {
+        self.large
+            .range((size, 0, 0)..)
+            .next()
+            .map(|(_, &slot)| slot)
+    }
+
+    /// Smallest non-empty exact class `>= class` (`class < EXACT_CLASSES`).
+    #[inline(always)]
     fn first_class_at_least(&self, class: usize) -> Option<usize> {
         let w = class >> 6;
         let m = self.bits[w] & (u64::MAX << (class & 63));
@@ -667,101 +730,186 @@ impl Arena {
         }
     }
 
-    /// Indexes the free node `slot` by size.
-    #[inline]
-    fn link_free(&mut self, slot: u32) {
-        self.free_blocks += 1;
-        let n = self.nodes[slot as usize];
-        let class = n.size >> self.shift;
+    /// Size of the largest free block, 0 when there is none.
+    fn largest(&self) -> usize {
+        if let Some((&(size, _, _), _)) = self.large.last_key_value() {
+            return size;
+        }
+        for s in (0..SUMMARY_WORDS).rev() {
+            let sm = self.summary[s];
+            if sm != 0 {
+                let w = s * 64 + 63 - sm.leading_zeros() as usize;
+                let class = w * 64 + 63 - self.bits[w].leading_zeros() as usize;
+                return class << self.shift;
+            }
+        }
+        0
+    }
+
+    /// Indexes the free node `slot` of `size` bytes (its offset and segment
+    /// are already stored).
+    #[inline(always)]
+    fn link(&mut self, nodes: &mut [Node], slot: u32, size: usize) {
+        let class = size >> self.shift;
         if class < EXACT_CLASSES {
-            let heap = &mut self.classes[class];
-            let pos = heap.len();
-            heap.push(HeapEntry { offset: n.offset, segment: n.segment, slot });
-            if pos == 0 {
-                self.nodes[slot as usize].heap_pos = 0;
+            let n = &mut nodes[slot as usize];
+            n.child = NIL;
+            n.sibling = NIL;
+            n.left = NIL;
+            let root = self.roots[class];
+            if root == NIL {
+                self.roots[class] = slot;
                 let w = class >> 6;
-                if self.bits[w] == 0 {
+                let word = self.bits[w];
+                if word == 0 {
                     self.summary[w >> 6] |= 1 << (w & 63);
                 }
-                self.bits[w] |= 1 << (class & 63);
+                self.bits[w] = word | (1 << (class & 63));
             } else {
-                self.sift_up(class, pos);
+                self.roots[class] = meld(nodes, root, slot);
             }
         } else {
-            self.large.insert((n.size, n.segment, n.offset), slot);
+            self.link_large(nodes, slot, size);
         }
     }
 
-    /// Removes the free node `slot` from the size index.
-    #[inline]
-    fn unlink_free(&mut self, slot: u32) {
-        self.free_blocks -= 1;
-        let n = self.nodes[slot as usize];
+    /// Removes the free node `slot` from the index.
+    #[inline(always)]
+    fn unlink(&mut self, nodes: &mut [Node], slot: u32) {
+        let n = &nodes[slot as usize];
         let class = n.size >> self.shift;
         if class < EXACT_CLASSES {
-            let heap = &mut self.classes[class];
-            let pos = n.heap_pos as usize;
-            let last = heap.pop().expect("symmem arena: class heap out of sync");
-            if pos < heap.len() {
-                heap[pos] = last;
-                self.nodes[last.slot as usize].heap_pos = pos as u32;
-                if pos > 0 && last.less(&heap[(pos - 1) / 2]) {
-                    self.sift_up(class, pos);
-                } else {
-                    self.sift_down(class, pos);
-                }
-            } else if heap.is_empty() {
+            // Only the root has no `left`: a childless root is alone.
+            if n.left == NIL && n.child == NIL {
+                self.roots[class] = NIL;
                 let w = class >> 6;
-                self.bits[w] &= !(1 << (class & 63));
-                if self.bits[w] == 0 {
+                let word = self.bits[w] & !(1 << (class & 63));
+                self.bits[w] = word;
+                if word == 0 {
                     self.summary[w >> 6] &= !(1 << (w & 63));
                 }
+            } else {
+                self.heap_remove(nodes, class, slot);
             }
         } else {
-            let removed = self.large.remove(&(n.size, n.segment, n.offset));
-            debug_assert_eq!(removed, Some(slot));
+            self.unlink_large(nodes, slot);
         }
     }
 
-    fn sift_up(&mut self, class: usize, mut pos: usize) {
-        let heap = &mut self.classes[class];
-        let e = heap[pos];
-        while pos > 0 {
-            let parent = (pos - 1) / 2;
-            let p = heap[parent];
-            if !e.less(&p) {
-                break;
-            }
-            heap[pos] = p;
-            self.nodes[p.slot as usize].heap_pos = pos as u32;
-            pos = parent;
-        }
-        heap[pos] = e;
-        self.nodes[e.slot as usize].heap_pos = pos as u32;
+    /// Adds a large free block.
+    #[inline(never)]
+    fn link_large(&mut self, nodes: &[Node], slot: u32, size: usize) {
+        let n = &nodes[slot as usize];
+        let old = self.large.insert((size, n.segment, n.offset), slot);
+        debug_assert_eq!(old, None);
     }
 
-    fn sift_down(&mut self, class: usize, mut pos: usize) {
-        let heap = &mut self.classes[class];
-        let len = heap.len();
-        let e = heap[pos];
-        loop {
-            let mut child = 2 * pos + 1;
-            if child >= len {
-                break;
-            }
-            if child + 1 < len && heap[child + 1].less(&heap[child]) {
-                child += 1;
-            }
-            let c = heap[child];
-            if !c.less(&e) {
-                break;
-            }
-            heap[pos] = c;
-            self.nodes[c.slot as usize].heap_pos = pos as u32;
-            pos = child;
+    /// Removes a large free block.
+    #[inline(never)]
+    fn unlink_large(&mut self, nodes: &[Node], slot: u32) {
+        let n = &nodes[slot as usize];
+        let removed = self.large.remove(&(n.size, n.segment, n.offset));
+        debug_assert_eq!(removed, Some(slot));
+    }
+
+    /// Removes `slot` from the pairing heap of `class`, which holds at
+    /// least two nodes.
+    #[inline(never)]
+    fn heap_remove(&mut self, nodes: &mut [Node], class: usize, slot: u32) {
+        let Node {
+            child,
+            sibling,
+            left,
+            ..
+        } = nodes[slot as usize];
+        if left == NIL {
+            // The root: its children form the new heap.
+            debug_assert_eq!(self.roots[class], slot);
+            self.roots[class] = merge_pairs(nodes, child);
+            return;
         }
-        heap[pos] = e;
-        self.nodes[e.slot as usize].heap_pos = pos as u32;
+        // Cut `slot` (with its subtree) out of its sibling list.
+        let l = &mut nodes[left as usize];
+        if l.child == slot {
+            l.child = sibling;
+        } else {
+            l.sibling = sibling;
+        }
+        if sibling != NIL {
+            nodes[sibling as usize].left = left;
+        }
+        if child != NIL {
+            let sub = merge_pairs(nodes, child);
+            self.roots[class] = meld(nodes, self.roots[class], sub);
+        }
+    }
+}
+
+/// Whether free node `a` orders before free node `b` (lower address).
+#[inline(always)]
+fn before(nodes: &[Node], a: u32, b: u32) -> bool {
+    let (a, b) = (&nodes[a as usize], &nodes[b as usize]);
+    (a.segment, a.offset) < (b.segment, b.offset)
+}
+
+/// Melds two pairing-heap roots and returns the new root, whose `left` and
+/// `sibling` are left as they were.
+#[inline(never)]
+fn meld(nodes: &mut [Node], a: u32, b: u32) -> u32 {
+    let (p, c) = if before(nodes, b, a) { (b, a) } else { (a, b) };
+    let first = nodes[p as usize].child;
+    let cn = &mut nodes[c as usize];
+    cn.sibling = first;
+    cn.left = p;
+    if first != NIL {
+        nodes[first as usize].left = c;
+    }
+    nodes[p as usize].child = c;
+    p
+}
+
+/// Two-pass pairing of the sibling list starting at `first` (not `NIL`);
+/// returns the resulting root, with `left` and `sibling` cleared.
+fn merge_pairs(nodes: &mut [Node], first: u32) -> u32 {
+    // First pass, left to right: meld pairs, stacking the results (linked
+    // through `sibling`).
+    let mut stack = NIL;
+    let mut a = first;
+    while a != NIL {
+        let b = nodes[a as usize].sibling;
+        if b == NIL {
+            nodes[a as usize].sibling = stack;
+            stack = a;
+            break;
+        }
+        let next = nodes[b as usize].sibling;
+        let m = meld(nodes, a, b);
+        nodes[m as usize].sibling = stack;
+        stack = m;
+        a = next;
+    }
+    // Second pass, right to left: meld everything into one root.
+    let mut root = stack;
+    let mut rest = nodes[root as usize].sibling;
+    while rest != NIL {
+        let n = rest;
+        rest = nodes[n as usize].sibling;
+        root = meld(nodes, root, n);
+    }
+    let r = &mut nodes[root as usize];
+    r.sibling = NIL;
+    r.left = NIL;
+    root
+}
+
+/// The error for freeing `block` when it is not allocated.
+#[cold]
+#[inline(never)]
+fn not_allocated(block: &Block) -> ArenaError {
+    ArenaError::NotAllocated {
+        segment: block.segment,
+        offset: block.offset,
+        size: block.size,
     }
 }
 
@@ -769,7 +917,68 @@ impl Arena {
 impl Arena {
     /// Walks every structure and panics on any inconsistency.
     fn check_invariants(&self) {
+        self.check(true);
+    }
+
+    /// Like `check_invariants`; `full == false` skips the scan of all the
+    /// class roots (only the classes whose bit is set are walked).
+    fn check(&self, full: bool) {
         let mask = self.cfg.alignment - 1;
+        // Exact classes: every pairing heap, with the class of each member.
+        let mut in_heap: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        let mut indexed = self.index.large.len();
+        let classes: Vec<usize> = if full {
+            (0..EXACT_CLASSES).collect()
+        } else {
+            (0..EXACT_CLASSES)
+                .step_by(64)
+                .filter(|&c| self.index.bits[c >> 6] != 0)
+                .flat_map(|c| c..c + 64)
+                .collect()
+        };
+        for class in classes {
+            let root = self.index.roots[class];
+            let bit = self.index.bits[class >> 6] >> (class & 63) & 1 == 1;
+            assert_eq!(bit, root != NIL, "bitmap out of sync at class {class}");
+            if root == NIL {
+                continue;
+            }
+            assert_ne!(class, 0, "class 0 is never used");
+            let r = self.nodes[root as usize];
+            assert_eq!((r.left, r.sibling), (NIL, NIL), "root links");
+            let mut stack = vec![root];
+            while let Some(x) = stack.pop() {
+                assert!(in_heap[x as usize].is_none(), "node twice in the heaps");
+                in_heap[x as usize] = Some(class);
+                indexed += 1;
+                let n = self.nodes[x as usize];
+                assert_eq!(n.serial, 0, "allocated node in a heap");
+                assert_eq!(n.size >> self.index.shift, class, "node in the wrong class");
+                let mut left = x;
+                let mut c = n.child;
+                while c != NIL {
+                    let cn = self.nodes[c as usize];
+                    assert_eq!(cn.left, left, "left link");
+                    assert!(before(&self.nodes, x, c), "heap order");
+                    stack.push(c);
+                    left = c;
+                    c = cn.sibling;
+                }
+            }
+        }
+        for w in 0..BITMAP_WORDS {
+            assert_eq!(
+                self.index.summary[w >> 6] >> (w & 63) & 1 == 1,
+                self.index.bits[w] != 0,
+                "summary"
+            );
+        }
+        for (&(size, seg, off), &slot) in &self.index.large {
+            let n = self.nodes[slot as usize];
+            assert!(n.serial == 0 && (n.size, n.segment, n.offset) == (size, seg, off));
+            assert!(size >> self.index.shift >= EXACT_CLASSES);
+        }
+        // Segments: contiguous, linked, aligned, coalesced, indexed.
         let mut live_nodes = 0usize;
         let mut free_nodes = 0usize;
         let mut alloc_nodes = 0usize;
@@ -777,7 +986,10 @@ impl Arena {
         let mut reserved = 0usize;
         let mut prev_id = None;
         for &id in &self.live_segments {
-            assert!(prev_id.map_or(true, |p| p < id), "live segments not ascending");
+            assert!(
+                prev_id.map_or(true, |p| p < id),
+                "live segments not ascending"
+            );
             prev_id = Some(id);
             let seg = self.segments[id as usize];
             assert!(seg.live);
@@ -792,23 +1004,33 @@ impl Arena {
                 assert_eq!(n.segment, id);
                 assert_eq!(n.prev, prev, "prev link");
                 assert_eq!(n.offset, expect_off, "blocks not contiguous");
-                assert!(n.size > 0 && n.size & mask == 0 && n.offset & mask == 0, "alignment");
-                if n.free {
+                assert!(
+                    n.size > 0 && n.size & mask == 0 && n.offset & mask == 0,
+                    "alignment"
+                );
+                let free = n.serial == 0;
+                if free {
                     assert!(!prev_free, "two adjacent free blocks");
-                    assert_eq!(n.serial, 0);
                     free_nodes += 1;
-                    let class = n.size >> self.shift;
+                    let class = n.size >> self.index.shift;
                     if class < EXACT_CLASSES {
-                        assert_eq!(self.classes[class][n.heap_pos as usize].slot, slot);
+                        assert_eq!(
+                            in_heap[slot as usize],
+                            Some(class),
+                            "free block not indexed"
+                        );
                     } else {
-                        assert_eq!(self.large.get(&(n.size, n.segment, n.offset)), Some(&slot));
+                        assert_eq!(
+                            self.index.large.get(&(n.size, n.segment, n.offset)),
+                            Some(&slot)
+                        );
                     }
                 } else {
-                    assert!(n.serial != 0 && n.serial < self.next_serial);
+                    assert!(n.serial < self.next_serial.get());
                     alloc_nodes += 1;
                     in_use += n.size;
                 }
-                prev_free = n.free;
+                prev_free = free;
                 expect_off += n.size;
                 prev = slot;
                 slot = n.next;
@@ -822,38 +1044,30 @@ impl Arena {
         let mut v = self.vacant;
         while v != NIL {
             let n = self.nodes[v as usize];
-            assert!(!n.free && n.serial == 0);
+            assert!(n.serial == 0 && in_heap[v as usize].is_none());
             vacant += 1;
             v = n.next;
         }
         assert_eq!(vacant + live_nodes, self.nodes.len(), "slab leak");
-        let mut indexed = self.large.len();
-        for (class, heap) in self.classes.iter().enumerate() {
-            indexed += heap.len();
-            let bit = self.bits[class >> 6] >> (class & 63) & 1 == 1;
-            assert_eq!(bit, !heap.is_empty(), "bitmap out of sync at class {class}");
-            for (pos, e) in heap.iter().enumerate() {
-                let n = self.nodes[e.slot as usize];
-                assert!(n.free && n.heap_pos as usize == pos);
-                assert_eq!((n.offset, n.segment, n.size >> self.shift), (e.offset, e.segment, class));
-                if pos > 0 {
-                    assert!(!e.less(&heap[(pos - 1) / 2]), "heap order");
-                }
-            }
-        }
-        for w in 0..BITMAP_WORDS {
-            assert_eq!(self.summary[w >> 6] >> (w & 63) & 1 == 1, self.bits[w] != 0, "summary");
-        }
-        for (&(size, seg, off), &slot) in &self.large {
-            let n = self.nodes[slot as usize];
-            assert!(n.free && (n.size, n.segment, n.offset) == (size, seg, off));
-            assert!(size >> self.shift >= EXACT_CLASSES);
-        }
         assert_eq!(indexed, free_nodes, "size index holds stale entries");
         assert_eq!(self.free_blocks, free_nodes);
         assert_eq!(self.allocated_blocks, alloc_nodes);
         assert_eq!(self.in_use, in_use);
         assert_eq!(self.reserved, reserved);
+    }
+
+    /// Number of free blocks in exact class `class`.
+    fn class_len(&self, class: usize) -> usize {
+        let mut count = 0;
+        let mut stack = vec![self.index.roots[class]];
+        while let Some(x) = stack.pop() {
+            if x != NIL {
+                count += 1;
+                stack.push(self.nodes[x as usize].child);
+                stack.push(self.nodes[x as usize].sibling);
+            }
+        }
+        count
     }
 }
 
@@ -884,8 +1098,15 @@ mod tests {
     #[test]
     fn default_config() {
         let c = ArenaConfig::default();
-        assert_eq!((c.alignment, c.small_request_max, c.small_segment, c.large_segment_rounding),
-                   (512, MIB, 2 * MIB, 2 * MIB));
+        assert_eq!(
+            (
+                c.alignment,
+                c.small_request_max,
+                c.small_segment,
+                c.large_segment_rounding
+            ),
+            (512, MIB, 2 * MIB, 2 * MIB)
+        );
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -893,17 +1114,45 @@ mod tests {
     fn invalid_configs_are_rejected() {
         let ok = ArenaConfig::default();
         for bad in [
-            ArenaConfig { alignment: 0, ..ok.clone() },
-            ArenaConfig { alignment: 384, ..ok.clone() },
-            ArenaConfig { small_segment: 0, ..ok.clone() },
-            ArenaConfig { small_segment: 2 * MIB + 1, ..ok.clone() },
-            ArenaConfig { large_segment_rounding: 1000, ..ok.clone() },
-            ArenaConfig { small_request_max: 2 * MIB + 1, ..ok.clone() },
-            ArenaConfig { small_request_max: usize::MAX, ..ok.clone() },
+            ArenaConfig {
+                alignment: 0,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                alignment: 384,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                small_segment: 0,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                small_segment: 2 * MIB + 1,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                large_segment_rounding: 1000,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                small_request_max: 2 * MIB + 1,
+                ..ok.clone()
+            },
+            ArenaConfig {
+                small_request_max: usize::MAX,
+                ..ok.clone()
+            },
         ] {
-            assert!(matches!(bad.validate(), Err(ArenaError::InvalidConfig { .. })), "{bad:?}");
+            assert!(
+                matches!(bad.validate(), Err(ArenaError::InvalidConfig { .. })),
+                "{bad:?}"
+            );
         }
-        assert!(std::panic::catch_unwind(|| Arena::new(ArenaConfig { alignment: 3, ..ok.clone() })).is_err());
+        assert!(std::panic::catch_unwind(|| Arena::new(ArenaConfig {
+            alignment: 3,
+            ..ok.clone()
+        }))
+        .is_err());
     }
 
     #[test]
@@ -915,7 +1164,10 @@ mod tests {
         assert_eq!(a.round_request(513), 1024);
         assert_eq!(a.checked_round_request(usize::MAX), None);
         assert_eq!(a.round_request(usize::MAX), usize::MAX & !511);
-        let a1 = Arena::new(ArenaConfig { alignment: 1, ..ArenaConfig::default() });
+        let a1 = Arena::new(ArenaConfig {
+            alignment: 1,
+            ..ArenaConfig::default()
+        });
         assert_eq!(a1.round_request(0), 1);
         assert_eq!(a1.round_request(7), 7);
     }
@@ -933,7 +1185,12 @@ mod tests {
         assert_eq!(a.segment_size_for(100 * MIB + 512), 102 * MIB);
         assert_eq!(a.checked_segment_size_for(usize::MAX - 10), None);
         assert_eq!(a.segment_size_for(usize::MAX) % (2 * MIB), 0);
-        let c = ArenaConfig { alignment: 64, small_request_max: 100, small_segment: 256, large_segment_rounding: 192 };
+        let c = ArenaConfig {
+            alignment: 64,
+            small_request_max: 100,
+            small_segment: 256,
+            large_segment_rounding: 192,
+        };
         let a = Arena::new(c);
         assert_eq!(a.segment_size_for(100), 192); // rounds to 128 > 100: large
         assert_eq!(a.segment_size_for(64), 256);
@@ -955,12 +1212,26 @@ mod tests {
         let mut a = arena();
         assert_eq!(a.add_segment(2 * MIB), 0);
         assert_eq!(a.add_segment(512), 1);
-        assert_eq!(a.try_add_segment(0), Err(ArenaError::InvalidSegmentSize { size: 0, alignment: 512 }));
+        assert_eq!(
+            a.try_add_segment(0),
+            Err(ArenaError::InvalidSegmentSize {
+                size: 0,
+                alignment: 512
+            })
+        );
         assert!(a.try_add_segment(1000).is_err());
         assert_eq!(a.segment_size(0), Some(2 * MIB));
         assert_eq!(a.segment_size(2), None);
         let s = a.stats();
-        assert_eq!((s.reserved_bytes, s.segments, s.free_blocks, s.largest_free_block), (2 * MIB + 512, 2, 2, 2 * MIB));
+        assert_eq!(
+            (
+                s.reserved_bytes,
+                s.segments,
+                s.free_blocks,
+                s.largest_free_block
+            ),
+            (2 * MIB + 512, 2, 2, 2 * MIB)
+        );
         a.check_invariants();
     }
 
@@ -971,14 +1242,17 @@ mod tests {
         let b = alloc(&mut a, 8000);
         assert_eq!((b.segment, b.offset, b.size), (0, 0, 8192));
         let s = a.stats();
-        assert_eq!(s, ArenaStats {
-            reserved_bytes: 2 * MIB,
-            in_use_bytes: 8192,
-            segments: 1,
-            free_blocks: 1,
-            largest_free_block: 2 * MIB - 8192,
-            allocated_blocks: 1,
-        });
+        assert_eq!(
+            s,
+            ArenaStats {
+                reserved_bytes: 2 * MIB,
+                in_use_bytes: 8192,
+                segments: 1,
+                free_blocks: 1,
+                largest_free_block: 2 * MIB - 8192,
+                allocated_blocks: 1,
+            }
+        );
         let c = alloc(&mut a, 0);
         assert_eq!((c.offset, c.size), (8192, 512));
         assert_eq!(a.free_bytes(), 2 * MIB - 8704);
@@ -1004,7 +1278,7 @@ mod tests {
         assert_eq!(a.stats().free_blocks, 2);
         free(&mut a, y);
         assert_eq!(a.stats().free_blocks, 2);
-        assert!(a.classes[16].len() == 1, "x+y must be one 8 KiB block");
+        assert_eq!(a.class_len(16), 1, "x+y must be one 8 KiB block");
         // right: w merges with the free tail
         free(&mut a, w);
         assert_eq!(a.stats().free_blocks, 2);
@@ -1049,14 +1323,19 @@ mod tests {
     fn best_fit_smallest_then_lowest_address() {
         // holes (by index): 0 = 3 units, 2 = 1 unit, 4 = 2 units, 6 = 2 units, tail large
         let u = 512;
-        let (mut a, blocks) =
-            with_holes(&[3 * u, u, u, u, 2 * u, u, 2 * u, u], &[0, 2, 4, 6]);
+        let (mut a, blocks) = with_holes(&[3 * u, u, u, u, 2 * u, u, 2 * u, u], &[0, 2, 4, 6]);
         let b = alloc(&mut a, 2 * u - 100);
-        assert_eq!(b.offset, blocks[4].offset, "smallest adequate hole, lowest address");
+        assert_eq!(
+            b.offset, blocks[4].offset,
+            "smallest adequate hole, lowest address"
+        );
         let b = alloc(&mut a, 2 * u);
         assert_eq!(b.offset, blocks[6].offset);
         let b = alloc(&mut a, 1);
-        assert_eq!(b.offset, blocks[2].offset, "exact 1-unit hole beats the 3-unit one");
+        assert_eq!(
+            b.offset, blocks[2].offset,
+            "exact 1-unit hole beats the 3-unit one"
+        );
         let b = alloc(&mut a, u + 1);
         assert_eq!((b.offset, b.size), (0, 2 * u), "3-unit hole split");
         let b = alloc(&mut a, u);
@@ -1088,6 +1367,78 @@ mod tests {
             }
         }
         assert_eq!(alloc(&mut a, u).offset, 129 * u, "then the tail");
+    }
+
+    #[test]
+    fn coalescing_removes_blocks_from_inside_a_class() {
+        // 40 one-unit holes separated by one-unit blocks: all holes share
+        // class 1. Freeing a separator merges two holes that are (mostly) not
+        // the heap root, so they are cut out of the middle of the heap.
+        let u = 512;
+        let holes: Vec<usize> = (0..40).map(|i| 2 * i).collect();
+        let (mut a, blocks) = with_holes(&[u; 80], &holes);
+        assert_eq!(a.class_len(1), 40);
+        for i in [37usize, 5, 21, 13, 29] {
+            free(&mut a, blocks[2 * i + 1]);
+        }
+        assert_eq!(a.class_len(1), 30);
+        assert_eq!(a.class_len(3), 5);
+        // The remaining one-unit holes still come out in address order.
+        let mut want: Vec<usize> = (0..40)
+            .filter(|i| ![37usize, 38, 5, 6, 21, 22, 13, 14, 29, 30].contains(i))
+            .map(|i| blocks[2 * i].offset)
+            .collect();
+        want.sort_unstable();
+        for off in want {
+            assert_eq!(alloc(&mut a, u).offset, off);
+        }
+        assert_eq!(
+            alloc(&mut a, 3 * u).offset,
+            blocks[10].offset,
+            "lowest 3-unit hole"
+        );
+    }
+
+    #[test]
+    fn is_allocated_tracks_lifetime() {
+        let mut a = arena();
+        a.add_segment(2 * MIB);
+        let b = alloc(&mut a, 100);
+        assert!(a.is_allocated(&b));
+        free(&mut a, b);
+        assert!(!a.is_allocated(&b));
+        let c = alloc(&mut a, 100);
+        assert!(a.is_allocated(&c) && !a.is_allocated(&b));
+    }
+
+    #[test]
+    fn pool_like_growth_loop() {
+        // What a pool does: try, else grow by segment_size_for and retry.
+        let mut a = arena();
+        let mut live = Vec::new();
+        for (i, bytes) in [10, MIB, MIB + 1, 3 * MIB, 512, 0, 5 * MIB, MIB]
+            .into_iter()
+            .enumerate()
+        {
+            let b = match a.try_alloc(bytes) {
+                Some(b) => b,
+                None => {
+                    let id = a.add_segment(a.segment_size_for(bytes));
+                    let b = alloc(&mut a, bytes);
+                    assert_eq!(b.segment, id, "request {i} must land in its new segment");
+                    b
+                }
+            };
+            live.push(b);
+        }
+        let segs: Vec<usize> = (0..a.stats().segments as u32)
+            .map(|id| a.segment_size(id).unwrap())
+            .collect();
+        assert_eq!(segs, vec![2 * MIB, 2 * MIB, 4 * MIB, 6 * MIB]);
+        for b in live {
+            free(&mut a, b);
+        }
+        assert_eq!(a.release_free_segments().len(), 4);
     }
 
     #[test]
@@ -1137,7 +1488,10 @@ mod tests {
         assert_eq!(a.add_segment(MIB), 4, "ids are never reused");
         free(&mut a, b0);
         free(&mut a, b1);
-        assert_eq!(a.release_free_segments(), vec![(0, 2 * MIB), (1, 2 * MIB), (4, MIB)]);
+        assert_eq!(
+            a.release_free_segments(),
+            vec![(0, 2 * MIB), (1, 2 * MIB), (4, MIB)]
+        );
         assert_eq!(a.stats(), ArenaStats::default());
         a.check_invariants();
     }
@@ -1151,14 +1505,24 @@ mod tests {
         free(&mut a, b);
         let before = a.stats();
         let err = a.free(b).unwrap_err();
-        assert_eq!(err, ArenaError::NotAllocated { segment: 0, offset: 0, size: 8 * KIB });
+        assert_eq!(
+            err,
+            ArenaError::NotAllocated {
+                segment: 0,
+                offset: 0,
+                size: 8 * KIB
+            }
+        );
         assert!(err.to_string().contains("not allocated"));
         assert_eq!(a.stats(), before);
         a.check_invariants();
         // The same slot, offset and size are handed out again: the stale
         // block is still rejected thanks to its serial.
         let again = alloc(&mut a, 8 * KIB);
-        assert_eq!((again.slot, again.offset, again.size), (b.slot, b.offset, b.size));
+        assert_eq!(
+            (again.slot, again.offset, again.size),
+            (b.slot, b.offset, b.size)
+        );
         assert_ne!(again, b);
         assert!(!a.is_allocated(&b));
         assert!(a.is_allocated(&again));
@@ -1182,13 +1546,21 @@ mod tests {
         let mine = alloc(&mut a, 8 * KIB);
         assert!(a.free(foreign).is_err());
         let forged = [
-            Block { slot: mine.slot, serial: 0, ..mine },
             Block { slot: NIL, ..mine },
-            Block { slot: 1, serial: 0, ..mine }, // the free remainder's slot
-            Block { size: 4 * KIB, ..mine },
-            Block { offset: 512, ..mine },
+            Block { slot: 1, ..mine }, // the free remainder's slot
+            Block {
+                size: 4 * KIB,
+                ..mine
+            },
+            Block {
+                offset: 512,
+                ..mine
+            },
             Block { segment: 1, ..mine },
-            Block { serial: mine.serial + 1, ..mine },
+            Block {
+                serial: mine.serial.saturating_add(1),
+                ..mine
+            },
         ];
         for f in forged {
             assert!(!a.is_allocated(&f));
@@ -1240,7 +1612,8 @@ mod tests {
         fn gaps(&self) -> Vec<(usize, SegmentId, usize)> {
             let mut gaps = Vec::new();
             for (&id, &size) in &self.segments {
-                let mut blocks: Vec<&Block> = self.live.iter().filter(|b| b.segment == id).collect();
+                let mut blocks: Vec<&Block> =
+                    self.live.iter().filter(|b| b.segment == id).collect();
                 blocks.sort_by_key(|b| b.offset);
                 let mut at = 0;
                 for b in blocks {
@@ -1272,22 +1645,39 @@ mod tests {
 
         /// `(segment, offset)` that exact best fit must choose.
         fn best_fit(&self, size: usize) -> Option<(SegmentId, usize)> {
-            self.gaps().into_iter().filter(|g| g.0 >= size).min().map(|g| (g.1, g.2))
+            self.gaps()
+                .into_iter()
+                .filter(|g| g.0 >= size)
+                .min()
+                .map(|g| (g.1, g.2))
         }
     }
 
     #[derive(Clone, Debug)]
     enum Op {
-        /// try_alloc; `kind` picks the size range.
-        Alloc { kind: u8, raw: usize },
-        /// What the pool does: try_alloc, else add a segment and retry.
-        AllocGrow { kind: u8, raw: usize },
+        /// `try_alloc`; `kind` picks the size range.
+        Alloc {
+            kind: u8,
+            raw: usize,
+        },
+        /// What the pool does: `try_alloc`, else add a segment and retry.
+        AllocGrow {
+            kind: u8,
+            raw: usize,
+        },
         /// Free the live block at `idx % live`.
-        Free { idx: usize },
+        Free {
+            idx: usize,
+        },
         /// Free an already freed block again.
-        FreeAgain { idx: usize },
+        FreeAgain {
+            idx: usize,
+        },
         /// Add a segment; `kind` picks the size.
-        AddSegment { kind: u8, raw: usize },
+        AddSegment {
+            kind: u8,
+            raw: usize,
+        },
         Release,
     }
 
@@ -1307,8 +1697,18 @@ mod tests {
             ArenaConfig::default(),
             // alignment 1: the exact classes end at 8192 bytes, so both indexes
             // are exercised with small numbers.
-            ArenaConfig { alignment: 1, small_request_max: 1000, small_segment: 4000, large_segment_rounding: 3000 },
-            ArenaConfig { alignment: 64, small_request_max: 4096, small_segment: 16384, large_segment_rounding: 8192 },
+            ArenaConfig {
+                alignment: 1,
+                small_request_max: 1000,
+                small_segment: 4000,
+                large_segment_rounding: 3000,
+            },
+            ArenaConfig {
+                alignment: 64,
+                small_request_max: 4096,
+                small_segment: 16384,
+                large_segment_rounding: 8192,
+            },
         ]
     }
 
@@ -1346,7 +1746,11 @@ mod tests {
         let check_alloc = |a: &Arena, m: &Model, bytes: usize, got: Option<Block>| {
             let size = a.round_request(bytes);
             let want = m.best_fit(size);
-            assert_eq!(got.map(|b| (b.segment, b.offset)), want, "best fit for {bytes} bytes");
+            assert_eq!(
+                got.map(|b| (b.segment, b.offset)),
+                want,
+                "best fit for {bytes} bytes"
+            );
             if let Some(b) = got {
                 assert_eq!(b.size, size);
                 assert_eq!(b.offset % cfg.alignment, 0);
@@ -1404,7 +1808,10 @@ mod tests {
                 let b = freed[idx % freed.len()];
                 let before = a.stats();
                 let r = a.free(b);
-                assert!(matches!(r, Err(ArenaError::NotAllocated { .. })), "double free accepted");
+                assert!(
+                    matches!(r, Err(ArenaError::NotAllocated { .. })),
+                    "double free accepted"
+                );
                 assert_eq!(a.stats(), before);
                 Outcome::Freed(r)
             }
@@ -1430,9 +1837,12 @@ mod tests {
                 Outcome::Released(got)
             }
         };
-        a.check_invariants();
+        a.check(false);
         assert_eq!(a.stats(), m.expected_stats());
-        assert_eq!(a.free_bytes(), a.stats().reserved_bytes - a.stats().in_use_bytes);
+        assert_eq!(
+            a.free_bytes(),
+            a.stats().reserved_bytes - a.stats().in_use_bytes
+        );
         out
     }
 
@@ -1449,11 +1859,14 @@ mod tests {
             let mut b = Arena::new(cfg);
             let (mut ma, mut mb) = (Model::default(), Model::default());
             let (mut fa, mut fb) = (Vec::new(), Vec::new());
-            for op in &ops {
+            for (i, op) in ops.iter().enumerate() {
                 let ra = step(&mut a, &mut ma, &mut fa, op);
                 let rb = step(&mut b, &mut mb, &mut fb, op);
                 prop_assert_eq!(ra, rb);
                 prop_assert_eq!(a.stats(), b.stats());
+                if i % 32 == 0 {
+                    a.check_invariants();
+                }
             }
             // Free everything: a single free block per segment, all released.
             for blk in std::mem::take(&mut ma.live) {
@@ -1468,6 +1881,11 @@ mod tests {
             prop_assert_eq!(a.stats(), ArenaStats::default());
             a.check_invariants();
         }
+
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         /// Many same-size blocks in few segments: stresses the class heaps.
         #[test]

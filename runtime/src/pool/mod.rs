@@ -44,7 +44,10 @@ pub(crate) enum Source {
     /// Device memory of one rank (default pools).
     Device(Arc<dyn DeviceBackend>),
     /// Symmetric segments of a group's communicator.
-    Symmetric { comm: Arc<dyn CommBackend>, validator: Validator },
+    Symmetric {
+        comm: Arc<dyn CommBackend>,
+        validator: Validator,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -86,7 +89,10 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("label", &self.label).field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("label", &self.label)
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -135,12 +141,6 @@ impl Pool {
         &self.stream
     }
 
-    pub(crate) fn comm(&self) -> Option<&Arc<dyn CommBackend>> {
-        match &self.source {
-            Source::Symmetric { comm, .. } => Some(comm),
-            Source::Device(_) => None,
-        }
-    }
 
     #[inline]
     fn lock(&self) -> MutexGuard<'_, PoolState> {
@@ -175,7 +175,10 @@ impl Pool {
         Allocation {
             block,
             ptr: seg.base + block.offset as u64,
-            sym: seg.symmetric.then_some(SymRef { window: seg.window, offset: block.offset }),
+            sym: seg.symmetric.then_some(SymRef {
+                window: seg.window,
+                offset: block.offset,
+            }),
         }
     }
 
@@ -201,10 +204,15 @@ impl Pool {
         st.misses += 1;
         let size = st.arena.segment_size_for(bytes);
         self.grow(st, size, bytes)?;
-        let block = st.arena.try_alloc(bytes).ok_or_else(|| Error::InvalidArgument {
-            op: "alloc",
-            detail: format!("internal: a fresh segment of {size} bytes could not serve {bytes} bytes"),
-        })?;
+        let block = st
+            .arena
+            .try_alloc(bytes)
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "alloc",
+                detail: format!(
+                    "internal: a fresh segment of {size} bytes could not serve {bytes} bytes"
+                ),
+            })?;
         let seg = Self::seg_of(st, &block);
         Ok(Self::make(&seg, block))
     }
@@ -228,7 +236,12 @@ impl Pool {
         let reserved = st.arena.stats().reserved_bytes;
         if let Some(limit) = self.limit {
             if reserved + size > limit {
-                return Err(Error::PoolLimit { pool: self.label.to_string(), requested: request, reserved, limit });
+                return Err(Error::PoolLimit {
+                    pool: self.label.to_string(),
+                    requested: request,
+                    reserved,
+                    limit,
+                });
             }
         }
         let seg = match &self.source {
@@ -240,12 +253,30 @@ impl Pool {
                     r = dev.alloc_segment(size);
                 }
                 let base = r.map_err(|e| self.oom(st, request, e))?;
-                Seg { base, size, window: 0, handle: 0, symmetric: false }
+                Seg {
+                    base,
+                    size,
+                    window: 0,
+                    handle: 0,
+                    symmetric: false,
+                }
             }
             Source::Symmetric { comm, validator } => {
-                validator.check(comm.as_ref(), "symmetric segment creation", &format!("create segment of {size} bytes"))?;
-                let s = comm.create_symmetric_segment(size).map_err(|e| self.oom(st, request, e))?;
-                Seg { base: s.base, size: s.size, window: s.window, handle: s.handle, symmetric: s.handle != 0 }
+                validator.check(
+                    comm.as_ref(),
+                    "symmetric segment creation",
+                    &format!("create segment of {size} bytes"),
+                )?;
+                let s = comm
+                    .create_symmetric_segment(size)
+                    .map_err(|e| self.oom(st, request, e))?;
+                Seg {
+                    base: s.base,
+                    size: s.size,
+                    window: s.window,
+                    handle: s.handle,
+                    symmetric: s.handle != 0,
+                }
             }
         };
         let id = st.arena.add_segment(seg.size) as usize;
@@ -290,7 +321,10 @@ impl Pool {
         if let Err(e) = st.arena.free(block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
-            eprintln!("symmem: internal error returning a block to pool `{}`: {e}", self.label);
+            eprintln!(
+                "symmem: internal error returning a block to pool `{}`: {e}",
+                self.label
+            );
         }
     }
 
@@ -318,12 +352,14 @@ impl Pool {
     unsafe fn destroy(&self, seg: &Seg) {
         match &self.source {
             Source::Device(dev) => dev.free_segment(seg.base, seg.size),
-            Source::Symmetric { comm, .. } => comm.destroy_symmetric_segment(&crate::backend::SymSegment {
-                base: seg.base,
-                size: seg.size,
-                window: seg.window,
-                handle: seg.handle,
-            }),
+            Source::Symmetric { comm, .. } => {
+                comm.destroy_symmetric_segment(&crate::backend::SymSegment {
+                    base: seg.base,
+                    size: seg.size,
+                    window: seg.window,
+                    handle: seg.handle,
+                })
+            }
         }
     }
 }

@@ -31,7 +31,12 @@ impl AbortFlag {
         self.set.load(Ordering::Acquire)
     }
     fn cause(&self) -> String {
-        self.cause.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|c| c.0.clone()).unwrap_or_default()
+        self.cause
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| c.0.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -58,7 +63,10 @@ impl HostShared {
         HostShared {
             size,
             abort,
-            state: Mutex::new(BarrierState { arrived: 0, generation: 0 }),
+            state: Mutex::new(BarrierState {
+                arrived: 0,
+                generation: 0,
+            }),
             cv: Condvar::new(),
             slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
             slots2: (0..size).map(|_| AtomicU64::new(0)).collect(),
@@ -71,7 +79,10 @@ impl HostShared {
     fn barrier(&self, group: &str, what: &str, timeout: Duration) -> Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if self.abort.is_set() {
-            return Err(Error::Aborted { group: group.to_string(), cause: self.abort.cause() });
+            return Err(Error::Aborted {
+                group: group.to_string(),
+                cause: self.abort.cause(),
+            });
         }
         let gen = st.generation;
         st.arrived += 1;
@@ -93,7 +104,10 @@ impl HostShared {
                 return Ok(());
             }
             if self.abort.is_set() {
-                return Err(Error::Aborted { group: group.to_string(), cause: self.abort.cause() });
+                return Err(Error::Aborted {
+                    group: group.to_string(),
+                    cause: self.abort.cause(),
+                });
             }
             if start.elapsed() >= timeout {
                 let arrived = st.arrived;
@@ -124,7 +138,13 @@ pub struct HostComm {
 
 impl HostComm {
     pub(crate) fn new(shared: Arc<HostShared>, rank: usize, timeout: Duration) -> Self {
-        HostComm { shared, rank, timeout, name: Mutex::new(Arc::from("world")), windows: Mutex::new(Vec::new()) }
+        HostComm {
+            shared,
+            rank,
+            timeout,
+            name: Mutex::new(Arc::from("world")),
+            windows: Mutex::new(Vec::new()),
+        }
     }
 
     fn name(&self) -> Arc<str> {
@@ -132,22 +152,40 @@ impl HostComm {
     }
 
     fn host_stream(stream: &dyn StreamBackend) -> Result<&HostStream> {
-        stream.as_any().downcast_ref::<HostStream>().ok_or_else(|| Error::WrongDevice {
-            op: "host collective",
-            detail: "a host communicator needs a host stream".into(),
-        })
+        stream
+            .as_any()
+            .downcast_ref::<HostStream>()
+            .ok_or_else(|| Error::WrongDevice {
+                op: "host collective",
+                detail: "a host communicator needs a host stream".into(),
+            })
     }
 
     /// The base addresses of every rank's part of a window.
     fn peers(&self, window: u64) -> Result<Arc<[u64]>> {
-        self.windows.lock().unwrap_or_else(|e| e.into_inner()).get(window as usize).cloned().ok_or_else(|| {
-            Error::InvalidArgument { op: "collective", detail: format!("unknown symmetric window {window}") }
-        })
+        self.windows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(window as usize)
+            .cloned()
+            .ok_or_else(|| Error::InvalidArgument {
+                op: "collective",
+                detail: format!("unknown symmetric window {window}"),
+            })
     }
 
     /// Queue a collective: `body` runs on this rank's thread when the stream reaches it.
-    fn enqueue(&self, stream: &dyn StreamBackend, body: impl FnMut(&Ctx) -> Result<()> + Send + 'static) -> Result<()> {
-        let ctx = Ctx { shared: self.shared.clone(), rank: self.rank, timeout: self.timeout, group: self.name() };
+    fn enqueue(
+        &self,
+        stream: &dyn StreamBackend,
+        body: impl FnMut(&Ctx) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let ctx = Ctx {
+            shared: self.shared.clone(),
+            rank: self.rank,
+            timeout: self.timeout,
+            group: self.name(),
+        };
         let mut body = body;
         let op: HostOp = Box::new(move || body(&ctx));
         Self::host_stream(stream)?.enqueue(op)
@@ -191,7 +229,12 @@ impl Ctx {
             Locate::Plain(p) => {
                 self.shared.slots[self.rank].store(*p, Ordering::Relaxed);
                 self.barrier(what)?;
-                Ok(self.shared.slots.iter().map(|s| s.load(Ordering::Relaxed)).collect())
+                Ok(self
+                    .shared
+                    .slots
+                    .iter()
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .collect())
             }
         }
     }
@@ -235,10 +278,19 @@ unsafe fn reduce_range<T: Element>(srcs: &[u64], start: usize, end: usize, op: R
     acc
 }
 
-fn all_reduce_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usize, op: ReduceOp) -> Result<()> {
+fn all_reduce_run<T: Element>(
+    ctx: &Ctx,
+    srcs: &[u64],
+    recv: u64,
+    count: usize,
+    op: ReduceOp,
+) -> Result<()> {
     let n = ctx.shared.size;
     let chunk = count.div_ceil(n);
-    let (start, end) = ((ctx.rank * chunk).min(count), ((ctx.rank + 1) * chunk).min(count));
+    let (start, end) = (
+        (ctx.rank * chunk).min(count),
+        ((ctx.rank + 1) * chunk).min(count),
+    );
     // Phase 1 (reduce-scatter): this rank reduces its chunk from every peer.
     // SAFETY: every source holds `count` elements (checked by the caller's validation of
     // lengths; equal counts are part of the collective contract).
@@ -269,7 +321,13 @@ fn all_gather_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usize) 
     ctx.barrier("all_gather (copy phase)")
 }
 
-fn reduce_scatter_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usize, op: ReduceOp) -> Result<()> {
+fn reduce_scatter_run<T: Element>(
+    ctx: &Ctx,
+    srcs: &[u64],
+    recv: u64,
+    count: usize,
+    op: ReduceOp,
+) -> Result<()> {
     let start = ctx.rank * count;
     // SAFETY: each source holds `count * size` elements.
     let mine: Vec<T> = unsafe { reduce_range::<T>(srcs, start, start + count, op) };
@@ -279,7 +337,13 @@ fn reduce_scatter_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usi
     Ok(())
 }
 
-fn broadcast_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usize, root: usize) -> Result<()> {
+fn broadcast_run<T: Element>(
+    ctx: &Ctx,
+    srcs: &[u64],
+    recv: u64,
+    count: usize,
+    root: usize,
+) -> Result<()> {
     if srcs[root] != recv {
         // SAFETY: root's buffer and ours hold `count` elements; distinct ranks' buffers do not
         // overlap.
@@ -314,27 +378,50 @@ impl CommBackend for HostComm {
                 return Err(e);
             }
         };
-        let parse = |d: &Vec<u8>, i: usize| u64::from_le_bytes(d[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
-        if let Some((r, d)) = all.iter().enumerate().find(|(_, d)| d.len() != 16 || parse(d, 1) != bytes as u64) {
+        let parse = |d: &Vec<u8>, i: usize| {
+            u64::from_le_bytes(d[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
+        };
+        if let Some((r, d)) = all
+            .iter()
+            .enumerate()
+            .find(|(_, d)| d.len() != 16 || parse(d, 1) != bytes as u64)
+        {
             unsafe { host_free(base, bytes) };
             return Err(Error::RankDivergence {
                 group: self.name().to_string(),
                 what: "symmetric segment creation".into(),
-                details: format!("rank {} asked for {bytes} bytes, rank {r} for {}", self.rank, if d.len() == 16 { parse(d, 1) } else { 0 }),
+                details: format!(
+                    "rank {} asked for {bytes} bytes, rank {r} for {}",
+                    self.rank,
+                    if d.len() == 16 { parse(d, 1) } else { 0 }
+                ),
             });
         }
         let bases: Arc<[u64]> = all.iter().map(|d| parse(d, 0)).collect();
         let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
         let window = w.len() as u64;
         w.push(bases);
-        Ok(SymSegment { base, size: bytes, window, handle: window + 1 })
+        Ok(SymSegment {
+            base,
+            size: bytes,
+            window,
+            handle: window + 1,
+        })
     }
 
     unsafe fn destroy_symmetric_segment(&self, seg: &SymSegment) {
         host_free(seg.base, seg.size)
     }
 
-    fn all_reduce(&self, stream: &dyn StreamBackend, send: Operand, recv: Operand, count: usize, dtype: DType, op: ReduceOp) -> Result<()> {
+    fn all_reduce(
+        &self,
+        stream: &dyn StreamBackend,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
@@ -343,7 +430,14 @@ impl CommBackend for HostComm {
         })
     }
 
-    fn all_gather(&self, stream: &dyn StreamBackend, send: Operand, recv: Operand, count: usize, dtype: DType) -> Result<()> {
+    fn all_gather(
+        &self,
+        stream: &dyn StreamBackend,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+    ) -> Result<()> {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
@@ -352,7 +446,15 @@ impl CommBackend for HostComm {
         })
     }
 
-    fn reduce_scatter(&self, stream: &dyn StreamBackend, send: Operand, recv: Operand, count: usize, dtype: DType, op: ReduceOp) -> Result<()> {
+    fn reduce_scatter(
+        &self,
+        stream: &dyn StreamBackend,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
@@ -361,7 +463,15 @@ impl CommBackend for HostComm {
         })
     }
 
-    fn broadcast(&self, stream: &dyn StreamBackend, send: Operand, recv: Operand, count: usize, dtype: DType, root: usize) -> Result<()> {
+    fn broadcast(
+        &self,
+        stream: &dyn StreamBackend,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        root: usize,
+    ) -> Result<()> {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
@@ -376,10 +486,20 @@ impl CommBackend for HostComm {
 
     fn exchange(&self, mine: &[u8], timeout: Duration) -> Result<Vec<Vec<u8>>> {
         let group = self.name();
-        self.shared.exchange.lock().unwrap_or_else(|e| e.into_inner())[self.rank] = mine.to_vec();
-        self.shared.barrier(&group, "validation exchange", timeout)?;
-        let all = self.shared.exchange.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        self.shared.barrier(&group, "validation exchange", timeout)?;
+        self.shared
+            .exchange
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())[self.rank] = mine.to_vec();
+        self.shared
+            .barrier(&group, "validation exchange", timeout)?;
+        let all = self
+            .shared
+            .exchange
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.shared
+            .barrier(&group, "validation exchange", timeout)?;
         Ok(all)
     }
 
@@ -388,12 +508,24 @@ impl CommBackend for HostComm {
         mine.extend_from_slice(&key.to_le_bytes());
         let all = self.exchange(&mine, self.timeout)?;
         let parse = |d: &Vec<u8>| -> (u32, u32) {
-            let c = u32::from_le_bytes(d.get(0..4).and_then(|s| s.try_into().ok()).unwrap_or([0; 4]));
-            let k = u32::from_le_bytes(d.get(4..8).and_then(|s| s.try_into().ok()).unwrap_or([0; 4]));
+            let c = u32::from_le_bytes(
+                d.get(0..4)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or([0; 4]),
+            );
+            let k = u32::from_le_bytes(
+                d.get(4..8)
+                    .and_then(|s| s.try_into().ok())
+                    .unwrap_or([0; 4]),
+            );
             (c, k)
         };
-        let mut members: Vec<(u32, usize)> =
-            all.iter().enumerate().filter(|(_, d)| parse(d).0 == color).map(|(r, d)| (parse(d).1, r)).collect();
+        let mut members: Vec<(u32, usize)> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| parse(d).0 == color)
+            .map(|(r, d)| (parse(d).1, r))
+            .collect();
         members.sort();
         let leader = members.iter().map(|m| m.1).min().unwrap_or(self.rank);
         let new_rank = members.iter().position(|m| m.1 == self.rank).unwrap_or(0);
@@ -408,7 +540,9 @@ impl CommBackend for HostComm {
         if leader == self.rank {
             self.shared.split.lock().unwrap_or_else(|e| e.into_inner())[self.rank] = None;
         }
-        let sub = sub.ok_or_else(|| Error::Graph("internal: split leader published no communicator".into()))?;
+        let sub = sub.ok_or_else(|| {
+            Error::Graph("internal: split leader published no communicator".into())
+        })?;
         Ok(Arc::new(HostComm::new(sub, new_rank, self.timeout)))
     }
 

@@ -36,7 +36,10 @@ pub struct HostDevice {
 impl HostDevice {
     /// A device for host rank `rank`.
     pub fn new(rank: usize) -> Self {
-        HostDevice { rank, stream: Arc::new(HostStream::default()) }
+        HostDevice {
+            rank,
+            stream: Arc::new(HostStream::default()),
+        }
     }
 }
 
@@ -68,7 +71,8 @@ impl DeviceBackend for HostDevice {
 }
 
 pub(crate) fn host_alloc(bytes: usize) -> Result<u64> {
-    let layout = Layout::from_size_align(bytes.max(1), SEGMENT_ALIGN).map_err(|_| Error::HostAlloc { bytes })?;
+    let layout = Layout::from_size_align(bytes.max(1), SEGMENT_ALIGN)
+        .map_err(|_| Error::HostAlloc { bytes })?;
     // SAFETY: the layout has a non-zero size.
     let p = unsafe { std::alloc::alloc(layout) };
     if p.is_null() {
@@ -106,7 +110,10 @@ impl HostStream {
 
     /// Whether the stream is recording.
     pub fn is_capturing(&self) -> bool {
-        self.recording.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+        self.recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 }
 
@@ -152,13 +159,21 @@ impl StreamBackend for HostStream {
         Ok(())
     }
     fn end_capture(&self) -> Result<Box<dyn GraphBackend>> {
-        let ops = self.recording.lock().unwrap_or_else(|e| e.into_inner()).take().ok_or_else(|| {
-            Error::Graph("end_capture without begin_capture on this stream".into())
-        })?;
+        let ops = self
+            .recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| {
+                Error::Graph("end_capture without begin_capture on this stream".into())
+            })?;
         Ok(Box::new(HostGraph { ops }))
     }
     fn abort_capture(&self) {
-        self.recording.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.recording
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
     fn launch_host(&self, op: HostOp) -> Result<()> {
         self.enqueue(op)
@@ -194,7 +209,10 @@ pub struct HostConfig {
 impl HostConfig {
     /// `world_size` ranks with default settings.
     pub fn new(world_size: usize) -> Self {
-        HostConfig { world_size, rank: RankConfig::default() }
+        HostConfig {
+            world_size,
+            rank: RankConfig::default(),
+        }
     }
 }
 
@@ -219,7 +237,10 @@ where
 {
     let n = config.world_size;
     if n == 0 {
-        return Err(Error::InvalidArgument { op: "host::run", detail: "world_size must be at least 1".into() });
+        return Err(Error::InvalidArgument {
+            op: "host::run",
+            detail: "world_size must be at least 1".into(),
+        });
     }
     let abort = Arc::new(AbortFlag::default());
     let shared = Arc::new(HostShared::new(n, abort.clone()));
@@ -252,7 +273,10 @@ where
                     .expect("symmem: could not spawn a rank thread")
             })
             .collect();
-        handles.into_iter().map(|h| h.join().and_then(|r| r)).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().and_then(|r| r))
+            .collect()
     });
     let mut results = Vec::with_capacity(n);
     let mut first_err = None;

@@ -1,0 +1,233 @@
+//! GPU micro-benchmarks of the CUDA backend (a `harness = false` bench binary).
+//!
+//! * window enter + exit;
+//! * window + 8 KiB allocation + free from a warm symmetric pool, and the same from the default
+//!   pool (no window);
+//! * one-rank all-reduce launch cost through symmem vs a raw `ncclAllReduce` on the same
+//!   registered buffer and stream (N back-to-back launches, then one synchronisation; reported
+//!   per launch), for a few sizes, plus the replay of a captured graph of one all-reduce.
+//!
+//! Each measurement is the median of several repeats. Prints a table and one
+//! `RESULT {json}` line per measurement. Without a GPU it prints `skipped: no GPU` and exits 0
+//! (exit 1 with `SYMMEM_REQUIRE_GPU=1`).
+//!
+//! Run: `cargo bench --bench cuda_bench` (or the binary from `scripts/gpu-run.sh`).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use symmem::cuda::{self, cudarc::nccl::sys as nccl, nccl_comm};
+use symmem::{Group, RankConfig, ReduceOp};
+
+const REPEATS: usize = 9;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Median over repeats of the per-iteration time (ns) of `iters` calls of `f`.
+fn time_ns(iters: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..iters.min(1000) {
+        f();
+    }
+    median(
+        (0..REPEATS)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    f();
+                }
+                t.elapsed().as_nanos() as f64 / iters as f64
+            })
+            .collect(),
+    )
+}
+
+struct Row {
+    name: String,
+    value: f64,
+    unit: &'static str,
+    json: String,
+}
+
+fn row(rows: &mut Vec<Row>, name: String, value: f64, unit: &'static str, extra: &str) {
+    let json = format!("{{\"bench\":\"{name}\",\"value\":{value:.3},\"unit\":\"{unit}\"{extra}}}");
+    println!("RESULT {json}");
+    rows.push(Row {
+        name,
+        value,
+        unit,
+        json,
+    });
+}
+
+/// Per-launch cost (µs) of `n` back-to-back launches followed by one synchronisation.
+fn launches_us(n: usize, mut launch: impl FnMut(), sync: impl Fn()) -> f64 {
+    for _ in 0..20 {
+        launch();
+    }
+    sync();
+    median(
+        (0..REPEATS)
+            .map(|_| {
+                let t = Instant::now();
+                for _ in 0..n {
+                    launch();
+                }
+                sync();
+                t.elapsed().as_nanos() as f64 / n as f64 / 1000.0
+            })
+            .collect(),
+    )
+}
+
+fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
+    let dev = format!(",\"device\":\"{}\"", device.replace('"', "'"));
+    // Window enter + exit.
+    let ns = time_ns(1_000_000, || {
+        let w = world.window();
+        black_box(&w);
+    });
+    row(rows, "window_enter_exit".into(), ns, "ns", &dev);
+
+    // Warm pools.
+    world.reserve_symmetric(64 << 20).unwrap();
+    drop(symmem::alloc::<u8>(8192).unwrap());
+    let ns = time_ns(200_000, || {
+        let _w = world.window();
+        let b = symmem::alloc::<u8>(8192).unwrap();
+        black_box(&b);
+    });
+    row(
+        rows,
+        "window_alloc_free_8KiB_symmetric".into(),
+        ns,
+        "ns",
+        &dev,
+    );
+    let ns = time_ns(200_000, || {
+        let b = symmem::alloc::<u8>(8192).unwrap();
+        black_box(&b);
+    });
+    row(rows, "alloc_free_8KiB_default_pool".into(), ns, "ns", &dev);
+
+    // All-reduce launches: symmem vs raw NCCL on the same registered buffer and stream.
+    let comm = nccl_comm(world).expect("a CUDA group has an NCCL communicator");
+    let raw = comm.raw_comm();
+    let stream = symmem::current_stream().unwrap();
+    let cu_stream = stream
+        .backend()
+        .as_any()
+        .downcast_ref::<cuda::CudaRankStream>()
+        .expect("a CUDA rank stream")
+        .cu_stream();
+    let sync = || symmem::synchronize().unwrap();
+    for &bytes in &[8usize << 10, 256 << 10, 4 << 20] {
+        let count = bytes / 4;
+        let mut buf = {
+            let _w = world.window();
+            symmem::alloc_zeroed::<f32>(count).unwrap()
+        };
+        let symmetric = buf.is_symmetric();
+        let ptr = buf.device_ptr();
+        let n = if bytes >= 4 << 20 { 200 } else { 1000 };
+        let us_symmem = launches_us(
+            n,
+            || world.all_reduce(&mut buf, ReduceOp::Sum).unwrap(),
+            sync,
+        );
+        let us_raw = launches_us(
+            n,
+            || {
+                // SAFETY: `buf` is a live registered buffer of `count` f32 on this rank's GPU.
+                let r = unsafe {
+                    nccl::ncclAllReduce(
+                        ptr as *const std::ffi::c_void,
+                        ptr as *mut std::ffi::c_void,
+                        count,
+                        nccl::ncclDataType_t::ncclFloat32,
+                        nccl::ncclRedOp_t::ncclSum,
+                        raw,
+                        cu_stream as nccl::cudaStream_t,
+                    )
+                };
+                assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
+            },
+            sync,
+        );
+        let (mut graph, ()) =
+            symmem::capture(|| world.all_reduce(&mut buf, ReduceOp::Sum)).unwrap();
+        let us_graph = launches_us(n, || graph.replay().unwrap(), sync);
+        let extra = format!("{dev},\"bytes\":{bytes},\"symmetric\":{symmetric},\"launches\":{n}");
+        row(
+            rows,
+            format!("all_reduce_{}KiB_symmem", bytes >> 10),
+            us_symmem,
+            "us/launch",
+            &extra,
+        );
+        row(
+            rows,
+            format!("all_reduce_{}KiB_raw_nccl", bytes >> 10),
+            us_raw,
+            "us/launch",
+            &extra,
+        );
+        row(
+            rows,
+            format!("all_reduce_{}KiB_graph_replay", bytes >> 10),
+            us_graph,
+            "us/launch",
+            &extra,
+        );
+    }
+}
+
+fn main() {
+    let report = symmem::detect();
+    if let Some(why) = report.why_not_cuda(1) {
+        println!("skipped: no GPU ({why})");
+        if std::env::var("SYMMEM_REQUIRE_GPU")
+            .map(|v| v == "1")
+            .unwrap_or(false)
+        {
+            std::process::exit(1);
+        }
+        return;
+    }
+    println!("# symmem cuda_bench: {report}");
+    let out = cuda::run_threads(
+        1,
+        RankConfig {
+            validate: false,
+            ..RankConfig::default()
+        },
+        |ctx| {
+            let mut rows = Vec::new();
+            bench_rank(&ctx.world(), &ctx.device().describe(), &mut rows);
+            rows
+        },
+    );
+    let rows = match out {
+        Ok(mut r) => r.remove(0),
+        Err(e) => {
+            eprintln!("cuda_bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("\n{:<40} {:>14}  unit", "benchmark (median of 9)", "value");
+    for r in &rows {
+        println!("{:<40} {:>14.3}  {}", r.name, r.value, r.unit);
+    }
+    if let Ok(path) = std::env::var("SYMMEM_BENCH_JSON") {
+        let body = rows
+            .iter()
+            .map(|r| r.json.clone())
+            .collect::<Vec<_>>()
+            .join(",\n");
+        if let Err(e) = std::fs::write(&path, format!("[\n{body}\n]\n")) {
+            eprintln!("cuda_bench: could not write {path}: {e}");
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! [`Kernels`] for the CUDA backend: cuBLAS `GemmEx` on raw device pointers (f32, bf16 or f16
+//! storage, f32 accumulation) and one small NVRTC kernel for SiLU-and-multiply (plus one for
+//! the residual add), all queued on the rank's stream, so that `symmem::capture` records them
+//! with the all-reduce.
+//!
+//! cuBLAS gets a workspace up front (`cublasSetWorkspace`): it must not allocate during graph
+//! capture. The kernels need no CUDA headers (bf16 and f16 conversions are written out), so
+//! NVRTC compiles them on any machine with libnvrtc; the PTX is compiled once per process.
+
+use std::ffi::c_void;
+use std::sync::{Arc, OnceLock};
+
+use symmem::cuda::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use symmem::cuda::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use symmem::cuda::cudarc::nvrtc::{self, Ptx};
+use symmem::cuda::{cuda_context, cuda_stream};
+use symmem::{Buffer, DType, Element, Error, RankContext};
+
+use crate::model::Kernels;
+
+/// Bytes of the cuBLAS workspace.
+const WORKSPACE: usize = 32 << 20;
+
+/// Threads per block of the elementwise kernels.
+const BLOCK: u32 = 256;
+
+/// CUDA C source of the elementwise kernels, for `float`, bf16 and f16 storage.
+const SOURCE: &str = r#"
+struct bf16_t { unsigned short x; };
+struct f16_t { unsigned short x; };
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(bf16_t v) { return __uint_as_float(((unsigned int)v.x) << 16); }
+__device__ __forceinline__ float to_f(f16_t v) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.x));
+    return f;
+}
+__device__ __forceinline__ void from_f(float v, float* o) { *o = v; }
+__device__ __forceinline__ void from_f(float v, bf16_t* o) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { o->x = (unsigned short)((u >> 16) | 0x40u); return; }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    o->x = (unsigned short)(u >> 16);
+}
+__device__ __forceinline__ void from_f(float v, f16_t* o) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    o->x = h;
+}
+
+template <typename T>
+__device__ void silu_mul(const T* gu, T* h, long long rows, long long s) {
+    long long n = rows * s;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        long long r = i / s;
+        long long c = i - r * s;
+        float g = to_f(gu[r * 2 * s + c]);
+        float u = to_f(gu[r * 2 * s + s + c]);
+        from_f(g / (1.0f + expf(-g)) * u, &h[i]);
+    }
+}
+
+template <typename T>
+__device__ void add(const T* a, const T* b, T* o, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n; i += (long long)blockDim.x * gridDim.x) {
+        from_f(to_f(a[i]) + to_f(b[i]), &o[i]);
+    }
+}
+
+extern "C" __global__ void silu_mul_f32(const float* gu, float* h, long long rows, long long s) { silu_mul(gu, h, rows, s); }
+extern "C" __global__ void silu_mul_bf16(const bf16_t* gu, bf16_t* h, long long rows, long long s) { silu_mul(gu, h, rows, s); }
+extern "C" __global__ void silu_mul_f16(const f16_t* gu, f16_t* h, long long rows, long long s) { silu_mul(gu, h, rows, s); }
+extern "C" __global__ void add_f32(const float* a, const float* b, float* o, long long n) { add(a, b, o, n); }
+extern "C" __global__ void add_bf16(const bf16_t* a, const bf16_t* b, bf16_t* o, long long n) { add(a, b, o, n); }
+extern "C" __global__ void add_f16(const f16_t* a, const f16_t* b, f16_t* o, long long n) { add(a, b, o, n); }
+"#;
+
+/// The PTX of [`SOURCE`], compiled once per process.
+fn ptx() -> Result<Ptx, Error> {
+    static PTX: OnceLock<Result<Ptx, String>> = OnceLock::new();
+    PTX.get_or_init(|| nvrtc::compile_ptx(SOURCE).map_err(|e| format!("{e:?}"))).clone().map_err(|message| Error::Cuda {
+        call: "nvrtcCompileProgram",
+        message,
+        hint: "the example's SiLU kernel needs libnvrtc (CUDA toolkit or the nvidia-cuda-nvrtc wheel) on the library path",
+    })
+}
+
+/// An [`Error::Cuda`] for a failed call.
+fn cuda_err(call: &'static str, e: impl std::fmt::Debug, hint: &'static str) -> Error {
+    Error::Cuda {
+        call,
+        message: format!("{e:?}"),
+        hint,
+    }
+}
+
+/// Index of a storage type in the kernel tables, and its cuBLAS data type.
+fn dtype_of<T: Element>() -> Result<(usize, blas_sys::cudaDataType_t), Error> {
+    match T::DTYPE {
+        DType::F32 => Ok((0, blas_sys::cudaDataType_t::CUDA_R_32F)),
+        DType::BF16 => Ok((1, blas_sys::cudaDataType_t::CUDA_R_16BF)),
+        DType::F16 => Ok((2, blas_sys::cudaDataType_t::CUDA_R_16F)),
+        other => Err(Error::Unsupported {
+            backend: "tp_mlp cuda",
+            what: format!("{other} storage (use f32, bf16 or f16)"),
+        }),
+    }
+}
+
+/// Grid-stride launch configuration for `n` elements.
+fn grid(n: usize) -> LaunchConfig {
+    let blocks = n.div_ceil(BLOCK as usize).clamp(1, 132 * 16) as u32;
+    LaunchConfig {
+        grid_dim: (blocks, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// A [`Error::LengthMismatch`] unless `need == have`.
+fn check_len(op: &'static str, what: &str, need: usize, have: usize) -> Result<(), Error> {
+    if need != have {
+        return Err(Error::LengthMismatch {
+            op,
+            detail: format!("{what} needs {need} elements, the buffer holds {have}"),
+        });
+    }
+    Ok(())
+}
+
+/// cuBLAS and NVRTC kernels of one CUDA rank.
+pub struct CudaKernels {
+    // Declared first: dropped before the workspace it uses.
+    blas: CudaBlas,
+    stream: Arc<CudaStream>,
+    silu_mul: [CudaFunction; 3],
+    add: [CudaFunction; 3],
+    _workspace: Buffer<u8>,
+}
+
+impl CudaKernels {
+    /// Kernels on the rank's stream: a cuBLAS handle with its workspace, and the NVRTC module.
+    pub fn new(ctx: &RankContext) -> Result<Self, Error> {
+        let not_cuda = || Error::Unsupported {
+            backend: "host",
+            what: "cuBLAS kernels (this rank is not a CUDA rank)".into(),
+        };
+        let stream = cuda_stream(ctx).ok_or_else(not_cuda)?;
+        let cu = cuda_context(ctx).ok_or_else(not_cuda)?;
+        let blas = CudaBlas::new(stream.clone())
+            .map_err(|e| cuda_err("cublasCreate", e, "is libcublas on the library path?"))?;
+        let workspace = symmem::alloc::<u8>(WORKSPACE)?;
+        // SAFETY: the workspace outlives the handle (field order) and is used on its stream only.
+        let st = unsafe {
+            blas_sys::cublasSetWorkspace_v2(
+                *blas.handle(),
+                workspace.device_ptr() as *mut c_void,
+                WORKSPACE,
+            )
+        };
+        if st != blas_sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            return Err(cuda_err(
+                "cublasSetWorkspace",
+                st,
+                "cuBLAS refused the workspace",
+            ));
+        }
+        let module = cu.load_module(ptx()?).map_err(|e| {
+            cuda_err(
+                "cuModuleLoadData",
+                e,
+                "the driver could not load the NVRTC PTX",
+            )
+        })?;
+        let load = |name: &str| {
+            module
+                .load_function(name)
+                .map_err(|e| cuda_err("cuModuleGetFunction", e, "kernel missing from the PTX"))
+        };
+        Ok(CudaKernels {
+            blas,
+            stream,
+            silu_mul: [
+                load("silu_mul_f32")?,
+                load("silu_mul_bf16")?,
+                load("silu_mul_f16")?,
+            ],
+            add: [load("add_f32")?, load("add_bf16")?, load("add_f16")?],
+            _workspace: workspace,
+        })
+    }
+}
+
+impl<T: Element> Kernels<T> for CudaKernels {
+    fn gemm(
+        &self,
+        a: &Buffer<T>,
+        b: &Buffer<T>,
+        c: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), Error> {
+        check_len("cuda gemm", "a", m * k, a.len())?;
+        check_len("cuda gemm", "b", k * n, b.len())?;
+        check_len("cuda gemm", "c", m * n, c.len())?;
+        let (_, dt) = dtype_of::<T>()?;
+        let int = |v: usize| {
+            i32::try_from(v).map_err(|_| Error::InvalidArgument {
+                op: "cuda gemm",
+                detail: format!("dimension {v} does not fit an int"),
+            })
+        };
+        let (mi, ki, ni) = (int(m)?, int(k)?, int(n)?);
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS computes (n x m) = (n x k)(k x m)
+        // with B as its first operand (leading dimension n) and A as its second (leading k).
+        // SAFETY: the pointers are live device buffers of the sizes checked above, on this
+        // rank's GPU; the handle runs on the rank's stream; alpha and beta are host scalars read
+        // during the call.
+        unsafe {
+            blas::gemm_ex(
+                *self.blas.handle(),
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                blas_sys::cublasOperation_t::CUBLAS_OP_N,
+                ni,
+                mi,
+                ki,
+                &alpha as *const f32 as *const c_void,
+                b.device_ptr() as *const c_void,
+                dt,
+                ni,
+                a.device_ptr() as *const c_void,
+                dt,
+                ki,
+                &beta as *const f32 as *const c_void,
+                c.device_ptr() as *mut c_void,
+                dt,
+                ni,
+                blas_sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                blas_sys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
+            )
+        }
+        .map_err(|e| {
+            cuda_err(
+                "cublasGemmEx",
+                e,
+                "check the shapes and that the buffers are on this rank's GPU",
+            )
+        })
+    }
+
+    fn silu_mul(
+        &self,
+        gu: &Buffer<T>,
+        h: &mut Buffer<T>,
+        rows: usize,
+        shard: usize,
+    ) -> Result<(), Error> {
+        check_len("cuda silu_mul", "gu", rows * 2 * shard, gu.len())?;
+        check_len("cuda silu_mul", "h", rows * shard, h.len())?;
+        let (i, _) = dtype_of::<T>()?;
+        let (pg, ph, r, s) = (gu.device_ptr(), h.device_ptr(), rows as i64, shard as i64);
+        let mut launch = self.stream.launch_builder(&self.silu_mul[i]);
+        launch.arg(&pg).arg(&ph).arg(&r).arg(&s);
+        // SAFETY: the arguments match the kernel's signature (two device pointers of the storage
+        // type, two 64-bit ints) and the buffers hold the sizes checked above.
+        unsafe { launch.launch(grid(rows * shard)) }
+            .map(drop)
+            .map_err(|e| cuda_err("cuLaunchKernel", e, "silu_mul launch failed"))
+    }
+
+    fn add(&self, a: &Buffer<T>, b: &Buffer<T>, out: &mut Buffer<T>) -> Result<(), Error> {
+        let n = out.len();
+        check_len("cuda add", "a", n, a.len())?;
+        check_len("cuda add", "b", n, b.len())?;
+        let (i, _) = dtype_of::<T>()?;
+        let (pa, pb, po, ni) = (a.device_ptr(), b.device_ptr(), out.device_ptr(), n as i64);
+        let mut launch = self.stream.launch_builder(&self.add[i]);
+        launch.arg(&pa).arg(&pb).arg(&po).arg(&ni);
+        // SAFETY: as for `silu_mul`.
+        unsafe { launch.launch(grid(n)) }
+            .map(drop)
+            .map_err(|e| cuda_err("cuLaunchKernel", e, "add launch failed"))
+    }
+
+    fn describe(&self) -> String {
+        "cuBLAS GemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
+    }
+
+    fn probe_copy_bytes(&self) -> usize {
+        1 << 30
+    }
+}

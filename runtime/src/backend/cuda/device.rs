@@ -1,0 +1,425 @@
+//! One rank's GPU: its CUDA context, its stream, default-pool memory and graph capture.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{sys as cu, CudaContext, CudaStream};
+
+use super::util::{cu_check, cuda_err, RelaxedCapture};
+use crate::backend::{BackendKind, DeviceBackend, GraphBackend, StreamBackend};
+use crate::{Error, Result};
+
+/// Alignment the pools ask of default-pool segments.
+const SEGMENT_ALIGN: u64 = 4096;
+
+const HINT_BIND: &str = "the CUDA context could not be made current on this thread; check that the GPU is healthy (nvidia-smi) and that no earlier CUDA error poisoned the context";
+const HINT_ALLOC: &str =
+    "the GPU is out of memory: free buffers, call empty_cache(), or lower the sizes";
+const HINT_COPY: &str = "a device address is invalid or an earlier kernel failed; run with compute-sanitizer to find the first failing launch";
+const HINT_CAPTURE: &str = "an operation inside the capture was not capturable (a blocking copy, an allocation outside symmem, or work on another stream); move it before or after `symmem::capture`";
+
+/// One rank's GPU: a CUDA context (the device's primary context), a non-blocking stream for all
+/// of the rank's work, and device memory for the rank's default pool.
+///
+/// Memory of the default pool comes from `cuMemAlloc`, wrapped in a *relaxed* stream-capture mode
+/// so that the pool may grow while the rank captures a graph (thread-local capture forbids plain
+/// allocations otherwise).
+pub struct CudaDevice {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaRankStream>,
+    ordinal: usize,
+    name: String,
+    /// Segments that needed padding to reach 4096-byte alignment: aligned address -> raw address.
+    padded: Mutex<HashMap<u64, u64>>,
+}
+
+impl std::fmt::Debug for CudaDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaDevice")
+            .field("ordinal", &self.ordinal)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl CudaDevice {
+    /// Open GPU `ordinal` on the calling thread: retain its primary context, bind it to the
+    /// thread, turn off cudarc's per-buffer event tracking (all of a rank's work is ordered on one
+    /// stream; events recorded outside a capture would break it) and create the rank's stream.
+    pub fn open(ordinal: usize) -> Result<Self> {
+        let ctx = CudaContext::new(ordinal).map_err(|e| {
+            cuda_err(
+                "cuDevicePrimaryCtxRetain",
+                e,
+                "the GPU could not be opened: check CUDA_VISIBLE_DEVICES, `nvidia-smi`, and that the ordinal is below the number of visible GPUs",
+            )
+        })?;
+        // SAFETY: symmem orders all of a rank's work on its one stream; see the module docs.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx
+            .new_stream()
+            .map_err(|e| cuda_err("cuStreamCreate", e, HINT_BIND))?;
+        let name = ctx.name().unwrap_or_else(|_| "NVIDIA GPU".to_string());
+        Ok(CudaDevice {
+            stream: Arc::new(CudaRankStream {
+                stream,
+                ctx: ctx.clone(),
+                capturing: AtomicBool::new(false),
+            }),
+            ctx,
+            ordinal,
+            name,
+            padded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cudarc context of this GPU.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// The rank's stream.
+    pub fn rank_stream(&self) -> &Arc<CudaRankStream> {
+        &self.stream
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))
+    }
+
+    fn raw_alloc(bytes: usize) -> Result<u64> {
+        let mut p: cu::CUdeviceptr = 0;
+        // SAFETY: out-parameter; the context is current.
+        cu_check(
+            "cuMemAlloc",
+            unsafe { cu::cuMemAlloc_v2(&mut p, bytes) },
+            HINT_ALLOC,
+        )?;
+        Ok(p)
+    }
+}
+
+impl DeviceBackend for CudaDevice {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Cuda
+    }
+
+    fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+
+    fn describe(&self) -> String {
+        format!("{} (cuda:{})", self.name, self.ordinal)
+    }
+
+    fn alloc_segment(&self, bytes: usize) -> Result<u64> {
+        self.bind()?;
+        let _relaxed = RelaxedCapture::new();
+        let p = Self::raw_alloc(bytes.max(1))?;
+        if p % SEGMENT_ALIGN == 0 {
+            return Ok(p);
+        }
+        // cuMemAlloc guarantees 256 bytes; large allocations are 2 MiB aligned in practice. If
+        // not, over-allocate and remember the raw address.
+        // SAFETY: just allocated, unused.
+        unsafe { cu::cuMemFree_v2(p) };
+        let padded = bytes
+            .checked_add(SEGMENT_ALIGN as usize)
+            .ok_or(Error::InvalidArgument {
+                op: "alloc",
+                detail: format!("{bytes} bytes overflow the address space"),
+            })?;
+        let raw = Self::raw_alloc(padded)?;
+        let aligned = raw.div_ceil(SEGMENT_ALIGN) * SEGMENT_ALIGN;
+        self.padded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(aligned, raw);
+        Ok(aligned)
+    }
+
+    unsafe fn free_segment(&self, ptr: u64, _bytes: usize) {
+        if self.bind().is_err() {
+            return;
+        }
+        let _relaxed = RelaxedCapture::new();
+        let raw = self
+            .padded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ptr)
+            .unwrap_or(ptr);
+        let r = cu::cuMemFree_v2(raw);
+        if r != cu::CUresult::CUDA_SUCCESS {
+            eprintln!(
+                "symmem: cuMemFree of a default-pool segment failed: {}",
+                cuda_err(
+                    "cuMemFree",
+                    cudarc::driver::result::DriverError(r),
+                    HINT_COPY
+                )
+            );
+        }
+    }
+
+    fn stream(&self) -> Arc<dyn StreamBackend> {
+        self.stream.clone()
+    }
+
+    fn bind_to_thread(&self) -> Result<()> {
+        self.bind()
+    }
+
+    fn mem_info(&self) -> Option<(usize, usize)> {
+        self.bind().ok()?;
+        let (mut free, mut total) = (0usize, 0usize);
+        // SAFETY: out-parameters; the context is current.
+        let r = unsafe { cu::cuMemGetInfo_v2(&mut free, &mut total) };
+        (r == cu::CUresult::CUDA_SUCCESS).then_some((free, total))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// The rank's CUDA stream (non-blocking, created through cudarc so that users can build cuBLAS
+/// handles and launch kernels on it: see [`super::cuda_stream`]).
+pub struct CudaRankStream {
+    stream: Arc<CudaStream>,
+    ctx: Arc<CudaContext>,
+    capturing: AtomicBool,
+}
+
+impl std::fmt::Debug for CudaRankStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaRankStream")
+            .field("capturing", &self.is_capturing())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CudaRankStream {
+    /// The raw `CUstream`.
+    pub fn cu_stream(&self) -> cu::CUstream {
+        self.stream.cu_stream()
+    }
+
+    /// The cudarc stream object.
+    pub fn cudarc_stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+
+    /// The cudarc context of the stream's GPU.
+    pub fn context(&self) -> &Arc<CudaContext> {
+        &self.ctx
+    }
+
+    /// Whether the stream is capturing a graph (begun through symmem).
+    pub fn is_capturing(&self) -> bool {
+        self.capturing.load(Ordering::Acquire)
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))
+    }
+
+    fn refuse_capturing(&self, op: &'static str) -> Result<()> {
+        if self.is_capturing() {
+            return Err(Error::blocking_in_capture(op));
+        }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        // SAFETY: the stream is live.
+        cu_check(
+            "cuStreamSynchronize",
+            unsafe { cu::cuStreamSynchronize(self.cu_stream()) },
+            "a kernel or collective on the rank's stream failed; the first failing operation is reported by compute-sanitizer, or set NCCL_DEBUG=WARN for NCCL",
+        )
+    }
+}
+
+impl StreamBackend for CudaRankStream {
+    fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
+        self.refuse_capturing("copy to the device")?;
+        if src.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // Ordered on the rank's stream (a plain cuMemcpyHtoD would run on the legacy stream,
+        // which does not wait for the rank's non-blocking stream), then waited for.
+        // SAFETY: `dst` holds at least `src.len()` bytes (checked by Buffer); `src` lives until
+        // the synchronisation below.
+        cu_check(
+            "cuMemcpyHtoDAsync",
+            unsafe {
+                cu::cuMemcpyHtoDAsync_v2(dst, src.as_ptr().cast(), src.len(), self.cu_stream())
+            },
+            HINT_COPY,
+        )?;
+        self.sync()
+    }
+
+    fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
+        self.refuse_capturing("copy to the host")?;
+        if dst.is_empty() {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: as above; `dst` lives until the synchronisation below.
+        cu_check(
+            "cuMemcpyDtoHAsync",
+            unsafe {
+                cu::cuMemcpyDtoHAsync_v2(dst.as_mut_ptr().cast(), src, dst.len(), self.cu_stream())
+            },
+            HINT_COPY,
+        )?;
+        self.sync()
+    }
+
+    fn copy_dtod(&self, dst: u64, src: u64, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: both buffers hold `bytes` (checked by Buffer) and outlive the queued copy
+        // (blocks return to their pool only in stream order; see the module docs).
+        cu_check(
+            "cuMemcpyDtoDAsync",
+            unsafe { cu::cuMemcpyDtoDAsync_v2(dst, src, bytes, self.cu_stream()) },
+            HINT_COPY,
+        )
+    }
+
+    fn memset(&self, dst: u64, value: u8, bytes: usize) -> Result<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        self.bind()?;
+        // SAFETY: as above.
+        cu_check(
+            "cuMemsetD8Async",
+            unsafe { cu::cuMemsetD8Async(dst, value, bytes, self.cu_stream()) },
+            HINT_COPY,
+        )
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        // Synchronising a capturing stream would invalidate the capture: refuse instead.
+        self.refuse_capturing("synchronize")?;
+        self.bind()?;
+        self.sync()
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        if self.is_capturing() {
+            return Err(Error::NotAllowedDuringCapture {
+                op: "begin_capture",
+                why: "the stream is already capturing",
+                fix: "finish the running capture first",
+            });
+        }
+        self.bind()?;
+        // SAFETY: the stream is live.
+        cu_check(
+            "cuStreamBeginCapture",
+            unsafe {
+                cu::cuStreamBeginCapture_v2(
+                    self.cu_stream(),
+                    cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
+                )
+            },
+            "the stream could not start capturing; is another capture running on it?",
+        )?;
+        self.capturing.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn end_capture(&self) -> Result<Box<dyn GraphBackend>> {
+        self.bind()?;
+        let mut graph: cu::CUgraph = std::ptr::null_mut();
+        // SAFETY: out-parameter; the stream is live.
+        let r = unsafe { cu::cuStreamEndCapture(self.cu_stream(), &mut graph) };
+        self.capturing.store(false, Ordering::Release);
+        if let Err(e) = cu_check("cuStreamEndCapture", r, HINT_CAPTURE) {
+            if !graph.is_null() {
+                // SAFETY: the graph was returned to us and is not used elsewhere.
+                unsafe { cu::cuGraphDestroy(graph) };
+            }
+            return Err(e);
+        }
+        let mut exec: cu::CUgraphExec = std::ptr::null_mut();
+        // SAFETY: `graph` is a valid graph.
+        let r = unsafe { cu::cuGraphInstantiateWithFlags(&mut exec, graph, 0) };
+        // The executable graph is independent of the graph it was built from.
+        // SAFETY: `graph` is ours.
+        unsafe { cu::cuGraphDestroy(graph) };
+        cu_check("cuGraphInstantiate", r, HINT_CAPTURE)?;
+        Ok(Box::new(CudaGraph {
+            exec,
+            stream: self.stream.clone(),
+        }))
+    }
+
+    fn abort_capture(&self) {
+        if !self.is_capturing() {
+            return;
+        }
+        let _ = self.bind();
+        let mut graph: cu::CUgraph = std::ptr::null_mut();
+        // SAFETY: out-parameter; the stream is live. An invalidated capture returns an error and
+        // no graph: either way the stream leaves capture mode.
+        unsafe {
+            let _ = cu::cuStreamEndCapture(self.cu_stream(), &mut graph);
+            if !graph.is_null() {
+                cu::cuGraphDestroy(graph);
+            }
+        }
+        self.capturing.store(false, Ordering::Release);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+/// An instantiated CUDA graph (`CUgraphExec`), launched on the stream it was captured on.
+pub struct CudaGraph {
+    exec: cu::CUgraphExec,
+    stream: Arc<CudaStream>,
+}
+
+// SAFETY: a CUgraphExec may be launched and destroyed from any thread whose context is bound;
+// symmem only replays a graph on the rank thread that captured it.
+unsafe impl Send for CudaGraph {}
+
+impl GraphBackend for CudaGraph {
+    fn launch(&mut self) -> Result<()> {
+        self.stream
+            .context()
+            .bind_to_thread()
+            .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))?;
+        // SAFETY: the executable graph and the stream are live.
+        cu_check(
+            "cuGraphLaunch",
+            unsafe { cu::cuGraphLaunch(self.exec, self.stream.cu_stream()) },
+            "the graph could not be launched; an earlier kernel may have failed (see compute-sanitizer)",
+        )
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        let _ = self.stream.context().bind_to_thread();
+        // SAFETY: ours; an in-flight launch is freed by the driver once it completes.
+        unsafe { cu::cuGraphExecDestroy(self.exec) };
+    }
+}

@@ -1,0 +1,161 @@
+//! cudarc interop: pass symmem buffers to cuBLAS, cudarc kernels and NVRTC launches.
+//!
+//! cudarc's [`DevicePtr`]/[`DevicePtrMut`] traits extend `DeviceSlice`, whose `stream()` must
+//! return an `&Arc<CudaStream>` owned by the value. A [`Buffer`] does not own a cudarc stream
+//! (and on the host backend there is none), so the traits are implemented for borrowed views
+//! instead: [`view`] / [`view_mut`] (or [`BufferCudaExt`]) return a [`BufferView`] /
+//! [`BufferViewMut`] that carries the rank's cudarc stream and borrows the buffer, so the
+//! buffer can neither be dropped nor aliased mutably while cuBLAS uses it. [`Buffer::device_ptr`]
+//! stays the raw interop point (for example for NVRTC kernel arguments).
+//!
+//! A symmem buffer is never wrapped in a `CudaSlice`: dropping that would free memory that
+//! belongs to a pool (or to NCCL, for symmetric memory).
+//!
+//! Ordering: all of a rank's work runs on its one stream. If a view is used on another stream,
+//! that stream first waits for the work queued so far on the rank's stream; the rank's stream
+//! does **not** wait for work queued on the other stream, so order it yourself (or, simpler, use
+//! the stream from [`super::cuda_stream`], on which nothing needs waiting).
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cudarc::driver::{sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, SyncOnDrop};
+
+use super::device::CudaRankStream;
+use crate::{Buffer, Element, Error, Result};
+
+/// A read-only view of a [`Buffer`] for cudarc APIs (implements [`DevicePtr`]).
+pub struct BufferView<'a, T: Element> {
+    ptr: u64,
+    len: usize,
+    stream: Arc<CudaStream>,
+    _b: PhantomData<&'a Buffer<T>>,
+}
+
+/// A mutable view of a [`Buffer`] for cudarc APIs (implements [`DevicePtr`] and
+/// [`DevicePtrMut`]).
+pub struct BufferViewMut<'a, T: Element> {
+    ptr: u64,
+    len: usize,
+    stream: Arc<CudaStream>,
+    _b: PhantomData<&'a mut Buffer<T>>,
+}
+
+impl<T: Element> std::fmt::Debug for BufferView<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferView")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<T: Element> std::fmt::Debug for BufferViewMut<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BufferViewMut")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+fn rank_stream<T: Element>(b: &Buffer<T>) -> Result<Arc<CudaStream>> {
+    b.pool()
+        .stream()
+        .as_any()
+        .downcast_ref::<CudaRankStream>()
+        .map(|s| s.cudarc_stream().clone())
+        .ok_or_else(|| Error::WrongDevice {
+            op: "symmem::cuda::view",
+            detail: "the buffer is not on a CUDA rank (host backend?); cudarc views exist only for CUDA buffers".into(),
+        })
+}
+
+/// A read-only cudarc view of `buf` (fails for buffers of the host backend).
+pub fn view<T: Element>(buf: &Buffer<T>) -> Result<BufferView<'_, T>> {
+    Ok(BufferView {
+        ptr: buf.device_ptr(),
+        len: buf.len(),
+        stream: rank_stream(buf)?,
+        _b: PhantomData,
+    })
+}
+
+/// A mutable cudarc view of `buf` (fails for buffers of the host backend).
+pub fn view_mut<T: Element>(buf: &mut Buffer<T>) -> Result<BufferViewMut<'_, T>> {
+    Ok(BufferViewMut {
+        ptr: buf.device_ptr(),
+        len: buf.len(),
+        stream: rank_stream(buf)?,
+        _b: PhantomData,
+    })
+}
+
+/// Method-style access to [`view`] and [`view_mut`].
+pub trait BufferCudaExt<T: Element> {
+    /// A read-only cudarc view (see [`view`]).
+    fn cuda_view(&self) -> Result<BufferView<'_, T>>;
+    /// A mutable cudarc view (see [`view_mut`]).
+    fn cuda_view_mut(&mut self) -> Result<BufferViewMut<'_, T>>;
+}
+
+impl<T: Element> BufferCudaExt<T> for Buffer<T> {
+    fn cuda_view(&self) -> Result<BufferView<'_, T>> {
+        view(self)
+    }
+    fn cuda_view_mut(&mut self) -> Result<BufferViewMut<'_, T>> {
+        view_mut(self)
+    }
+}
+
+/// Make `other` wait for the work queued so far on `rank` (no-op when they are the same stream).
+fn order_after(rank: &CudaStream, other: &CudaStream) {
+    if rank.cu_stream() == other.cu_stream() {
+        return;
+    }
+    if let Err(e) = other.join(rank) {
+        other.context().record_err::<()>(Err(e));
+    }
+}
+
+impl<T: Element> DeviceSlice<T> for BufferView<'_, T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+}
+
+impl<T: Element> DevicePtr<T> for BufferView<'_, T> {
+    fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (cu::CUdeviceptr, SyncOnDrop<'a>) {
+        order_after(&self.stream, stream);
+        (self.ptr, SyncOnDrop::Record(None))
+    }
+}
+
+impl<T: Element> DeviceSlice<T> for BufferViewMut<'_, T> {
+    fn len(&self) -> usize {
+        self.len
+    }
+    fn stream(&self) -> &Arc<CudaStream> {
+        &self.stream
+    }
+}
+
+impl<T: Element> DevicePtr<T> for BufferViewMut<'_, T> {
+    fn device_ptr<'a>(&'a self, stream: &'a CudaStream) -> (cu::CUdeviceptr, SyncOnDrop<'a>) {
+        order_after(&self.stream, stream);
+        (self.ptr, SyncOnDrop::Record(None))
+    }
+}
+
+impl<T: Element> DevicePtrMut<T> for BufferViewMut<'_, T> {
+    fn device_ptr_mut<'a>(
+        &'a mut self,
+        stream: &'a CudaStream,
+    ) -> (cu::CUdeviceptr, SyncOnDrop<'a>) {
+        order_after(&self.stream, stream);
+        (self.ptr, SyncOnDrop::Record(None))
+    }
+}

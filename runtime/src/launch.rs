@@ -1,0 +1,302 @@
+//! Backend selection at run time: run the same rank code on GPUs or on the host backend.
+//!
+//! [`run`] starts `world_size` ranks as threads of this process, on the backend a
+//! [`BackendChoice`] asks for:
+//!
+//! * [`BackendChoice::Host`]: the host backend ([`crate::host`]), always available;
+//! * [`BackendChoice::Cuda`]: one GPU per rank through CUDA and NCCL (`symmem::cuda`); fails
+//!   with [`Error::BackendUnavailable`] (never a panic) when the libraries or enough GPUs are
+//!   missing, or when symmem was built without the `cuda` feature;
+//! * [`BackendChoice::Auto`]: CUDA when [`detect`] finds libcuda, libnccl and at least
+//!   `world_size` GPUs, the host backend otherwise (saying why once on stderr).
+//!
+//! [`BackendChoice::from_env`] reads `SYMMEM_BACKEND=auto|host|cuda`.
+//!
+//! ```
+//! use symmem_runtime::launch::{run, BackendChoice};
+//! use symmem_runtime::{RankConfig, ReduceOp};
+//!
+//! let sums = run(BackendChoice::Host, 2, RankConfig::default(), |ctx| {
+//!     let mut x = symmem_runtime::alloc_from_host(&[ctx.rank() as f32 + 1.0; 4]).unwrap();
+//!     ctx.world().all_reduce(&mut x, ReduceOp::Sum).unwrap();
+//!     x.to_host_vec().unwrap()
+//! })
+//! .unwrap();
+//! assert_eq!(sums[0], vec![3.0; 4]);
+//! ```
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::backend::BackendKind;
+use crate::host::{run_with, HostConfig};
+use crate::{Error, RankConfig, RankContext, Result};
+
+/// Which backend [`run`] should use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BackendChoice {
+    /// CUDA when enough GPUs and the CUDA/NCCL libraries are found, the host backend otherwise.
+    #[default]
+    Auto,
+    /// The host backend (ranks are threads, device memory is host memory).
+    Host,
+    /// CUDA and NCCL, one GPU per rank; an error if that is not possible.
+    Cuda,
+}
+
+impl FromStr for BackendChoice {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "" | "auto" => Ok(BackendChoice::Auto),
+            "host" | "cpu" => Ok(BackendChoice::Host),
+            "cuda" | "gpu" | "nccl" => Ok(BackendChoice::Cuda),
+            other => Err(Error::InvalidArgument {
+                op: "BackendChoice::from_str",
+                detail: format!(
+                    "unknown backend {other:?}; use `auto`, `host` or `cuda` (SYMMEM_BACKEND)"
+                ),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BackendChoice::Auto => "auto",
+            BackendChoice::Host => "host",
+            BackendChoice::Cuda => "cuda",
+        })
+    }
+}
+
+impl BackendChoice {
+    /// The choice in `SYMMEM_BACKEND` (`auto`, `host` or `cuda`; unset or empty means `auto`).
+    pub fn from_env() -> Result<Self> {
+        match std::env::var("SYMMEM_BACKEND") {
+            Ok(v) => v.parse(),
+            Err(std::env::VarError::NotPresent) => Ok(BackendChoice::Auto),
+            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidArgument {
+                op: "BackendChoice::from_env",
+                detail: "SYMMEM_BACKEND is not valid UTF-8; use `auto`, `host` or `cuda`".into(),
+            }),
+        }
+    }
+}
+
+/// What [`detect`] found on this machine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendReport {
+    /// Whether symmem was built with the `cuda` feature.
+    pub cuda_built: bool,
+    /// Whether the CUDA driver library (libcuda) could be loaded and initialised.
+    pub cuda_driver: bool,
+    /// CUDA driver version as `major.minor`, when known.
+    pub driver_version: Option<String>,
+    /// Number of visible GPUs (0 when the driver is missing).
+    pub gpus: usize,
+    /// Whether the NCCL library could be loaded.
+    pub nccl: bool,
+    /// NCCL version as `major.minor.patch`, when known.
+    pub nccl_version: Option<String>,
+    /// Whether symmetric windows are available with this NCCL (version policy).
+    pub symmetric_windows: bool,
+    /// Notes: the NCCL version policy line, library paths that were tried, and so on.
+    pub notes: Vec<String>,
+    /// Why the CUDA backend cannot be used (`None` when it can).
+    pub unavailable: Option<String>,
+}
+
+impl BackendReport {
+    /// Whether the CUDA backend can run `world_size` ranks (one GPU each).
+    pub fn cuda_can_run(&self, world_size: usize) -> bool {
+        self.unavailable.is_none() && self.gpus >= world_size
+    }
+
+    /// Why the CUDA backend cannot run `world_size` ranks, `None` when it can.
+    pub fn why_not_cuda(&self, world_size: usize) -> Option<String> {
+        if let Some(u) = &self.unavailable {
+            return Some(u.clone());
+        }
+        (self.gpus < world_size).then(|| {
+            format!(
+                "{world_size} ranks need {world_size} GPUs (NCCL refuses two ranks on one GPU) but {} {} visible",
+                self.gpus,
+                if self.gpus == 1 { "is" } else { "are" }
+            )
+        })
+    }
+
+    /// The backend [`run`] picks for `choice` and `world_size`, or why it cannot run.
+    pub fn choose(&self, choice: BackendChoice, world_size: usize) -> Result<BackendKind> {
+        match choice {
+            BackendChoice::Host => Ok(BackendKind::Host),
+            BackendChoice::Cuda => match self.why_not_cuda(world_size) {
+                None => Ok(BackendKind::Cuda),
+                Some(why) => Err(Error::BackendUnavailable(format!(
+                    "the CUDA backend was requested (BackendChoice::Cuda / SYMMEM_BACKEND=cuda) but {why}; use BackendChoice::Auto or SYMMEM_BACKEND=host to fall back to the host backend"
+                ))),
+            },
+            BackendChoice::Auto => Ok(if self.cuda_can_run(world_size) { BackendKind::Cuda } else { BackendKind::Host }),
+        }
+    }
+}
+
+impl std::fmt::Display for BackendReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "cuda feature: {}; driver: {} ({}); GPUs: {}; NCCL: {} ({}); symmetric windows: {}",
+            if self.cuda_built {
+                "built"
+            } else {
+                "not built"
+            },
+            if self.cuda_driver {
+                "loaded"
+            } else {
+                "missing"
+            },
+            opt(&self.driver_version),
+            self.gpus,
+            if self.nccl { "loaded" } else { "missing" },
+            opt(&self.nccl_version),
+            if self.symmetric_windows { "yes" } else { "no" },
+        )?;
+        if let Some(u) = &self.unavailable {
+            write!(f, "; CUDA unavailable: {u}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Look for CUDA, NCCL and GPUs without risking a panic (libraries are probed before any call
+/// into them). Cheap after the first call of a process.
+pub fn detect() -> BackendReport {
+    #[cfg(feature = "cuda")]
+    {
+        crate::backend::cuda::detect_report()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        BackendReport {
+            unavailable: Some("symmem was built without the `cuda` feature".into()),
+            ..BackendReport::default()
+        }
+    }
+}
+
+static LOGGED_AUTO: AtomicBool = AtomicBool::new(false);
+
+/// Run `f` on `world_size` rank threads on the backend `choice` selects, and collect what each
+/// returns (in rank order).
+///
+/// Each thread gets a [`RankContext`] with a group `"world"` of all ranks. On CUDA, rank `r`
+/// uses GPU `r`. A panic in a rank is resumed here after every rank finished (peers blocked in
+/// collectives are released: host waits abort, NCCL communicators are aborted).
+///
+/// Errors: `world_size == 0`, [`Error::BackendUnavailable`] when `choice` is
+/// [`BackendChoice::Cuda`] and CUDA cannot run `world_size` ranks, and start-up failures.
+pub fn run<R, F>(choice: BackendChoice, world_size: usize, cfg: RankConfig, f: F) -> Result<Vec<R>>
+where
+    R: Send,
+    F: Fn(&RankContext) -> R + Send + Sync,
+{
+    if world_size == 0 {
+        return Err(Error::InvalidArgument {
+            op: "launch::run",
+            detail: "world_size must be at least 1".into(),
+        });
+    }
+    let kind = match choice {
+        BackendChoice::Host => BackendKind::Host,
+        _ => {
+            let report = detect();
+            let kind = report.choose(choice, world_size)?;
+            if choice == BackendChoice::Auto
+                && kind == BackendKind::Host
+                && !LOGGED_AUTO.swap(true, Ordering::Relaxed)
+            {
+                eprintln!(
+                    "symmem: backend auto -> host: {}",
+                    report
+                        .why_not_cuda(world_size)
+                        .unwrap_or_else(|| "CUDA unavailable".into())
+                );
+            }
+            kind
+        }
+    };
+    match kind {
+        BackendKind::Host => run_with(
+            HostConfig {
+                world_size,
+                rank: cfg,
+            },
+            f,
+        ),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => crate::backend::cuda::run_threads(world_size, cfg, f),
+        #[cfg(not(feature = "cuda"))]
+        BackendKind::Cuda => Err(Error::BackendUnavailable(
+            "symmem was built without the `cuda` feature".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn choices_parse() {
+        assert_eq!(
+            "AUTO".parse::<BackendChoice>().unwrap(),
+            BackendChoice::Auto
+        );
+        assert_eq!(
+            " host ".parse::<BackendChoice>().unwrap(),
+            BackendChoice::Host
+        );
+        assert_eq!(
+            "cuda".parse::<BackendChoice>().unwrap(),
+            BackendChoice::Cuda
+        );
+        assert!("tpu".parse::<BackendChoice>().is_err());
+    }
+
+    #[test]
+    fn report_chooses() {
+        let none = BackendReport {
+            unavailable: Some("no libcuda".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            none.choose(BackendChoice::Auto, 2).unwrap(),
+            BackendKind::Host
+        );
+        assert!(matches!(
+            none.choose(BackendChoice::Cuda, 1),
+            Err(Error::BackendUnavailable(_))
+        ));
+        let one = BackendReport {
+            gpus: 1,
+            cuda_driver: true,
+            nccl: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            one.choose(BackendChoice::Auto, 1).unwrap(),
+            BackendKind::Cuda
+        );
+        assert_eq!(
+            one.choose(BackendChoice::Auto, 2).unwrap(),
+            BackendKind::Host
+        );
+        let e = one.choose(BackendChoice::Cuda, 2).unwrap_err().to_string();
+        assert!(e.contains("2 GPUs"), "{e}");
+    }
+}

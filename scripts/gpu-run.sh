@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Build symmem's GPU test, bench and example binaries here, and stage them for the GPU machine.
+#
+# The GPU machine has no Rust toolchain: this script builds release binaries on this machine
+# (x86-64, older glibc than the GPU machine), strips them and copies them into the git-ignored
+# folder `.device-bin/`, together with `run-on-device.sh`. Then, with the device tool:
+#
+#     run(command="bash .device-bin/run-on-device.sh", carry=[".device-bin"], timeout_s=600)
+#
+# `run-on-device.sh` sets NCCL_NVLS_ENABLE=0 and the library path of the pip NCCL package,
+# prints the machine (nvidia-smi, NCCL version), runs the GPU suite with SYMMEM_REQUIRE_GPU=1
+# (a missing GPU is a failure there), the CUDA bench, the Python benches in benches/py/ (if
+# present) and the tp_mlp example, and writes its logs under $OUT (at most 8 files). It keeps
+# every step under a time limit so that the whole run stays under about 8 minutes.
+#
+# Usage: scripts/gpu-run.sh            (build and stage)
+#        scripts/gpu-run.sh --list     (also list what was staged)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+stage=.device-bin
+rm -rf "$stage"
+mkdir -p "$stage/tests" "$stage/bench" "$stage/examples"
+
+json="$(mktemp)"
+trap 'rm -f "$json"' EXIT
+
+echo "== building test binaries (release)"
+cargo test --release --workspace --no-run --message-format=json-render-diagnostics >"$json"
+echo "== building benches (release)"
+cargo bench --workspace --no-run --message-format=json-render-diagnostics >>"$json"
+if [ -f examples/tp_mlp.rs ] || [ -f examples/tp_mlp/main.rs ]; then
+  echo "== building example tp_mlp (release)"
+  if ! cargo build --release --example tp_mlp --message-format=json-render-diagnostics >>"$json"; then
+    echo "warning: the tp_mlp example does not build; staging everything else" >&2
+  fi
+fi
+
+# Executables of integration tests, benches and examples (not unit-test binaries of libraries,
+# which run in CI anyway).
+copy() { # kind name path
+  local dst="$stage/$1/$2"
+  cp "$3" "$dst"
+  strip --strip-debug "$dst" 2>/dev/null || true
+  echo "   staged $1/$2 ($(du -h "$dst" | cut -f1))"
+}
+while IFS=$'\t' read -r kind name exe; do
+  case "$kind" in
+    test) copy tests "$name" "$exe" ;;
+    bench) copy bench "$name" "$exe" ;;
+    example) copy examples "$name" "$exe" ;;
+  esac
+done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null)
+                | [(.target.kind[0]), .target.name, .executable] | @tsv' "$json" | sort -u)
+
+if [ ! -x "$stage/tests/gpu" ]; then
+  echo "error: tests/gpu.rs was not built (is it in the facade crate?)" >&2
+  exit 1
+fi
+
+cat >"$stage/run-on-device.sh" <<'DEVICE'
+#!/usr/bin/env bash
+# Runs on the GPU machine from the repository root: bash .device-bin/run-on-device.sh
+set -uo pipefail
+bin="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+out="${OUT:-/tmp/symmem-out}"
+mkdir -p "$out"
+start=$(date +%s)
+left() { echo $(( 470 - ($(date +%s) - start) )); }   # seconds left of a ~8 minute budget
+step() { # seconds log-file command...
+  local t=$1 log=$2; shift 2
+  local l; l=$(left)
+  if [ "$l" -lt 20 ]; then echo "## skipped (time budget): $*" | tee -a "$log"; return 0; fi
+  [ "$t" -gt "$l" ] && t=$l
+  echo "## $* (limit ${t}s)" | tee -a "$log"
+  timeout --kill-after=10 "$t" "$@" 2>&1 | tee -a "$log"
+  local rc=${PIPESTATUS[0]}
+  echo "## exit $rc: $*" | tee -a "$log"
+  return 0
+}
+
+# Never use NVLink SHARP multicast on this shared machine.
+export NCCL_NVLS_ENABLE=0
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+export RUST_BACKTRACE=1 PYTHONUNBUFFERED=1 SYMMEM_REQUIRE_GPU=1
+NCCL_LIB=$(python3 -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'lib'))" 2>/dev/null || true)
+shim=/tmp/symmem-nccl-shim
+mkdir -p "$shim"
+# cudarc looks for libnccl.so; the pip package may ship only libnccl.so.2.
+if [ -n "$NCCL_LIB" ] && [ ! -e "$NCCL_LIB/libnccl.so" ] && [ -e "$NCCL_LIB/libnccl.so.2" ]; then
+  ln -sf "$NCCL_LIB/libnccl.so.2" "$shim/libnccl.so"
+fi
+export LD_LIBRARY_PATH="$shim:${NCCL_LIB:+$NCCL_LIB:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+
+env_log="$out/env.log"
+{
+  echo "date: $(date -u)"; uname -a
+  nvidia-smi
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+  echo "NCCL_LIB=$NCCL_LIB"; ls -l "$NCCL_LIB" 2>&1
+  python3 -c "import importlib.metadata as m; print('nvidia-nccl-cu13', m.version('nvidia-nccl-cu13'))" 2>&1
+  python3 -c "import torch; print('torch', torch.__version__, 'nccl', torch.cuda.nccl.version())" 2>&1
+  echo "NCCL_NVLS_ENABLE=$NCCL_NVLS_ENABLE LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+} >"$env_log" 2>&1
+cat "$env_log"
+
+# 1. The GPU suite (a missing GPU fails it).
+step 240 "$out/gpu-tests.log" "$bin/tests/gpu" --test-threads=1
+
+# 2. The CUDA bench.
+if [ -x "$bin/bench/cuda_bench" ]; then
+  SYMMEM_BENCH_JSON="$out/cuda-bench.json" step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
+fi
+
+# 3. The example.
+if [ -x "$bin/examples/tp_mlp" ]; then
+  step 90 "$out/example.log" "$bin/examples/tp_mlp" --backend cuda --graph
+fi
+
+# 4. Python side-by-side benches (PyTorch is the python3 there).
+for py in benches/py/window_bench.py benches/py/tp_mlp_torch.py; do
+  [ -f "$py" ] && step 90 "$out/py-bench.log" python3 "$py"
+done
+
+# 5. Other integration tests (CPU-level; quick), if time is left.
+for t in "$bin"/tests/*; do
+  name=$(basename "$t")
+  case "$name" in gpu|ui|trybuild*|compile*) continue ;; esac
+  step 60 "$out/other-tests.log" "$t"
+done
+
+echo "== done in $(( $(date +%s) - start ))s; logs in $out:"; ls -l "$out"
+DEVICE
+chmod +x "$stage/run-on-device.sh"
+
+echo "== staged in $stage ($(du -sh "$stage" | cut -f1)); run on the GPU machine with:"
+echo "   bash .device-bin/run-on-device.sh   (device tool: carry [\".device-bin\"])"
+if [ "${1:-}" = "--list" ]; then find "$stage" -type f | sort; fi

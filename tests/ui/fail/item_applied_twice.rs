@@ -1,0 +1,8 @@
+#![allow(dead_code, unused)]
+use symmem::{symmetric_memory, Buffer, Error, Group};
+
+#[symmetric_memory(group = "tp")]
+#[symmetric_memory(group = "dp")]
+fn f() {}
+
+fn main() {}

@@ -1,0 +1,9 @@
+#![allow(dead_code, unused)]
+use symmem::{symmetric_memory, Buffer, Error, Group};
+
+#[symmetric_memory(group = "tp")]
+const fn rows() -> usize {
+    4
+}
+
+fn main() {}

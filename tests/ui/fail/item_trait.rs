@@ -1,0 +1,9 @@
+#![allow(dead_code, unused)]
+use symmem::{symmetric_memory, Buffer, Error, Group};
+
+#[symmetric_memory(group = "tp")]
+trait Layer {
+    fn forward(&self);
+}
+
+fn main() {}
