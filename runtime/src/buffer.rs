@@ -142,8 +142,10 @@ impl<T: Element> Buffer<T> {
         self.owner.pool()
     }
 
+    /// The buffer as a collective operand; records the use if the thread is capturing.
     #[inline]
     pub(crate) fn operand(&self) -> Operand {
+        crate::capture::record_use(&self.owner, self.block);
         Operand {
             ptr: self.ptr,
             sym: self.sym,
@@ -191,6 +193,7 @@ impl<T: Element> Buffer<T> {
 
     /// Set every byte to zero, ordered on the rank's stream (capturable).
     pub fn fill_zero(&mut self) -> Result<()> {
+        crate::capture::record_use(&self.owner, self.block);
         self.pool().stream().memset(self.ptr, 0, self.size_bytes())
     }
 
@@ -208,6 +211,8 @@ impl<T: Element> Buffer<T> {
                 detail: "the buffers belong to different ranks".into(),
             });
         }
+        crate::capture::record_use(&self.owner, self.block);
+        crate::capture::record_use(&src.owner, src.block);
         self.pool()
             .stream()
             .copy_dtod(self.ptr, src.ptr, self.size_bytes())

@@ -129,6 +129,50 @@ impl Drop for GraphArena {
 pub(crate) struct CaptureState {
     rank: Rc<RankInner>,
     arenas: RefCell<Vec<Arc<GraphArena>>>,
+    pins: RefCell<Vec<Pin>>,
+}
+
+/// Keeps a block that recorded work uses out of the free list while the graph lives.
+pub(crate) enum Pin {
+    /// An eager block: pinned in its pool.
+    Block(Arc<Pool>, Block),
+    /// A block of another graph: keep that graph's arena alive.
+    Arena(Arc<GraphArena>),
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        if let Pin::Block(pool, block) = self {
+            pool.unpin(*block);
+        }
+    }
+}
+
+/// Record that work being captured on this thread uses the buffer `(owner, block)`, so the
+/// graph keeps it reserved even if the buffer is dropped before the graph.
+#[inline]
+pub(crate) fn record_use(owner: &Owner, block: Block) {
+    ROUTE.with(|r| {
+        let cap = r.capture.get();
+        if cap.is_null() {
+            return;
+        }
+        // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
+        let state = unsafe { &*cap };
+        let pin = match owner {
+            Owner::Pool(p) => {
+                p.pin(block);
+                Pin::Block(p.clone(), block)
+            }
+            Owner::Graph(a) => {
+                if state.arenas.borrow().iter().any(|x| Arc::ptr_eq(x, a)) {
+                    return; // this graph's own block: its arena already holds it
+                }
+                Pin::Arena(a.clone())
+            }
+        };
+        state.pins.borrow_mut().push(pin);
+    })
 }
 
 impl CaptureState {
@@ -195,6 +239,8 @@ pub(crate) fn refuse_if_capturing_setup(op: &'static str) -> Result<()> {
 pub struct Graph {
     exec: Box<dyn GraphBackend>,
     arenas: Vec<Arc<GraphArena>>,
+    /// Eager blocks the recorded work uses (released after `exec` is dropped: field order).
+    pins: Vec<Pin>,
     rank_id: u64,
     replays: u64,
 }
@@ -284,6 +330,7 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
     let state = CaptureState {
         rank: rank.clone(),
         arenas: RefCell::new(Vec::new()),
+        pins: RefCell::new(Vec::new()),
     };
     let result = {
         ROUTE.with(|r| r.capture.set(&state as *const CaptureState));
@@ -291,6 +338,7 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
         catch_unwind(AssertUnwindSafe(f))
     };
     let arenas = state.arenas.into_inner();
+    let pins = state.pins.into_inner();
     match result {
         Err(panic) => {
             stream.abort_capture();
@@ -307,6 +355,7 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
                 Graph {
                     exec,
                     arenas,
+                    pins,
                     rank_id: rank.id(),
                     replays: 0,
                 },

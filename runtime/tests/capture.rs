@@ -486,32 +486,29 @@ fn captured_work_runs_only_at_replay() {
     .unwrap();
 }
 
-/// Known issue (reported to the lead): a graph does not keep the eager buffers its recorded
-/// work uses alive. Once such a buffer is dropped, its block can be handed to another buffer,
-/// and every replay then writes into that other buffer (after `empty_cache`, into freed
-/// memory). The test shows it with a reused block; it is ignored until graphs pin the blocks
-/// they record (or `capture` ties the graph's lifetime to the buffers it uses).
+/// A graph pins the eager blocks its recorded work uses: dropping such a buffer while the
+/// graph lives does not hand its block to another buffer, replays never touch other buffers,
+/// and the block returns to the pool when the graph drops.
 #[test]
-#[ignore = "known issue: graphs do not keep recorded eager buffers alive"]
 fn replay_after_a_recorded_buffer_is_dropped_must_not_touch_other_buffers() {
-    symmem::host::run(1, |_| {
+    symmem::host::run(1, |ctx| {
         let mut x = symmem::alloc_from_host(&[1.0f32; 256]).unwrap();
         let (mut g, ()) = symmem::capture(|| x.fill_zero()).unwrap();
         let px = x.device_ptr();
         drop(x);
         let y = symmem::alloc_from_host(&[7.0f32; 256]).unwrap();
-        assert_eq!(
-            y.device_ptr(),
-            px,
-            "the block was reused (precondition of the demonstration)"
-        );
+        assert_ne!(y.device_ptr(), px, "a block pinned by a live graph was reused");
         g.replay().unwrap();
         let v = y.to_host_vec().unwrap();
+        assert!(v.iter().all(|&e| e == 7.0), "the replay overwrote a buffer it never saw: {:?}", &v[..4]);
+        let in_use = ctx.default_pool_stats().in_use_bytes;
+        drop(g);
         assert!(
-            v.iter().all(|&e| e == 7.0),
-            "the replay overwrote a buffer it never saw: {:?}",
-            &v[..4]
+            ctx.default_pool_stats().in_use_bytes < in_use,
+            "dropping the graph must release the pinned block"
         );
+        drop(y);
+        assert_eq!(ctx.default_pool_stats().in_use_bytes, 0, "nothing leaked");
     })
     .unwrap();
 }

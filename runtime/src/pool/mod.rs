@@ -66,6 +66,9 @@ struct PoolState {
     segs: Vec<Option<Seg>>,
     hits: u64,
     misses: u64,
+    /// Blocks recorded by live graphs: (pin count, freed by its buffer meanwhile). A pinned
+    /// block whose buffer drops is returned to the arena only when the last pin goes.
+    pins: std::collections::HashMap<Block, (u32, bool)>,
 }
 
 /// A block handed out by a pool, with its address and (for symmetric pools) window position.
@@ -115,6 +118,7 @@ impl Pool {
                 segs: Vec::new(),
                 hits: 0,
                 misses: 0,
+                pins: std::collections::HashMap::new(),
             }),
         }
     }
@@ -318,12 +322,40 @@ impl Pool {
     #[inline]
     pub(crate) fn free(&self, block: Block) {
         let mut st = self.lock();
+        if !st.pins.is_empty() {
+            if let Some(p) = st.pins.get_mut(&block) {
+                p.1 = true;
+                return;
+            }
+        }
+        Self::free_locked(&mut st, &self.label, block)
+    }
+
+    /// Keep `block` out of the free list while a graph that recorded it lives.
+    pub(crate) fn pin(&self, block: Block) {
+        self.lock().pins.entry(block).or_insert((0, false)).0 += 1;
+    }
+
+    /// Drop one pin of `block`; free it if its buffer is already gone.
+    pub(crate) fn unpin(&self, block: Block) {
+        let mut st = self.lock();
+        let Some(p) = st.pins.get_mut(&block) else { return };
+        p.0 -= 1;
+        if p.0 == 0 {
+            let freed = p.1;
+            st.pins.remove(&block);
+            if freed {
+                Self::free_locked(&mut st, &self.label, block);
+            }
+        }
+    }
+
+    fn free_locked(st: &mut PoolState, label: &str, block: Block) {
         if let Err(e) = st.arena.free(block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
             eprintln!(
-                "symmem: internal error returning a block to pool `{}`: {e}",
-                self.label
+                "symmem: internal error returning a block to pool `{label}`: {e}"
             );
         }
     }
