@@ -34,10 +34,16 @@ fn by_hand_alloc() -> Result<Buffer<u8>, Error> {
 
 fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("macro");
-    g.bench_function("annotated_empty", |b| b.iter(|| annotated_empty(black_box(1))));
+    g.bench_function("annotated_empty", |b| {
+        b.iter(|| annotated_empty(black_box(1)))
+    });
     g.bench_function("by_hand_empty", |b| b.iter(|| by_hand_empty(black_box(1))));
-    g.bench_function("annotated_alloc_8k", |b| b.iter(|| drop(black_box(annotated_alloc().unwrap()))));
-    g.bench_function("by_hand_alloc_8k", |b| b.iter(|| drop(black_box(by_hand_alloc().unwrap()))));
+    g.bench_function("annotated_alloc_8k", |b| {
+        b.iter(|| drop(black_box(annotated_alloc().unwrap())))
+    });
+    g.bench_function("by_hand_alloc_8k", |b| {
+        b.iter(|| drop(black_box(by_hand_alloc().unwrap())))
+    });
     g.finish();
 }
 

@@ -137,7 +137,6 @@ impl<T: Element> Buffer<T> {
         self.owner.pool().rank_id()
     }
 
-
     pub(crate) fn pool(&self) -> &Pool {
         self.owner.pool()
     }

@@ -497,10 +497,18 @@ fn replay_after_a_recorded_buffer_is_dropped_must_not_touch_other_buffers() {
         let px = x.device_ptr();
         drop(x);
         let y = symmem::alloc_from_host(&[7.0f32; 256]).unwrap();
-        assert_ne!(y.device_ptr(), px, "a block pinned by a live graph was reused");
+        assert_ne!(
+            y.device_ptr(),
+            px,
+            "a block pinned by a live graph was reused"
+        );
         g.replay().unwrap();
         let v = y.to_host_vec().unwrap();
-        assert!(v.iter().all(|&e| e == 7.0), "the replay overwrote a buffer it never saw: {:?}", &v[..4]);
+        assert!(
+            v.iter().all(|&e| e == 7.0),
+            "the replay overwrote a buffer it never saw: {:?}",
+            &v[..4]
+        );
         let in_use = ctx.default_pool_stats().in_use_bytes;
         drop(g);
         assert!(

@@ -145,7 +145,6 @@ impl Pool {
         &self.stream
     }
 
-
     #[inline]
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         // A panic while holding the lock cannot leave the arena half-updated in a way that
@@ -339,7 +338,9 @@ impl Pool {
     /// Drop one pin of `block`; free it if its buffer is already gone.
     pub(crate) fn unpin(&self, block: Block) {
         let mut st = self.lock();
-        let Some(p) = st.pins.get_mut(&block) else { return };
+        let Some(p) = st.pins.get_mut(&block) else {
+            return;
+        };
         p.0 -= 1;
         if p.0 == 0 {
             let freed = p.1;
@@ -354,9 +355,7 @@ impl Pool {
         if let Err(e) = st.arena.free(block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
-            eprintln!(
-                "symmem: internal error returning a block to pool `{label}`: {e}"
-            );
+            eprintln!("symmem: internal error returning a block to pool `{label}`: {e}");
         }
     }
 
