@@ -12,15 +12,17 @@
 //! ```
 //! use symmem::{symmetric_memory, Buffer, Error, ReduceOp};
 //!
+//! // Capture-fit body: no host copies inside (the macro checks it at compile time).
 //! #[symmetric_memory(group = "world")]
-//! fn partial_sums(rank: usize, n: usize) -> Result<Buffer<f32>, Error> {
-//!     let mut out = symmem::alloc_zeroed::<f32>(n)?; // from the group's symmetric pool
-//!     out.copy_from_host(&vec![rank as f32 + 1.0; n])?;
+//! fn partial_sums(input: &Buffer<f32>) -> Result<Buffer<f32>, Error> {
+//!     let mut out = symmem::alloc::<f32>(input.len())?; // from the group's symmetric pool
+//!     out.copy_from(input)?; // device to device, ordered on the rank's stream
 //!     Ok(out)
 //! }
 //!
 //! let sums = symmem::host::run(4, |ctx| -> Result<Vec<f32>, Error> {
-//!     let mut y = partial_sums(ctx.rank(), 1024)?;
+//!     let input = symmem::alloc_from_host(&vec![ctx.rank() as f32 + 1.0; 1024])?;
+//!     let mut y = partial_sums(&input)?;
 //!     assert!(y.is_symmetric());
 //!     ctx.world().all_reduce(&mut y, ReduceOp::Sum)?; // symmetric path
 //!     y.to_host_vec()
