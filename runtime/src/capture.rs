@@ -136,8 +136,8 @@ pub(crate) struct CaptureState {
 pub(crate) enum Pin {
     /// An eager block: pinned in its pool.
     Block(Arc<Pool>, Block),
-    /// A block of another graph: keep that graph's arena alive.
-    Arena(Arc<GraphArena>),
+    /// A block of another graph: keep that graph's arena alive (held only for its lifetime).
+    Arena(#[allow(dead_code)] Arc<GraphArena>),
 }
 
 impl Drop for Pin {
@@ -240,6 +240,8 @@ pub struct Graph {
     exec: Box<dyn GraphBackend>,
     arenas: Vec<Arc<GraphArena>>,
     /// Eager blocks the recorded work uses (released after `exec` is dropped: field order).
+    /// Held only for its `Drop`.
+    #[allow(dead_code)]
     pins: Vec<Pin>,
     rank_id: u64,
     replays: u64,
@@ -299,7 +301,7 @@ struct CaptureScope<'a>(&'a CaptureState);
 impl Drop for CaptureScope<'_> {
     fn drop(&mut self) {
         ROUTE.with(|r| {
-            if r.capture.get() == self.0 as *const CaptureState {
+            if std::ptr::eq(r.capture.get(), self.0) {
                 r.capture.set(std::ptr::null());
             }
         });
