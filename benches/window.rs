@@ -24,6 +24,12 @@ fn benches(c: &mut Criterion, ctx: &symmem::RankContext) {
         drop(symmem::alloc::<u8>(8192).expect("warm tp pool"));
     }
     drop(symmem::alloc::<u8>(8192).expect("warm default pool"));
+    let big = ctx.split_group("big", &world, 0, 0).expect("split big");
+    big.reserve_symmetric(64 << 20).expect("reserve 64 MiB");
+    {
+        let _w = big.window();
+        drop(symmem::alloc::<u8>(8192).expect("warm big pool"));
+    }
 
     let mut g = c.benchmark_group("window");
     g.bench_function("enter_exit_empty", |b| {
@@ -41,6 +47,15 @@ fn benches(c: &mut Criterion, ctx: &symmem::RankContext) {
     g.bench_function("alloc_free_8k", |b| {
         b.iter(|| {
             let _w = tp.window();
+            let buf = symmem::alloc::<u8>(black_box(8192)).expect("alloc");
+            black_box(&buf);
+        })
+    });
+    // A pool whose free space is one large reserved block (what `reserve_symmetric` before a
+    // capture leaves): without the quick cache each iteration split and re-coalesced it.
+    g.bench_function("alloc_free_8k_reserved_64m", |b| {
+        b.iter(|| {
+            let _w = big.window();
             let buf = symmem::alloc::<u8>(black_box(8192)).expect("alloc");
             black_box(&buf);
         })

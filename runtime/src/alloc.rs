@@ -1,11 +1,9 @@
 //! Allocation entry points: routed by the thread's current window.
 
-use std::sync::Arc;
-
 use crate::buffer::{Buffer, Owner};
 use crate::capture::{capture_alloc, CaptureState};
 use crate::group::missing_group;
-use crate::pool::Pool;
+use crate::pool::{Pool, PoolRef};
 use crate::window::{Target, ROUTE};
 use crate::{Element, Error, Result};
 
@@ -49,11 +47,8 @@ pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
     // SAFETY: routing targets and the default pool are kept alive by the rank context (or
     // the group handle a live guard borrows).
     let a = unsafe { &*pool }.alloc(bytes)?;
-    // SAFETY: `pool` came from `Arc::as_ptr` of a live Arc; take one more strong count.
-    let owner = unsafe {
-        Arc::increment_strong_count(pool);
-        Owner::Pool(Arc::from_raw(pool))
-    };
+    // SAFETY: the pool is live and handed out the block `a`, which keeps it alive.
+    let owner = Owner::Pool(unsafe { PoolRef::new(pool) });
     Ok(Buffer::from_parts(a, len, owner))
 }
 

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use crate::backend::{Operand, SymRef};
 use crate::capture::GraphArena;
 use crate::pool::arena::Block;
-use crate::pool::{Allocation, Pool};
+use crate::pool::{Allocation, Pool, PoolRef};
 use crate::{Element, Error, Result};
 
 /// Who gets a buffer's block back when it drops.
 pub(crate) enum Owner {
-    /// An eager block: back to its pool's free list.
-    Pool(Arc<Pool>),
+    /// An eager block: back to its pool's free list. The block keeps the pool alive.
+    Pool(PoolRef),
     /// A block allocated while capturing: it belongs to the graph, which keeps it reserved for
     /// its whole lifetime.
     Graph(Arc<GraphArena>),
@@ -22,7 +22,7 @@ impl Owner {
     #[inline]
     fn pool(&self) -> &Pool {
         match self {
-            Owner::Pool(p) => p,
+            Owner::Pool(p) => p.get(),
             Owner::Graph(a) => a.pool(),
         }
     }

@@ -120,7 +120,8 @@ impl Drop for GraphArena {
     fn drop(&mut self) {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for a in st.owned.drain(..) {
-            self.pool.free(a.block);
+            // The arena holds a counted reference: the pool outlives this call.
+            drop(self.pool.free(a.block));
         }
     }
 }
@@ -160,10 +161,11 @@ pub(crate) fn record_use(owner: &Owner, block: Block) {
         // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
         let state = unsafe { &*cap };
         let pin = match owner {
-            Owner::Pool(p) => {
-                p.pin(block);
-                Pin::Block(p.clone(), block)
-            }
+            Owner::Pool(p) => match p.get().pin(block) {
+                Some(pool) => Pin::Block(pool, block),
+                // Unreachable: the buffer's block keeps the pool's self-reference.
+                None => return,
+            },
             Owner::Graph(a) => {
                 if state.arenas.borrow().iter().any(|x| Arc::ptr_eq(x, a)) {
                     return; // this graph's own block: its arena already holds it

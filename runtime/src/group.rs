@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{BackendKind, CommBackend, DeviceBackend, HostOp, StreamBackend};
-use crate::pool::{Pool, PoolStats, Source};
+use crate::pool::{Pool, PoolOwner, PoolStats, Source};
 use crate::validate::{env_validate, Validator};
 use crate::window::{Target, WindowGuard, ROUTE};
 use crate::{Error, Result};
@@ -77,7 +77,7 @@ pub fn validate_group_name(name: &str) -> Result<()> {
 pub(crate) struct GroupShared {
     name: Arc<str>,
     comm: Arc<dyn CommBackend>,
-    pool: Arc<Pool>,
+    pool: PoolOwner,
     stream: Arc<dyn StreamBackend>,
     rank_id: u64,
     validator: Validator,
@@ -215,7 +215,7 @@ pub(crate) struct RankInner {
     id: u64,
     device: Arc<dyn DeviceBackend>,
     stream: Arc<dyn StreamBackend>,
-    default_pool: Arc<Pool>,
+    default_pool: PoolOwner,
     groups: RefCell<Vec<Group>>,
     world: Group,
     config: RankConfig,
@@ -281,13 +281,13 @@ impl RankContext {
         device.bind_to_thread()?;
         let id = NEXT_RANK_ID.fetch_add(1, Ordering::Relaxed);
         let stream = device.stream();
-        let default_pool = Arc::new(Pool::new(
+        let default_pool = Pool::new(
             Arc::from("default"),
             id,
             Source::Device(device.clone()),
             stream.clone(),
             config.default_pool_limit,
-        ));
+        );
         let world = make_group(Arc::from("world"), world, id, stream.clone(), &config);
         let inner = Rc::new(RankInner {
             id,
@@ -438,7 +438,7 @@ fn make_group(
         timeout: config.timeout,
         group: name.clone(),
     };
-    let pool = Arc::new(Pool::new(
+    let pool = Pool::new(
         name.clone(),
         rank_id,
         Source::Symmetric {
@@ -447,7 +447,7 @@ fn make_group(
         },
         stream.clone(),
         config.symmetric_pool_limit,
-    ));
+    );
     Group {
         shared: Arc::new(GroupShared {
             name,

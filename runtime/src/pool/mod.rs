@@ -11,10 +11,15 @@
 //! on every rank therefore give the same segments and the same offsets; validation mode checks it.
 
 pub(crate) mod arena;
+mod lock;
+mod quick;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::ptr::NonNull;
+use std::sync::Arc;
 
 use arena::{Arena, ArenaConfig, Block};
+use lock::{PoolGuard, PoolLock};
+use quick::QuickCache;
 
 use crate::backend::{CommBackend, DeviceBackend, StreamBackend, SymRef};
 use crate::validate::Validator;
@@ -63,12 +68,21 @@ struct Seg {
 
 struct PoolState {
     arena: Arena,
+    /// Freed blocks kept by exact size for reuse (see [`quick`]); allocated in `arena`.
+    quick: QuickCache,
     segs: Vec<Option<Seg>>,
     hits: u64,
     misses: u64,
     /// Blocks recorded by live graphs: (pin count, freed by its buffer meanwhile). A pinned
     /// block whose buffer drops is returned to the arena only when the last pin goes.
     pins: std::collections::HashMap<Block, (u32, bool)>,
+    /// Blocks handed out by `alloc`/`alloc_cached` and not yet given back to `free`.
+    live: usize,
+    /// The pool's reference to itself, held while its owner (group or rank) lives or any block
+    /// is out: buffers point at the pool without a reference count of their own.
+    keepalive: Option<Arc<Pool>>,
+    /// The owner is gone: drop `keepalive` when the last block comes back.
+    detached: bool,
 }
 
 /// A block handed out by a pool, with its address and (for symmetric pools) window position.
@@ -87,7 +101,7 @@ pub struct Pool {
     source: Source,
     stream: Arc<dyn StreamBackend>,
     limit: Option<usize>,
-    state: Mutex<PoolState>,
+    state: PoolLock<PoolState>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -100,27 +114,34 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
+    /// Create a pool; the returned owner handle detaches it when dropped (see [`PoolOwner`]).
     pub(crate) fn new(
         label: Arc<str>,
         rank_id: u64,
         source: Source,
         stream: Arc<dyn StreamBackend>,
         limit: Option<usize>,
-    ) -> Self {
-        Pool {
+    ) -> PoolOwner {
+        let pool = Arc::new(Pool {
             label,
             rank_id,
             source,
             stream,
             limit,
-            state: Mutex::new(PoolState {
+            state: PoolLock::new(PoolState {
                 arena: Arena::new(ArenaConfig::default()),
+                quick: QuickCache::default(),
                 segs: Vec::new(),
                 hits: 0,
                 misses: 0,
                 pins: std::collections::HashMap::new(),
+                live: 0,
+                keepalive: None,
+                detached: false,
             }),
-        }
+        });
+        pool.lock().keepalive = Some(pool.clone());
+        PoolOwner(pool)
     }
 
     /// The pool's name: the group's name for a symmetric pool, `default` otherwise.
@@ -146,23 +167,21 @@ impl Pool {
     }
 
     #[inline]
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // A panic while holding the lock cannot leave the arena half-updated in a way that
-        // breaks its invariants (every mutation is completed before user code runs), so a
-        // poisoned lock is recovered.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> PoolGuard<'_, PoolState> {
+        self.state.lock()
     }
 
     /// Statistics, exact at the time of the call.
     pub fn stats(&self) -> PoolStats {
         let st = self.lock();
         let a = st.arena.stats();
+        // Cached blocks are free for the user (allocated only in the arena's bookkeeping).
         PoolStats {
             reserved_bytes: a.reserved_bytes,
-            in_use_bytes: a.in_use_bytes,
+            in_use_bytes: a.in_use_bytes - st.quick.bytes(),
             segments: a.segments,
-            allocated_blocks: a.allocated_blocks,
-            largest_free_block: a.largest_free_block,
+            allocated_blocks: a.allocated_blocks - st.quick.blocks(),
+            largest_free_block: a.largest_free_block.max(st.quick.largest()),
             cache_hits: st.hits,
             cache_misses: st.misses,
         }
@@ -191,19 +210,45 @@ impl Pool {
     }
 
     /// Allocate `bytes`, creating a segment if no cached block fits (eager path).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn alloc(&self, bytes: usize) -> Result<Allocation> {
         let mut st = self.lock();
-        if let Some(block) = st.arena.try_alloc(bytes) {
+        if let Some(block) = Self::take_cached(&mut st, bytes) {
             st.hits += 1;
+            st.live += 1;
             let seg = Self::seg_of(&st, &block);
             return Ok(Self::make(&seg, block));
         }
         self.alloc_slow(&mut st, bytes)
     }
 
+    /// A block from the quick cache or the arena, without flushing or growing.
+    #[inline(always)]
+    fn take_cached(st: &mut PoolState, bytes: usize) -> Option<Block> {
+        let size = st.arena.checked_round_request(bytes)?;
+        if let Some(b) = st.quick.take(size) {
+            return Some(b);
+        }
+        st.arena.try_alloc(size)
+    }
+
+    /// Flush the quick cache into the arena and try again (no segment is created).
+    fn take_after_flush(&self, st: &mut PoolState, bytes: usize) -> Option<Block> {
+        if st.quick.is_empty() {
+            return None;
+        }
+        st.quick.flush(&mut st.arena, &self.label);
+        st.arena.try_alloc(bytes)
+    }
+
     #[cold]
     fn alloc_slow(&self, st: &mut PoolState, bytes: usize) -> Result<Allocation> {
+        if let Some(block) = self.take_after_flush(st, bytes) {
+            st.hits += 1;
+            st.live += 1;
+            let seg = Self::seg_of(st, &block);
+            return Ok(Self::make(&seg, block));
+        }
         st.misses += 1;
         let size = st.arena.segment_size_for(bytes);
         self.grow(st, size, bytes)?;
@@ -216,6 +261,7 @@ impl Pool {
                     "internal: a fresh segment of {size} bytes could not serve {bytes} bytes"
                 ),
             })?;
+        st.live += 1;
         let seg = Self::seg_of(st, &block);
         Ok(Self::make(&seg, block))
     }
@@ -223,15 +269,20 @@ impl Pool {
     /// Allocate without creating segments (capture path). `Ok(None)` when nothing fits.
     pub(crate) fn alloc_cached(&self, bytes: usize) -> Option<Allocation> {
         let mut st = self.lock();
-        let block = st.arena.try_alloc(bytes)?;
+        let block = match Self::take_cached(&mut st, bytes) {
+            Some(b) => b,
+            None => self.take_after_flush(&mut st, bytes)?,
+        };
         st.hits += 1;
+        st.live += 1;
         let seg = Self::seg_of(&st, &block);
         Some(Self::make(&seg, block))
     }
 
     /// Largest free block (what a capture can still get without a new segment).
     pub(crate) fn largest_free_block(&self) -> usize {
-        self.lock().arena.largest_free_block()
+        let st = self.lock();
+        st.arena.largest_free_block().max(st.quick.largest())
     }
 
     /// Create a segment of `size` bytes (`request` is the allocation that needs it, for errors).
@@ -308,31 +359,67 @@ impl Pool {
 
     /// Make sure a free block of at least `bytes` exists, creating a segment if needed.
     pub(crate) fn reserve(&self, bytes: usize) -> Result<()> {
-        let mut st = self.lock();
+        let mut guard = self.lock();
+        let st = &mut *guard;
         let need = st.arena.round_request(bytes);
+        if st.arena.largest_free_block().max(st.quick.largest()) >= need {
+            return Ok(());
+        }
+        // Coalesced cached blocks may be enough (a capture's request flushes the same way).
+        st.quick.flush(&mut st.arena, &self.label);
         if st.arena.largest_free_block() >= need {
             return Ok(());
         }
         let size = st.arena.segment_size_for(need).max(need);
-        self.grow(&mut st, size, need)
+        self.grow(st, size, need)
     }
 
-    /// Return a block.
+    /// Return a block handed out by `alloc`/`alloc_cached`.
+    ///
+    /// Returns the pool's self-reference when this was the last block of a detached pool: the
+    /// caller drops it *after* its borrow of the pool ends (that may free the pool).
     #[inline]
-    pub(crate) fn free(&self, block: Block) {
+    #[must_use = "drop the returned reference after the borrow of the pool ends"]
+    pub(crate) fn free(&self, block: Block) -> Option<Arc<Pool>> {
         let mut st = self.lock();
-        if !st.pins.is_empty() {
-            if let Some(p) = st.pins.get_mut(&block) {
-                p.1 = true;
-                return;
+        st.live -= 1;
+        let pinned = !st.pins.is_empty() && {
+            match st.pins.get_mut(&block) {
+                Some(p) => {
+                    p.1 = true;
+                    true
+                }
+                None => false,
             }
+        };
+        if !pinned {
+            Self::free_locked(&mut st, &self.label, block);
         }
-        Self::free_locked(&mut st, &self.label, block)
+        if st.detached && st.live == 0 {
+            return st.keepalive.take();
+        }
+        None
+    }
+
+    /// The owner (group or rank) is gone: the pool lives on only while blocks are out.
+    fn detach(&self) -> Option<Arc<Pool>> {
+        let mut st = self.lock();
+        st.detached = true;
+        if st.live == 0 {
+            return st.keepalive.take();
+        }
+        None
     }
 
     /// Keep `block` out of the free list while a graph that recorded it lives.
-    pub(crate) fn pin(&self, block: Block) {
-        self.lock().pins.entry(block).or_insert((0, false)).0 += 1;
+    ///
+    /// Returns a counted reference for the pin to hold (`None` cannot happen while the caller
+    /// holds the block: a block out keeps the pool's self-reference).
+    pub(crate) fn pin(&self, block: Block) -> Option<Arc<Pool>> {
+        let mut st = self.lock();
+        let me = st.keepalive.clone()?;
+        st.pins.entry(block).or_insert((0, false)).0 += 1;
+        Some(me)
     }
 
     /// Drop one pin of `block`; free it if its buffer is already gone.
@@ -351,7 +438,11 @@ impl Pool {
         }
     }
 
+    #[inline]
     fn free_locked(st: &mut PoolState, label: &str, block: Block) {
+        let Err(block) = st.quick.put(block) else {
+            return;
+        };
         if let Err(e) = st.arena.free(block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
@@ -368,6 +459,7 @@ impl Pool {
     }
 
     fn release_free(&self, st: &mut PoolState) -> usize {
+        st.quick.flush(&mut st.arena, &self.label);
         let mut released = 0;
         for (id, size) in st.arena.release_free_segments() {
             if let Some(seg) = st.segs.get_mut(id as usize).and_then(Option::take) {
@@ -398,11 +490,67 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
-        let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        let st = self.state.get_mut();
         let segs: Vec<Seg> = st.segs.drain(..).flatten().collect();
         for seg in &segs {
             // SAFETY: every buffer holds the pool alive, so none is left; the stream is idle.
             unsafe { self.destroy(seg) };
         }
+    }
+}
+
+/// The owning handle of a pool, held by its group (symmetric pool) or rank (default pool).
+///
+/// A pool holds a reference to itself until its owner is gone *and* every block it handed out
+/// is back, so buffers need no reference count of their own (one atomic increment and one
+/// decrement fewer per allocation): they point at the pool with a [`PoolRef`].
+pub(crate) struct PoolOwner(Arc<Pool>);
+
+impl std::ops::Deref for PoolOwner {
+    type Target = Arc<Pool>;
+    #[inline]
+    fn deref(&self) -> &Arc<Pool> {
+        &self.0
+    }
+}
+
+impl Drop for PoolOwner {
+    fn drop(&mut self) {
+        let keepalive = self.0.detach();
+        drop(keepalive);
+    }
+}
+
+/// An uncounted pointer to a pool, held by a buffer together with one of the pool's blocks;
+/// the block keeps the pool alive (see [`PoolOwner`]).
+#[derive(Clone, Copy)]
+pub(crate) struct PoolRef(NonNull<Pool>);
+
+// SAFETY: `Pool` is `Send + Sync`; a `PoolRef` is only a shared reference whose lifetime is
+// guaranteed by the block it travels with.
+unsafe impl Send for PoolRef {}
+// SAFETY: as above.
+unsafe impl Sync for PoolRef {}
+
+impl PoolRef {
+    /// # Safety
+    /// `pool` is live and the caller holds a block it handed out (counted in `live`).
+    #[inline]
+    pub(crate) unsafe fn new(pool: *const Pool) -> Self {
+        PoolRef(NonNull::new_unchecked(pool as *mut Pool))
+    }
+
+    #[inline]
+    pub(crate) fn get(&self) -> &Pool {
+        // SAFETY: the block held with this reference keeps the pool alive (`new`'s contract).
+        unsafe { self.0.as_ref() }
+    }
+
+    /// Give the block back. Consumes the reference: the pool may be freed by this call.
+    #[inline]
+    pub(crate) fn free(self, block: Block) {
+        let last = self.get().free(block);
+        // The borrow of the pool has ended; dropping the self-reference may free it.
+        drop(last);
     }
 }

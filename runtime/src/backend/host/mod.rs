@@ -70,6 +70,17 @@ impl DeviceBackend for HostDevice {
     }
 }
 
+/// Bytes of host-backend segments currently allocated in this process.
+static LIVE_SEGMENT_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Bytes of memory the host backend's pools hold right now, summed over every host rank of the
+/// process (default and symmetric segments). Every segment is returned when the last owner of
+/// its pool (group, rank context, buffer or graph) is gone, so this drops back to its earlier
+/// value after a launch ends and its buffers drop: tests use it to prove that nothing leaks.
+pub fn live_segment_bytes() -> usize {
+    LIVE_SEGMENT_BYTES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 pub(crate) fn host_alloc(bytes: usize) -> Result<u64> {
     let layout = Layout::from_size_align(bytes.max(1), SEGMENT_ALIGN)
         .map_err(|_| Error::HostAlloc { bytes })?;
@@ -78,12 +89,14 @@ pub(crate) fn host_alloc(bytes: usize) -> Result<u64> {
     if p.is_null() {
         return Err(Error::HostAlloc { bytes });
     }
+    LIVE_SEGMENT_BYTES.fetch_add(bytes.max(1), std::sync::atomic::Ordering::SeqCst);
     Ok(p as u64)
 }
 
 pub(crate) unsafe fn host_free(ptr: u64, bytes: usize) {
     let layout = Layout::from_size_align_unchecked(bytes.max(1), SEGMENT_ALIGN);
-    std::alloc::dealloc(ptr as *mut u8, layout)
+    std::alloc::dealloc(ptr as *mut u8, layout);
+    LIVE_SEGMENT_BYTES.fetch_sub(bytes.max(1), std::sync::atomic::Ordering::SeqCst);
 }
 
 /// A host stream: work runs at once, or is recorded while capturing.

@@ -1,0 +1,149 @@
+//! The lock around a pool's state.
+//!
+//! A pool is used by its rank's thread almost always; other threads touch it only when a buffer
+//! or a group handle was sent to them. The lock is therefore built for the uncontended case:
+//! taking it is one compare-and-swap and releasing it is one store (`std::sync::Mutex` also
+//! swaps on release, to learn whether to wake a waiter). Measured on the window + allocation +
+//! free path, the two read-modify-write operations this saves per allocation are a large part of
+//! its cost (`docs/benchmarks.md`).
+//!
+//! Under contention a waiter spins briefly, then yields its time slice until the lock is free:
+//! critical sections are short (bookkeeping only; no device call except when a segment is created
+//! or released, which is rare and already slow). A panic while the lock is held releases it
+//! (the guard's drop runs during unwinding); every mutation of the state completes before any
+//! code that can panic, so the state stays consistent.
+
+use std::cell::UnsafeCell;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A mutual-exclusion lock with a one-store release.
+pub(crate) struct PoolLock<T> {
+    locked: AtomicBool,
+    data: UnsafeCell<T>,
+}
+
+// SAFETY: the data is only reached through a guard, and at most one guard exists at a time
+// (acquire/release ordering on `locked` orders the accesses), exactly like `Mutex<T>`.
+unsafe impl<T: Send> Send for PoolLock<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for PoolLock<T> {}
+
+/// Exclusive access to a [`PoolLock`]'s data; released on drop.
+pub(crate) struct PoolGuard<'a, T> {
+    lock: &'a PoolLock<T>,
+}
+
+impl<T> PoolLock<T> {
+    pub(crate) const fn new(data: T) -> Self {
+        PoolLock {
+            locked: AtomicBool::new(false),
+            data: UnsafeCell::new(data),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn lock(&self) -> PoolGuard<'_, T> {
+        if self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            self.lock_contended();
+        }
+        PoolGuard { lock: self }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn lock_contended(&self) {
+        let mut spins = 0u32;
+        loop {
+            // Wait for the lock to look free before trying again (no cache-line ping-pong).
+            while self.locked.load(Ordering::Relaxed) {
+                if spins < 64 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            if self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// The data, through exclusive access to the lock itself (no locking needed).
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.data.get_mut()
+    }
+}
+
+impl<T> Deref for PoolGuard<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: this guard holds the lock.
+        unsafe { &*self.lock.data.get() }
+    }
+}
+
+impl<T> DerefMut for PoolGuard<'_, T> {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: this guard holds the lock.
+        unsafe { &mut *self.lock.data.get() }
+    }
+}
+
+impl<T> Drop for PoolGuard<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.lock.locked.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn excludes_under_contention() {
+        let l = Arc::new(PoolLock::new(0u64));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..20_000 {
+                        // A non-atomic read-modify-write: lost updates if exclusion failed.
+                        let mut g = l.lock();
+                        let v = *g;
+                        std::hint::black_box(&v);
+                        *g = v + 1;
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*l.lock(), 80_000);
+    }
+
+    #[test]
+    fn a_panic_releases_the_lock() {
+        let l = PoolLock::new(1u32);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _g = l.lock();
+            panic!("inside");
+        }));
+        assert!(r.is_err());
+        assert_eq!(*l.lock(), 1);
+    }
+}
