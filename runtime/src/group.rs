@@ -281,7 +281,7 @@ impl RankContext {
         device.bind_to_thread()?;
         let id = NEXT_RANK_ID.fetch_add(1, Ordering::Relaxed);
         let stream = device.stream();
-        let default_pool = Pool::new(
+        let default_pool = Pool::create(
             Arc::from("default"),
             id,
             Source::Device(device.clone()),
@@ -438,7 +438,7 @@ fn make_group(
         timeout: config.timeout,
         group: name.clone(),
     };
-    let pool = Pool::new(
+    let pool = Pool::create(
         name.clone(),
         rank_id,
         Source::Symmetric {

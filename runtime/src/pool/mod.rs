@@ -115,7 +115,7 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Create a pool; the returned owner handle detaches it when dropped (see [`PoolOwner`]).
-    pub(crate) fn new(
+    pub(crate) fn create(
         label: Arc<str>,
         rank_id: u64,
         source: Source,
