@@ -5,7 +5,8 @@
 //!   pool (no window);
 //! * one-rank all-reduce launch cost through symmem vs a raw `ncclAllReduce` on the same
 //!   registered buffer and stream (N back-to-back launches, then one synchronisation; reported
-//!   per launch), for a few sizes, plus the replay of a captured graph of one all-reduce.
+//!   per launch; the two paths alternate over 21 rounds and the ratio is the median of the
+//!   per-round ratios), for a few sizes, plus the replay of a captured graph of one all-reduce.
 //!
 //! Each measurement is the median of several repeats. Prints a table and one
 //! `RESULT {json}` line per measurement. Without a GPU it prints `skipped: no GPU` and exits 0
@@ -63,6 +64,47 @@ fn row(rows: &mut Vec<Row>, name: String, value: f64, unit: &'static str, extra:
 }
 
 /// Per-launch cost (µs) of `n` back-to-back launches followed by one synchronisation.
+fn launches_us_once(n: usize, launch: &mut impl FnMut(), sync: &impl Fn()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        launch();
+    }
+    sync();
+    t.elapsed().as_nanos() as f64 / n as f64 / 1000.0
+}
+
+/// Two launch paths measured in alternation (`ROUNDS` rounds, the order swapped every round,
+/// so drift of clocks or queue state hits both alike). Returns the median per-launch cost (µs)
+/// of each and the median of the per-round ratios `a / b`.
+fn launches_paired_us(
+    n: usize,
+    mut a: impl FnMut(),
+    mut b: impl FnMut(),
+    sync: impl Fn(),
+) -> (f64, f64, f64) {
+    const ROUNDS: usize = 21;
+    for _ in 0..50 {
+        a();
+        b();
+    }
+    sync();
+    let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let (x, y) = if round % 2 == 0 {
+            let x = launches_us_once(n, &mut a, &sync);
+            (x, launches_us_once(n, &mut b, &sync))
+        } else {
+            let y = launches_us_once(n, &mut b, &sync);
+            (launches_us_once(n, &mut a, &sync), y)
+        };
+        ta.push(x);
+        tb.push(y);
+        ratio.push(x / y);
+    }
+    (median(ta), median(tb), median(ratio))
+}
+
+/// Per-launch cost (µs) of `n` back-to-back launches followed by one synchronisation.
 fn launches_us(n: usize, mut launch: impl FnMut(), sync: impl Fn()) -> f64 {
     for _ in 0..20 {
         launch();
@@ -70,14 +112,7 @@ fn launches_us(n: usize, mut launch: impl FnMut(), sync: impl Fn()) -> f64 {
     sync();
     median(
         (0..REPEATS)
-            .map(|_| {
-                let t = Instant::now();
-                for _ in 0..n {
-                    launch();
-                }
-                sync();
-                t.elapsed().as_nanos() as f64 / n as f64 / 1000.0
-            })
+            .map(|_| launches_us_once(n, &mut launch, &sync))
             .collect(),
     )
 }
@@ -132,13 +167,9 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
         let symmetric = buf.is_symmetric();
         let ptr = buf.device_ptr();
         let n = if bytes >= 4 << 20 { 200 } else { 1000 };
-        let us_symmem = launches_us(
+        let (us_symmem, us_raw, ratio) = launches_paired_us(
             n,
             || world.all_reduce(&mut buf, ReduceOp::Sum).unwrap(),
-            sync,
-        );
-        let us_raw = launches_us(
-            n,
             || {
                 // SAFETY: `buf` is a live registered buffer of `count` f32 on this rank's GPU.
                 let r = unsafe {
@@ -172,6 +203,13 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
             format!("all_reduce_{}KiB_raw_nccl", bytes >> 10),
             us_raw,
             "us/launch",
+            &extra,
+        );
+        row(
+            rows,
+            format!("all_reduce_{}KiB_symmem_over_raw", bytes >> 10),
+            ratio,
+            "ratio (median of paired rounds)",
             &extra,
         );
         row(

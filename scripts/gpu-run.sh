@@ -10,7 +10,8 @@
 # `run-on-device.sh` sets NCCL_NVLS_ENABLE=0 and the library path of the pip NCCL package,
 # prints the machine (nvidia-smi, NCCL version), runs the GPU suite with SYMMEM_REQUIRE_GPU=1
 # (a missing GPU is a failure there), the CUDA bench, the Python benches in benches/py/ (if
-# present) and the tp_mlp example, and writes its logs under $OUT (at most 8 files). It keeps
+# present) and the tp_mlp example (small, then Llama-3-8B sizes next to its PyTorch twin, compared
+# by benches/py/mlp_targets.py), and writes its logs under $OUT. It keeps
 # every step under a time limit so that the whole run stays under about 8 minutes.
 #
 # Usage: scripts/gpu-run.sh            (build and stage)
@@ -113,15 +114,23 @@ if [ -x "$bin/bench/cuda_bench" ]; then
   SYMMEM_BENCH_JSON="$out/cuda-bench.json" step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
 fi
 
-# 3. The example.
+# 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the targets).
 if [ -x "$bin/examples/tp_mlp" ]; then
-  step 90 "$out/example.log" "$bin/examples/tp_mlp" --backend cuda --graph
+  step 60 "$out/example.log" "$bin/examples/tp_mlp" --backend cuda --graph
+  step 180 "$out/example-llama.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+    --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
 fi
 
-# 4. Python side-by-side benches (PyTorch is the python3 there).
-for py in benches/py/window_bench.py benches/py/tp_mlp_torch.py; do
-  [ -f "$py" ] && step 90 "$out/py-bench.log" python3 "$py"
-done
+# 4. Python side-by-side benches (PyTorch is the python3 there): the window/pool contexts,
+#    and the PyTorch twin of the MLP (same sizes, dtype, seed and iterations as step 3).
+[ -f benches/py/window_bench.py ] && step 90 "$out/py-bench.log" python3 benches/py/window_bench.py
+if [ -f benches/py/tp_mlp_torch.py ]; then
+  step 150 "$out/py-mlp.log" python3 benches/py/tp_mlp_torch.py --dtype bf16 \
+    --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  if [ -f "$out/example-llama.log" ]; then
+    step 20 "$out/mlp-targets.log" python3 benches/py/mlp_targets.py "$out/example-llama.log" "$out/py-mlp.log"
+  fi
+fi
 
 # 5. Other integration tests (CPU-level; quick), if time is left.
 for t in "$bin"/tests/*; do

@@ -18,6 +18,7 @@ mod dtype;
 mod error;
 mod group;
 pub mod launch;
+mod lock;
 #[doc(hidden)]
 pub mod macro_support;
 pub mod pool;

@@ -11,14 +11,13 @@
 //! on every rank therefore give the same segments and the same offsets; validation mode checks it.
 
 pub(crate) mod arena;
-mod lock;
 mod quick;
 
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::lock::{FastGuard, FastLock};
 use arena::{Arena, ArenaConfig, Block};
-use lock::{PoolGuard, PoolLock};
 use quick::QuickCache;
 
 use crate::backend::{CommBackend, DeviceBackend, StreamBackend, SymRef};
@@ -101,7 +100,7 @@ pub struct Pool {
     source: Source,
     stream: Arc<dyn StreamBackend>,
     limit: Option<usize>,
-    state: PoolLock<PoolState>,
+    state: FastLock<PoolState>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -128,7 +127,7 @@ impl Pool {
             source,
             stream,
             limit,
-            state: PoolLock::new(PoolState {
+            state: FastLock::new(PoolState {
                 arena: Arena::new(ArenaConfig::default()),
                 quick: QuickCache::default(),
                 segs: Vec::new(),
@@ -167,7 +166,7 @@ impl Pool {
     }
 
     #[inline]
-    fn lock(&self) -> PoolGuard<'_, PoolState> {
+    fn lock(&self) -> FastGuard<'_, PoolState> {
         self.state.lock()
     }
 

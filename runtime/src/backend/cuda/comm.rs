@@ -2,7 +2,9 @@
 
 use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::lock::{FastGuard, FastLock};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{sys as cu, CudaContext, CudaStream};
@@ -46,12 +48,13 @@ unsafe impl Send for RawComm {}
 
 /// The shared core of a communicator: what an abort from another thread needs.
 pub(crate) struct CommCore {
-    raw: Mutex<RawComm>,
+    raw: FastLock<RawComm>,
 }
 
 impl CommCore {
-    fn lock(&self) -> MutexGuard<'_, RawComm> {
-        self.raw.lock().unwrap_or_else(|e| e.into_inner())
+    #[inline]
+    fn lock(&self) -> FastGuard<'_, RawComm> {
+        self.raw.lock()
     }
 
     /// Abort the communicator (unblocks kernels waiting for peers). Idempotent.
@@ -166,6 +169,21 @@ fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
     }
 }
 
+impl NcclComm {
+    /// The raw stream of `stream`: the communicator's own rank stream without a downcast (the
+    /// usual case, checked by address), any other CUDA rank stream by downcasting.
+    #[inline]
+    fn cu_stream_for(&self, stream: &dyn StreamBackend) -> Result<cu::CUstream> {
+        if std::ptr::addr_eq(
+            stream as *const dyn StreamBackend,
+            Arc::as_ptr(&self.stream),
+        ) {
+            return Ok(self.stream.cu_stream());
+        }
+        cu_stream_of(stream)
+    }
+}
+
 fn cu_stream_of(stream: &dyn StreamBackend) -> Result<cu::CUstream> {
     stream.as_any().downcast_ref::<CudaRankStream>().map(CudaRankStream::cu_stream).ok_or_else(|| Error::WrongDevice {
         op: "collective",
@@ -274,7 +292,7 @@ impl NcclComm {
             }
         };
         let core = Arc::new(CommCore {
-            raw: Mutex::new(RawComm {
+            raw: FastLock::new(RawComm {
                 comm,
                 aborted: None,
             }),
@@ -565,7 +583,7 @@ impl CommBackend for NcclComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let s = cu_stream_of(stream)?;
+        let s = self.cu_stream_for(stream)?;
         self.with_comm("ncclAllReduce", |comm| {
             // SAFETY: operands hold `count` elements (checked by the core) and live until the
             // queued work ran (stream-ordered reuse).
@@ -591,7 +609,7 @@ impl CommBackend for NcclComm {
         count: usize,
         dtype: DType,
     ) -> Result<()> {
-        let s = cu_stream_of(stream)?;
+        let s = self.cu_stream_for(stream)?;
         self.with_comm("ncclAllGather", |comm| {
             // SAFETY: as above (`recv` holds `count * size`).
             unsafe {
@@ -616,7 +634,7 @@ impl CommBackend for NcclComm {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        let s = cu_stream_of(stream)?;
+        let s = self.cu_stream_for(stream)?;
         self.with_comm("ncclReduceScatter", |comm| {
             // SAFETY: as above (`send` holds `count * size`).
             unsafe {
@@ -642,7 +660,7 @@ impl CommBackend for NcclComm {
         dtype: DType,
         root: usize,
     ) -> Result<()> {
-        let s = cu_stream_of(stream)?;
+        let s = self.cu_stream_for(stream)?;
         let root = i32::try_from(root).map_err(|_| Error::InvalidArgument {
             op: "broadcast",
             detail: format!("root {root} is out of range"),
@@ -664,7 +682,7 @@ impl CommBackend for NcclComm {
     }
 
     fn barrier(&self, stream: &dyn StreamBackend) -> Result<()> {
-        let s = cu_stream_of(stream)?;
+        let s = self.cu_stream_for(stream)?;
         let buf = self
             .scratch
             .lock()

@@ -1,15 +1,16 @@
-//! The lock around a pool's state.
+//! The lock on the hot paths: a pool's state, and a communicator's handle.
 //!
-//! A pool is used by its rank's thread almost always; other threads touch it only when a buffer
-//! or a group handle was sent to them. The lock is therefore built for the uncontended case:
+//! A pool or communicator is used by its rank's thread almost always; other threads touch it
+//! only when a buffer or a group handle was sent to them, or to abort a communicator after a
+//! timeout. The lock is therefore built for the uncontended case:
 //! taking it is one compare-and-swap and releasing it is one store (`std::sync::Mutex` also
 //! swaps on release, to learn whether to wake a waiter). Measured on the window + allocation +
 //! free path, the two read-modify-write operations this saves per allocation are a large part of
 //! its cost (`docs/benchmarks.md`).
 //!
 //! Under contention a waiter spins briefly, then yields its time slice until the lock is free:
-//! critical sections are short (bookkeeping only; no device call except when a segment is created
-//! or released, which is rare and already slow). A panic while the lock is held releases it
+//! critical sections are short (pool bookkeeping, or one NCCL enqueue; the rare long ones,
+//! creating or releasing a segment and aborting a communicator, are already slow). A panic while the lock is held releases it
 //! (the guard's drop runs during unwinding); every mutation of the state completes before any
 //! code that can panic, so the state stays consistent.
 
@@ -18,32 +19,32 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A mutual-exclusion lock with a one-store release.
-pub(crate) struct PoolLock<T> {
+pub(crate) struct FastLock<T> {
     locked: AtomicBool,
     data: UnsafeCell<T>,
 }
 
 // SAFETY: the data is only reached through a guard, and at most one guard exists at a time
 // (acquire/release ordering on `locked` orders the accesses), exactly like `Mutex<T>`.
-unsafe impl<T: Send> Send for PoolLock<T> {}
+unsafe impl<T: Send> Send for FastLock<T> {}
 // SAFETY: as above.
-unsafe impl<T: Send> Sync for PoolLock<T> {}
+unsafe impl<T: Send> Sync for FastLock<T> {}
 
-/// Exclusive access to a [`PoolLock`]'s data; released on drop.
-pub(crate) struct PoolGuard<'a, T> {
-    lock: &'a PoolLock<T>,
+/// Exclusive access to a [`FastLock`]'s data; released on drop.
+pub(crate) struct FastGuard<'a, T> {
+    lock: &'a FastLock<T>,
 }
 
-impl<T> PoolLock<T> {
+impl<T> FastLock<T> {
     pub(crate) const fn new(data: T) -> Self {
-        PoolLock {
+        FastLock {
             locked: AtomicBool::new(false),
             data: UnsafeCell::new(data),
         }
     }
 
     #[inline]
-    pub(crate) fn lock(&self) -> PoolGuard<'_, T> {
+    pub(crate) fn lock(&self) -> FastGuard<'_, T> {
         if self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -51,7 +52,7 @@ impl<T> PoolLock<T> {
         {
             self.lock_contended();
         }
-        PoolGuard { lock: self }
+        FastGuard { lock: self }
     }
 
     #[cold]
@@ -84,7 +85,7 @@ impl<T> PoolLock<T> {
     }
 }
 
-impl<T> Deref for PoolGuard<'_, T> {
+impl<T> Deref for FastGuard<'_, T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
@@ -93,7 +94,7 @@ impl<T> Deref for PoolGuard<'_, T> {
     }
 }
 
-impl<T> DerefMut for PoolGuard<'_, T> {
+impl<T> DerefMut for FastGuard<'_, T> {
     #[inline]
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: this guard holds the lock.
@@ -101,7 +102,7 @@ impl<T> DerefMut for PoolGuard<'_, T> {
     }
 }
 
-impl<T> Drop for PoolGuard<'_, T> {
+impl<T> Drop for FastGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
         self.lock.locked.store(false, Ordering::Release);
@@ -115,7 +116,7 @@ mod tests {
 
     #[test]
     fn excludes_under_contention() {
-        let l = Arc::new(PoolLock::new(0u64));
+        let l = Arc::new(FastLock::new(0u64));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let l = l.clone();
@@ -138,7 +139,7 @@ mod tests {
 
     #[test]
     fn a_panic_releases_the_lock() {
-        let l = PoolLock::new(1u32);
+        let l = FastLock::new(1u32);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _g = l.lock();
             panic!("inside");
