@@ -187,6 +187,43 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
             },
             sync,
         );
+        // Where the difference goes: the communicator layer alone (symmem's NCCL wrapper,
+        // called through the backend trait, without the group's operand checks), paired
+        // with the raw call the same way.
+        let operand = symmem::backend::Operand { ptr, sym: None };
+        let backend = stream.backend().clone();
+        let world_comm = world.comm().clone();
+        let (_, _, comm_ratio) = launches_paired_us(
+            n,
+            || {
+                world_comm
+                    .all_reduce(
+                        backend.as_ref(),
+                        operand,
+                        operand,
+                        count,
+                        symmem::DType::F32,
+                        ReduceOp::Sum,
+                    )
+                    .unwrap()
+            },
+            || {
+                // SAFETY: as above.
+                let r = unsafe {
+                    nccl::ncclAllReduce(
+                        ptr as *const std::ffi::c_void,
+                        ptr as *mut std::ffi::c_void,
+                        count,
+                        nccl::ncclDataType_t::ncclFloat32,
+                        nccl::ncclRedOp_t::ncclSum,
+                        raw,
+                        cu_stream as nccl::cudaStream_t,
+                    )
+                };
+                assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
+            },
+            sync,
+        );
         let (mut graph, ()) =
             symmem::capture(|| world.all_reduce(&mut buf, ReduceOp::Sum)).unwrap();
         let us_graph = launches_us(n, || graph.replay().unwrap(), sync);
@@ -209,6 +246,13 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
             rows,
             format!("all_reduce_{}KiB_symmem_over_raw", bytes >> 10),
             ratio,
+            "ratio (median of paired rounds)",
+            &extra,
+        );
+        row(
+            rows,
+            format!("all_reduce_{}KiB_comm_layer_over_raw", bytes >> 10),
+            comm_ratio,
             "ratio (median of paired rounds)",
             &extra,
         );

@@ -94,7 +94,7 @@ if [ -n "$NCCL_LIB" ] && [ ! -e "$NCCL_LIB/libnccl.so" ] && [ -e "$NCCL_LIB/libn
 fi
 export LD_LIBRARY_PATH="$shim:${NCCL_LIB:+$NCCL_LIB:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 
-env_log="$out/env.log"
+env_log="$out/gpu-tests.log"   # the machine first, then the GPU suite (few files come back)
 {
   echo "date: $(date -u)"; uname -a
   nvidia-smi
@@ -111,7 +111,7 @@ step 240 "$out/gpu-tests.log" "$bin/tests/gpu" --test-threads=1
 
 # 2. The CUDA bench.
 if [ -x "$bin/bench/cuda_bench" ]; then
-  SYMMEM_BENCH_JSON="$out/cuda-bench.json" step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
+  step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
 fi
 
 # 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the issue's targets).
@@ -128,7 +128,7 @@ if [ -f benches/py/tp_mlp_torch.py ]; then
   step 150 "$out/py-mlp.log" python3 benches/py/tp_mlp_torch.py --dtype bf16 \
     --tokens 1,8,32,64,4096 --iters 50 --warmup 5
   if [ -f "$out/example-llama.log" ]; then
-    step 20 "$out/mlp-targets.log" python3 benches/py/mlp_targets.py "$out/example-llama.log" "$out/py-mlp.log"
+    step 20 "$out/py-mlp.log" python3 benches/py/mlp_targets.py "$out/example-llama.log" "$out/py-mlp.log"
   fi
 fi
 

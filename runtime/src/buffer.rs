@@ -3,7 +3,7 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::backend::{Operand, SymRef};
+use crate::backend::SymRef;
 use crate::capture::GraphArena;
 use crate::pool::arena::Block;
 use crate::pool::{Allocation, Pool, PoolRef};
@@ -113,8 +113,8 @@ impl<T: Element> Buffer<T> {
     pub fn symmetric(&self) -> Option<SymmetricInfo> {
         self.sym.map(|s| SymmetricInfo {
             group: self.owner.pool().label_arc().clone(),
-            window: s.window,
-            offset: s.offset,
+            window: s.window(),
+            offset: s.offset(),
         })
     }
 
@@ -141,14 +141,16 @@ impl<T: Element> Buffer<T> {
         self.owner.pool()
     }
 
-    /// The buffer as a collective operand; records the use if the thread is capturing.
-    #[inline]
-    pub(crate) fn operand(&self) -> Operand {
+    /// Record the use of the buffer by work being captured on this thread, if any.
+    #[inline(always)]
+    pub(crate) fn record_use(&self) {
         crate::capture::record_use(&self.owner, self.block);
-        Operand {
-            ptr: self.ptr,
-            sym: self.sym,
-        }
+    }
+
+    /// Window and offset, for a symmetric buffer.
+    #[inline(always)]
+    pub(crate) fn sym_ref(&self) -> Option<SymRef> {
+        self.sym
     }
 
     fn check_len(&self, op: &'static str, other: usize) -> Result<()> {

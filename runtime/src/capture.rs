@@ -151,30 +151,33 @@ impl Drop for Pin {
 
 /// Record that work being captured on this thread uses the buffer `(owner, block)`, so the
 /// graph keeps it reserved even if the buffer is dropped before the graph.
-#[inline]
+#[inline(always)]
 pub(crate) fn record_use(owner: &Owner, block: Block) {
-    ROUTE.with(|r| {
-        let cap = r.capture.get();
-        if cap.is_null() {
-            return;
-        }
-        // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
-        let state = unsafe { &*cap };
-        let pin = match owner {
-            Owner::Pool(p) => match p.get().pin(block) {
-                Some(pool) => Pin::Block(pool, block),
-                // Unreachable: the buffer's block keeps the pool's self-reference.
-                None => return,
-            },
-            Owner::Graph(a) => {
-                if state.arenas.borrow().iter().any(|x| Arc::ptr_eq(x, a)) {
-                    return; // this graph's own block: its arena already holds it
-                }
-                Pin::Arena(a.clone())
+    let cap = ROUTE.with(|r| r.capture.get());
+    if !cap.is_null() {
+        record_use_capturing(cap, owner, block);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn record_use_capturing(cap: *const CaptureState, owner: &Owner, block: Block) {
+    // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
+    let state = unsafe { &*cap };
+    let pin = match owner {
+        Owner::Pool(p) => match p.get().pin(block) {
+            Some(pool) => Pin::Block(pool, block),
+            // Unreachable: the buffer's block keeps the pool's self-reference.
+            None => return,
+        },
+        Owner::Graph(a) => {
+            if state.arenas.borrow().iter().any(|x| Arc::ptr_eq(x, a)) {
+                return; // this graph's own block: its arena already holds it
             }
-        };
-        state.pins.borrow_mut().push(pin);
-    })
+            Pin::Arena(a.clone())
+        }
+    };
+    state.pins.borrow_mut().push(pin);
 }
 
 impl CaptureState {

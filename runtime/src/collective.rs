@@ -10,28 +10,43 @@ use crate::backend::Operand;
 use crate::{Buffer, Element, Error, Group, ReduceOp, Result};
 
 impl Group {
+    /// `b` as an operand of this group's collective `op`: symmetric only if it comes from this
+    /// group's pool (a window of another group belongs to another communicator). Records the
+    /// use when capturing. Kept inline and free of intermediate `Operand` copies: this runs on
+    /// every collective launch.
+    #[inline(always)]
     fn operand<T: Element>(&self, op: &'static str, b: &Buffer<T>) -> Result<Operand> {
-        if b.rank_id() != self.rank_id() {
-            return Err(Error::WrongDevice {
-                op,
-                detail: format!(
-                    "a buffer belongs to another rank's device than group `{}` on this rank; allocate it on this rank's thread",
-                    self.name()
-                ),
-            });
+        let pool = b.pool();
+        if pool.rank_id() != self.rank_id() {
+            return Err(self.wrong_rank(op));
         }
-        let mut o = b.operand();
-        if std::ptr::eq(b.pool(), self.pool_ptr()) {
-            return Ok(o);
+        b.record_use();
+        let sym = if std::ptr::eq(pool, self.pool_ptr()) {
+            b.sym_ref()
+        } else {
+            None
+        };
+        Ok(Operand {
+            ptr: b.device_ptr(),
+            sym,
+        })
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn wrong_rank(&self, op: &'static str) -> Error {
+        Error::WrongDevice {
+            op,
+            detail: format!(
+                "a buffer belongs to another rank's device than group `{}` on this rank; allocate it on this rank's thread",
+                self.name()
+            ),
         }
-        // Symmetric for another group: its window belongs to another communicator.
-        o.sym = None;
-        Ok(o)
     }
 
     fn describe(o: &Operand) -> String {
         match o.sym {
-            Some(s) => format!("window {} offset {}", s.window, s.offset),
+            Some(s) => format!("window {} offset {}", s.window(), s.offset()),
             None => "plain".to_string(),
         }
     }

@@ -83,15 +83,20 @@ const SUMMARY_WORDS: usize = BITMAP_WORDS / 64;
 /// identify the allocation so that [`Arena::free`] can detect double, stale
 /// and foreign frees. Two blocks compare equal only if they are the same
 /// allocation.
+///
+/// `repr(C)` keeps the two 32-bit fields in one 8-byte word, so that copies of a
+/// block (on the allocation hot path) read back whole words as they were
+/// written instead of stalling on a load that spans two narrower stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(C)]
 pub(crate) struct Block {
-    /// Segment holding the block.
-    pub segment: SegmentId,
     /// Byte offset of the block inside its segment (a multiple of the
     /// alignment).
     pub offset: usize,
     /// Size of the block in bytes: the request rounded up to the alignment.
     pub size: usize,
+    /// Segment holding the block.
+    pub segment: SegmentId,
     /// Slab slot of the node that describes this block.
     slot: u32,
     /// Serial number of the allocation, unique within the arena.

@@ -60,9 +60,10 @@ struct Seg {
     size: usize,
     window: u64,
     handle: u64,
-    /// Registered as a symmetric window (false for default pools, and for symmetric pools
-    /// whose communicator returned no window: those blocks take the plain path).
-    symmetric: bool,
+    /// [`SymRef::window_tag`] of the segment's window when it is registered as a symmetric
+    /// window; 0 for default pools, and for symmetric pools whose communicator returned no
+    /// window (those blocks take the plain path).
+    sym_tag: u64,
 }
 
 struct PoolState {
@@ -196,10 +197,11 @@ impl Pool {
         Allocation {
             block,
             ptr: seg.base + block.offset as u64,
-            sym: seg.symmetric.then_some(SymRef {
-                window: seg.window,
-                offset: block.offset,
-            }),
+            sym: if seg.sym_tag != 0 {
+                SymRef::at(seg.sym_tag, block.offset)
+            } else {
+                None
+            },
         }
     }
 
@@ -311,7 +313,7 @@ impl Pool {
                     size,
                     window: 0,
                     handle: 0,
-                    symmetric: false,
+                    sym_tag: 0,
                 }
             }
             Source::Symmetric { comm, validator } => {
@@ -328,7 +330,7 @@ impl Pool {
                     size: s.size,
                     window: s.window,
                     handle: s.handle,
-                    symmetric: s.handle != 0,
+                    sym_tag: self.sym_tag(&s),
                 }
             }
         };
@@ -338,6 +340,26 @@ impl Pool {
         }
         st.segs[id] = Some(seg);
         Ok(())
+    }
+
+    /// The tag of a new symmetric segment, 0 when its blocks must take the plain path.
+    fn sym_tag(&self, s: &crate::backend::SymSegment) -> u64 {
+        if s.handle == 0 {
+            return 0;
+        }
+        match SymRef::window_tag(s.window) {
+            Some(tag) if s.size <= SymRef::MAX_OFFSET + 1 => tag,
+            _ => {
+                eprintln!(
+                    "symmem: pool `{}`: window {} of {} bytes is beyond what a symmetric reference can name (window <= {}, size <= 16 TiB); its buffers take the plain collective path",
+                    self.label,
+                    s.window,
+                    s.size,
+                    SymRef::MAX_WINDOW
+                );
+                0
+            }
+        }
     }
 
     fn oom(&self, st: &PoolState, requested: usize, e: Error) -> Error {

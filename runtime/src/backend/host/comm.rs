@@ -195,7 +195,7 @@ impl HostComm {
     /// peer's window part (no address exchange); plain ones are published per call.
     fn locate(&self, o: Operand) -> Result<Locate> {
         Ok(match o.sym {
-            Some(s) => Locate::Sym(self.peers(s.window)?, s.offset as u64),
+            Some(s) => Locate::Sym(self.peers(s.window())?, s.offset() as u64),
             None => Locate::Plain(o.ptr),
         })
     }
