@@ -126,6 +126,32 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
     });
     row(rows, "window_enter_exit".into(), ns, "ns", &dev);
 
+    // What this host's CPU charges for the primitives the allocation path is made of (to read
+    // the window + allocation figure against the development machine's): one uncontended
+    // compare-and-swap + release store (the pool lock, taken once on allocation and once on
+    // free), and an `Arc` clone + drop.
+    let flag = std::sync::atomic::AtomicBool::new(false);
+    let ns = time_ns(2_000_000, || {
+        let f = black_box(&flag);
+        while f
+            .compare_exchange_weak(
+                false,
+                true,
+                std::sync::atomic::Ordering::Acquire,
+                std::sync::atomic::Ordering::Relaxed,
+            )
+            .is_err()
+        {}
+        f.store(false, std::sync::atomic::Ordering::Release);
+    });
+    row(rows, "cpu_cas_lock_unlock".into(), ns, "ns", &dev);
+    let arc = std::sync::Arc::new(0u64);
+    let ns = time_ns(2_000_000, || {
+        let c = black_box(&arc).clone();
+        black_box(&c);
+    });
+    row(rows, "cpu_arc_clone_drop".into(), ns, "ns", &dev);
+
     // Warm pools.
     world.reserve_symmetric(64 << 20).unwrap();
     drop(symmem::alloc::<u8>(8192).unwrap());

@@ -97,6 +97,7 @@ export LD_LIBRARY_PATH="$shim:${NCCL_LIB:+$NCCL_LIB:}/usr/local/cuda/lib64:${LD_
 env_log="$out/gpu-tests.log"   # the machine first, then the GPU suite (few files come back)
 {
   echo "date: $(date -u)"; uname -a
+  lscpu 2>/dev/null | grep -E "Model name|^CPU\(s\)|MHz|Hypervisor|L2|L3" || true
   nvidia-smi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   echo "NCCL_LIB=$NCCL_LIB"; ls -l "$NCCL_LIB" 2>&1

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use crate::backend::SymRef;
 use crate::capture::GraphArena;
-use crate::pool::arena::Block;
 use crate::pool::{Allocation, Pool, PoolRef};
 use crate::{Element, Error, Result};
 
@@ -46,10 +45,9 @@ pub struct SymmetricInfo {
 /// ([`Buffer::symmetric`]). Its block returns to its pool when it drops (or, for blocks
 /// allocated during graph capture, when both the buffer and the graph are gone).
 pub struct Buffer<T: Element> {
-    ptr: u64,
+    /// Address, block and window position, kept whole: it goes back to the pool as is.
+    a: Allocation,
     len: usize,
-    block: Block,
-    sym: Option<SymRef>,
     owner: Owner,
     _t: PhantomData<T>,
 }
@@ -69,10 +67,8 @@ impl<T: Element> Buffer<T> {
     #[inline]
     pub(crate) fn from_parts(a: Allocation, len: usize, owner: Owner) -> Self {
         Buffer {
-            ptr: a.ptr,
+            a,
             len,
-            block: a.block,
-            sym: a.sym,
             owner,
             _t: PhantomData,
         }
@@ -100,18 +96,18 @@ impl<T: Element> Buffer<T> {
     /// backend). Valid while the buffer lives.
     #[inline]
     pub fn device_ptr(&self) -> u64 {
-        self.ptr
+        self.a.ptr
     }
 
     /// Whether the buffer lies in a registered symmetric window.
     #[inline]
     pub fn is_symmetric(&self) -> bool {
-        self.sym.is_some()
+        self.a.sym.is_some()
     }
 
     /// The group, window and offset of a symmetric buffer; `None` for other buffers.
     pub fn symmetric(&self) -> Option<SymmetricInfo> {
-        self.sym.map(|s| SymmetricInfo {
+        self.a.sym.map(|s| SymmetricInfo {
             group: self.owner.pool().label_arc().clone(),
             window: s.window(),
             offset: s.offset(),
@@ -120,7 +116,7 @@ impl<T: Element> Buffer<T> {
 
     /// Name of the group whose symmetric pool this buffer came from, if it is symmetric.
     pub fn group_name(&self) -> Option<&str> {
-        self.sym.map(|_| self.owner.pool().label())
+        self.a.sym.map(|_| self.owner.pool().label())
     }
 
     /// Name of the pool the buffer came from (`default`, or the group's name).
@@ -144,13 +140,13 @@ impl<T: Element> Buffer<T> {
     /// Record the use of the buffer by work being captured on this thread, if any.
     #[inline(always)]
     pub(crate) fn record_use(&self) {
-        crate::capture::record_use(&self.owner, self.block);
+        crate::capture::record_use(&self.owner, self.a.block);
     }
 
     /// Window and offset, for a symmetric buffer.
     #[inline(always)]
     pub(crate) fn sym_ref(&self) -> Option<SymRef> {
-        self.sym
+        self.a.sym
     }
 
     fn check_len(&self, op: &'static str, other: usize) -> Result<()> {
@@ -171,7 +167,7 @@ impl<T: Element> Buffer<T> {
         let bytes = unsafe {
             std::slice::from_raw_parts(src.as_ptr() as *const u8, std::mem::size_of_val(src))
         };
-        self.pool().stream().copy_htod(self.ptr, bytes)
+        self.pool().stream().copy_htod(self.a.ptr, bytes)
     }
 
     /// Copy the buffer into `dst` and wait for completion (blocking; refused during capture).
@@ -182,7 +178,7 @@ impl<T: Element> Buffer<T> {
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst))
         };
-        self.pool().stream().copy_dtoh(bytes, self.ptr)
+        self.pool().stream().copy_dtoh(bytes, self.a.ptr)
     }
 
     /// Read the buffer into a new vector (blocking; refused during capture).
@@ -194,8 +190,10 @@ impl<T: Element> Buffer<T> {
 
     /// Set every byte to zero, ordered on the rank's stream (capturable).
     pub fn fill_zero(&mut self) -> Result<()> {
-        crate::capture::record_use(&self.owner, self.block);
-        self.pool().stream().memset(self.ptr, 0, self.size_bytes())
+        crate::capture::record_use(&self.owner, self.a.block);
+        self.pool()
+            .stream()
+            .memset(self.a.ptr, 0, self.size_bytes())
     }
 
     /// Copy another buffer of the same length into this one, ordered on the stream (capturable).
@@ -212,11 +210,11 @@ impl<T: Element> Buffer<T> {
                 detail: "the buffers belong to different ranks".into(),
             });
         }
-        crate::capture::record_use(&self.owner, self.block);
-        crate::capture::record_use(&src.owner, src.block);
+        crate::capture::record_use(&self.owner, self.a.block);
+        crate::capture::record_use(&src.owner, src.a.block);
         self.pool()
             .stream()
-            .copy_dtod(self.ptr, src.ptr, self.size_bytes())
+            .copy_dtod(self.a.ptr, src.a.ptr, self.size_bytes())
     }
 }
 
@@ -224,8 +222,8 @@ impl<T: Element> Drop for Buffer<T> {
     #[inline]
     fn drop(&mut self) {
         match &self.owner {
-            Owner::Pool(p) => p.free(self.block),
-            Owner::Graph(a) => a.release(self.block),
+            Owner::Pool(p) => p.free(self.a),
+            Owner::Graph(a) => a.release(self.a.block),
         }
     }
 }

@@ -121,7 +121,7 @@ impl Drop for GraphArena {
         let st = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
         for a in st.owned.drain(..) {
             // The arena holds a counted reference: the pool outlives this call.
-            drop(self.pool.free(a.block));
+            drop(self.pool.free(a));
         }
     }
 }

@@ -75,7 +75,7 @@ struct PoolState {
     misses: u64,
     /// Blocks recorded by live graphs: (pin count, freed by its buffer meanwhile). A pinned
     /// block whose buffer drops is returned to the arena only when the last pin goes.
-    pins: std::collections::HashMap<Block, (u32, bool)>,
+    pins: std::collections::HashMap<Block, (u32, Option<Allocation>)>,
     /// Blocks handed out by `alloc`/`alloc_cached` and not yet given back to `free`.
     live: usize,
     /// The pool's reference to itself, held while its owner (group or rank) lives or any block
@@ -214,23 +214,25 @@ impl Pool {
     #[inline(always)]
     pub(crate) fn alloc(&self, bytes: usize) -> Result<Allocation> {
         let mut st = self.lock();
-        if let Some(block) = Self::take_cached(&mut st, bytes) {
+        if let Some(a) = Self::take_cached(&mut st, bytes) {
             st.hits += 1;
             st.live += 1;
-            let seg = Self::seg_of(&st, &block);
-            return Ok(Self::make(&seg, block));
+            return Ok(a);
         }
         self.alloc_slow(&mut st, bytes)
     }
 
     /// A block from the quick cache or the arena, without flushing or growing.
     #[inline(always)]
-    fn take_cached(st: &mut PoolState, bytes: usize) -> Option<Block> {
+    fn take_cached(st: &mut PoolState, bytes: usize) -> Option<Allocation> {
         let size = st.arena.checked_round_request(bytes)?;
-        if let Some(b) = st.quick.take(size) {
-            return Some(b);
+        if let Some(a) = st.quick.take(size) {
+            // Cached whole (address and window position included): no segment lookup.
+            return Some(a);
         }
-        st.arena.try_alloc(size)
+        let block = st.arena.try_alloc(size)?;
+        let seg = Self::seg_of(st, &block);
+        Some(Self::make(&seg, block))
     }
 
     /// Flush the quick cache into the arena and try again (no segment is created).
@@ -270,14 +272,17 @@ impl Pool {
     /// Allocate without creating segments (capture path). `Ok(None)` when nothing fits.
     pub(crate) fn alloc_cached(&self, bytes: usize) -> Option<Allocation> {
         let mut st = self.lock();
-        let block = match Self::take_cached(&mut st, bytes) {
-            Some(b) => b,
-            None => self.take_after_flush(&mut st, bytes)?,
+        let a = match Self::take_cached(&mut st, bytes) {
+            Some(a) => a,
+            None => {
+                let block = self.take_after_flush(&mut st, bytes)?;
+                let seg = Self::seg_of(&st, &block);
+                Self::make(&seg, block)
+            }
         };
         st.hits += 1;
         st.live += 1;
-        let seg = Self::seg_of(&st, &block);
-        Some(Self::make(&seg, block))
+        Some(a)
     }
 
     /// Largest free block (what a capture can still get without a new segment).
@@ -401,20 +406,20 @@ impl Pool {
     /// caller drops it *after* its borrow of the pool ends (that may free the pool).
     #[inline]
     #[must_use = "drop the returned reference after the borrow of the pool ends"]
-    pub(crate) fn free(&self, block: Block) -> Option<Arc<Pool>> {
+    pub(crate) fn free(&self, a: Allocation) -> Option<Arc<Pool>> {
         let mut st = self.lock();
         st.live -= 1;
         let pinned = !st.pins.is_empty() && {
-            match st.pins.get_mut(&block) {
+            match st.pins.get_mut(&a.block) {
                 Some(p) => {
-                    p.1 = true;
+                    p.1 = Some(a);
                     true
                 }
                 None => false,
             }
         };
         if !pinned {
-            Self::free_locked(&mut st, &self.label, block);
+            Self::free_locked(&mut st, &self.label, a);
         }
         if st.detached && st.live == 0 {
             return st.keepalive.take();
@@ -439,7 +444,7 @@ impl Pool {
     pub(crate) fn pin(&self, block: Block) -> Option<Arc<Pool>> {
         let mut st = self.lock();
         let me = st.keepalive.clone()?;
-        st.pins.entry(block).or_insert((0, false)).0 += 1;
+        st.pins.entry(block).or_insert((0, None)).0 += 1;
         Some(me)
     }
 
@@ -453,18 +458,18 @@ impl Pool {
         if p.0 == 0 {
             let freed = p.1;
             st.pins.remove(&block);
-            if freed {
-                Self::free_locked(&mut st, &self.label, block);
+            if let Some(a) = freed {
+                Self::free_locked(&mut st, &self.label, a);
             }
         }
     }
 
     #[inline]
-    fn free_locked(st: &mut PoolState, label: &str, block: Block) {
-        let Err(block) = st.quick.put(block) else {
+    fn free_locked(st: &mut PoolState, label: &str, a: Allocation) {
+        let Err(a) = st.quick.put(a) else {
             return;
         };
-        if let Err(e) = st.arena.free(block) {
+        if let Err(e) = st.arena.free(a.block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
             eprintln!("symmem: internal error returning a block to pool `{label}`: {e}");
@@ -569,8 +574,8 @@ impl PoolRef {
 
     /// Give the block back. Consumes the reference: the pool may be freed by this call.
     #[inline]
-    pub(crate) fn free(self, block: Block) {
-        let last = self.get().free(block);
+    pub(crate) fn free(self, a: Allocation) {
+        let last = self.get().free(a);
         // The borrow of the pool has ended; dropping the self-reference may free it.
         drop(last);
     }

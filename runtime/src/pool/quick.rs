@@ -16,7 +16,8 @@
 //! that coalescing could have avoided. The same requests on every rank therefore still give the
 //! same segments and the same offsets.
 
-use super::arena::{Arena, Block};
+use super::arena::Arena;
+use super::Allocation;
 
 /// Number of slots (distinct sizes cached at once). A power of two.
 const SLOTS: usize = 32;
@@ -27,10 +28,11 @@ const PER_SLOT: usize = 16;
 struct Slot {
     /// Size of the blocks the slot holds (meaningful while `blocks` is non-empty).
     size: usize,
-    blocks: Vec<Block>,
+    blocks: Vec<Allocation>,
 }
 
-/// Freed blocks kept by exact size. The blocks are still *allocated* in the arena.
+/// Freed blocks kept by exact size, with their address and window position. The blocks are
+/// still *allocated* in the arena.
 #[derive(Default)]
 pub(crate) struct QuickCache {
     slots: [Slot; SLOTS],
@@ -48,7 +50,7 @@ fn slot_of(size: usize) -> usize {
 impl QuickCache {
     /// A cached block of exactly `size` bytes, if any.
     #[inline]
-    pub(crate) fn take(&mut self, size: usize) -> Option<Block> {
+    pub(crate) fn take(&mut self, size: usize) -> Option<Allocation> {
         let s = &mut self.slots[slot_of(size)];
         if s.size != size {
             return None;
@@ -61,18 +63,19 @@ impl QuickCache {
 
     /// Keep `block` for reuse; gives it back when its slot is full or holds another size.
     #[inline]
-    pub(crate) fn put(&mut self, block: Block) -> Result<(), Block> {
-        let s = &mut self.slots[slot_of(block.size)];
+    pub(crate) fn put(&mut self, a: Allocation) -> Result<(), Allocation> {
+        let size = a.block.size;
+        let s = &mut self.slots[slot_of(size)];
         if s.blocks.is_empty() {
             if s.blocks.capacity() == 0 {
                 s.blocks.reserve_exact(PER_SLOT);
             }
-            s.size = block.size;
-        } else if s.size != block.size || s.blocks.len() >= PER_SLOT {
-            return Err(block);
+            s.size = size;
+        } else if s.size != size || s.blocks.len() >= PER_SLOT {
+            return Err(a);
         }
-        s.blocks.push(block);
-        self.bytes += block.size;
+        s.blocks.push(a);
+        self.bytes += size;
         self.blocks += 1;
         Ok(())
     }
@@ -110,8 +113,8 @@ impl QuickCache {
             return;
         }
         for s in &mut self.slots {
-            while let Some(b) = s.blocks.pop() {
-                if let Err(e) = arena.free(b) {
+            while let Some(a) = s.blocks.pop() {
+                if let Err(e) = arena.free(a.block) {
                     eprintln!(
                         "symmem: internal error flushing a cached block of pool `{label}`: {e}"
                     );
@@ -126,7 +129,7 @@ impl QuickCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pool::arena::ArenaConfig;
+    use crate::pool::arena::{ArenaConfig, Block};
 
     fn arena() -> Arena {
         let mut a = Arena::new(ArenaConfig::default());
@@ -134,19 +137,37 @@ mod tests {
         a
     }
 
+    fn alloc(a: &mut Arena, bytes: usize) -> Allocation {
+        let block: Block = a.try_alloc(bytes).unwrap();
+        Allocation {
+            block,
+            ptr: 0x1000_0000 + block.offset as u64,
+            sym: None,
+        }
+    }
+
+    fn blocks(r: Option<Allocation>) -> Option<Block> {
+        r.map(|a| a.block)
+    }
+
     #[test]
     fn exact_size_reuse_is_lifo_and_flush_coalesces() {
         let mut a = arena();
         let mut q = QuickCache::default();
-        let x = a.try_alloc(8192).unwrap();
-        let y = a.try_alloc(8192).unwrap();
+        let x = alloc(&mut a, 8192);
+        let y = alloc(&mut a, 8192);
         q.put(x).unwrap();
         q.put(y).unwrap();
         assert_eq!((q.bytes(), q.blocks(), q.largest()), (16384, 2, 8192));
-        assert_eq!(q.take(4096), None, "only the exact size is served");
-        assert_eq!(q.take(8192), Some(y));
-        assert_eq!(q.take(8192), Some(x));
-        assert_eq!(q.take(8192), None);
+        assert!(q.take(4096).is_none(), "only the exact size is served");
+        let got = q.take(8192).unwrap();
+        assert_eq!(
+            (got.block, got.ptr),
+            (y.block, y.ptr),
+            "whole allocation comes back"
+        );
+        assert_eq!(blocks(q.take(8192)), Some(x.block));
+        assert!(q.take(8192).is_none());
         q.put(x).unwrap();
         q.put(y).unwrap();
         assert_eq!(a.largest_free_block(), (2 << 20) - 16384);
@@ -160,19 +181,19 @@ mod tests {
     fn full_or_foreign_slot_refuses() {
         let mut a = arena();
         let mut q = QuickCache::default();
-        let blocks: Vec<Block> = (0..=PER_SLOT).map(|_| a.try_alloc(512).unwrap()).collect();
-        for b in &blocks[..PER_SLOT] {
-            q.put(*b).unwrap();
+        let all: Vec<Allocation> = (0..=PER_SLOT).map(|_| alloc(&mut a, 512)).collect();
+        for x in &all[..PER_SLOT] {
+            q.put(*x).unwrap();
         }
-        assert_eq!(q.put(blocks[PER_SLOT]), Err(blocks[PER_SLOT]));
+        assert_eq!(q.put(all[PER_SLOT]).unwrap_err().block, all[PER_SLOT].block);
         // A size that hashes to the same slot as 512 but differs is refused while the slot is
         // occupied.
         let other = (2..4096usize)
             .map(|u| u * 512)
             .find(|&s| slot_of(s) == slot_of(512))
             .expect("some size shares the slot");
-        let o = a.try_alloc(other).unwrap();
-        assert_eq!(q.put(o), Err(o));
+        let o = alloc(&mut a, other);
+        assert_eq!(q.put(o).unwrap_err().block, o.block);
     }
 
     #[test]
