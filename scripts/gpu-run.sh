@@ -115,11 +115,31 @@ if [ -x "$bin/bench/cuda_bench" ]; then
   step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
 fi
 
+# 2b. All-reduce sweep over every GPU (symmem symmetric / plain / raw registered, eager and
+#     graph). With several GPUs, also which NCCL kernels run (TUNING lines) for a small
+#     symmetric and plain all-reduce, PyTorch's ordinary all-reduce on the same sizes, and the
+#     MLP at tp = number of GPUs.
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || echo 1)
+if [ -x "$bin/bench/cuda_allreduce" ]; then
+  step 150 "$out/allreduce.log" "$bin/bench/cuda_allreduce"
+  if [ "$ngpu" -ge 2 ]; then
+    NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=TUNING step 60 "$out/allreduce.log" "$bin/bench/cuda_allreduce" --sizes 8192
+    if [ -f benches/py/allreduce_bench.py ]; then
+      step 150 "$out/allreduce.log" env TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 \
+        torchrun --nproc-per-node "$ngpu" benches/py/allreduce_bench.py
+    fi
+  fi
+fi
+
 # 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the targets).
 if [ -x "$bin/examples/tp_mlp" ]; then
-  step 60 "$out/example.log" "$bin/examples/tp_mlp" --backend cuda --graph
+  step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --graph
   step 180 "$out/example-llama.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
     --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  if [ "$ngpu" -ge 2 ]; then
+    step 180 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --tp "$ngpu" \
+      --preset llama3-8b --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  fi
 fi
 
 # 4. Python side-by-side benches (PyTorch is the python3 there): the window/pool contexts,
