@@ -29,6 +29,9 @@ mod cuda;
 mod gen;
 #[path = "tp_mlp/host.rs"]
 mod host;
+#[cfg(feature = "cuda")]
+#[path = "tp_mlp/lt.rs"]
+mod lt;
 #[path = "tp_mlp/model.rs"]
 mod model;
 #[path = "tp_mlp/reference.rs"]
@@ -43,7 +46,7 @@ use clap::Parser;
 use symmem::launch::{detect, BackendChoice};
 use symmem::{bf16, f16, Element, RankConfig, RankContext};
 
-use config::{parse_tokens, resolve_tp, Backend, Config, ConfigError, Dtype, Preset};
+use config::{parse_tokens, resolve_tp, Backend, Config, ConfigError, Dtype, GemmMode, Preset};
 use gen::Weight;
 use run::RankReport;
 
@@ -101,6 +104,10 @@ struct Cli {
     /// Token rows the reference covers (default: all rows when cheap, else at least 4).
     #[arg(long)]
     check_rows: Option<usize>,
+    /// GEMMs on CUDA: auto (cuBLASLt, the fastest of its candidates timed per shape on the first
+    /// eager call, falling back to cublasGemmEx) or cublas (cublasGemmEx only).
+    #[arg(long, default_value = "auto", value_parser = parse_gemm)]
+    gemm: GemmMode,
     /// Print sum and sum of squares of each weight tensor for hidden 8, ffn 16 and --seed
     /// (and --layers), to compare with the Python twin, then exit.
     #[arg(long)]
@@ -121,6 +128,11 @@ fn parse_backend(s: &str) -> Result<BackendChoice, ConfigError> {
 
 /// `--dtype`: f32, bf16 or f16.
 fn parse_dtype(s: &str) -> Result<Dtype, ConfigError> {
+    s.parse()
+}
+
+/// `--gemm`: auto or cublas.
+fn parse_gemm(s: &str) -> Result<GemmMode, ConfigError> {
     s.parse()
 }
 
@@ -146,6 +158,7 @@ impl Cli {
             seed: self.seed,
             check: !self.no_check,
             check_rows: self.check_rows,
+            gemm: self.gemm,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -292,7 +305,9 @@ fn run_all<T: Element>(cfg: &Config, backend: Backend, tp: usize) -> i32 {
                 run::run_rank::<T, _>(ctx, cfg, ref_rows, |ctx| Ok(host::HostKernels::new(ctx)))
             }
             #[cfg(feature = "cuda")]
-            Backend::Cuda => run::run_rank::<T, _>(ctx, cfg, ref_rows, cuda::CudaKernels::new),
+            Backend::Cuda => run::run_rank::<T, _>(ctx, cfg, ref_rows, |ctx| {
+                cuda::CudaKernels::new(ctx, cfg.gemm)
+            }),
             #[cfg(not(feature = "cuda"))]
             Backend::Cuda => Err(symmem::Error::BackendUnavailable(
                 "built without the `cuda` feature".into(),

@@ -377,6 +377,11 @@ fn bad_input_is_an_error_not_a_panic() {
     }
     assert!("llama3-8b".parse::<config::Preset>().is_ok());
     assert!("gpt2".parse::<config::Preset>().is_err());
+    assert_eq!("auto".parse(), Ok(config::GemmMode::Auto));
+    assert_eq!(" CUBLAS ".parse(), Ok(config::GemmMode::Cublas));
+    let e = "fastest".parse::<config::GemmMode>().unwrap_err();
+    assert!(e.0.contains("use auto or cublas"), "{e}");
+    assert_eq!(Config::default().gemm, config::GemmMode::Auto);
 }
 
 #[test]

@@ -79,6 +79,29 @@ impl FromStr for Dtype {
     }
 }
 
+/// How the CUDA backend computes its GEMMs (`--gemm`; the host backend ignores it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GemmMode {
+    /// cuBLASLt with the fastest of its heuristic candidates (and `cublasGemmEx`), timed per
+    /// shape on the first eager call; `cublasGemmEx` when libcublasLt is missing.
+    #[default]
+    Auto,
+    /// `cublasGemmEx` with cuBLAS's default algorithm only.
+    Cublas,
+}
+
+impl FromStr for GemmMode {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(GemmMode::Auto),
+            "cublas" => Ok(GemmMode::Cublas),
+            other => Err(bad(format!("unknown --gemm `{other}`; use auto or cublas"))),
+        }
+    }
+}
+
 /// Model sizes named by `--preset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -156,6 +179,8 @@ pub struct Config {
     pub check: bool,
     /// Token rows the reference covers (`None`: as many as fit a small time budget).
     pub check_rows: Option<usize>,
+    /// How the CUDA backend computes its GEMMs.
+    pub gemm: GemmMode,
 }
 
 impl Default for Config {
@@ -173,6 +198,7 @@ impl Default for Config {
             seed: 0,
             check: true,
             check_rows: None,
+            gemm: GemmMode::Auto,
         }
     }
 }

@@ -1,7 +1,8 @@
-//! [`Kernels`] for the CUDA backend: cuBLAS `GemmEx` on raw device pointers (f32, bf16 or f16
-//! storage, f32 accumulation) and one small NVRTC kernel for SiLU-and-multiply (plus one for
-//! the residual add), all queued on the rank's stream, so that `symmem::capture` records them
-//! with the all-reduce.
+//! [`Kernels`] for the CUDA backend: GEMMs on raw device pointers (f32, bf16 or f16 storage, f32
+//! accumulation) through cuBLASLt with an algorithm timed per shape (`--gemm auto`, see
+//! [`crate::lt`]) or cuBLAS `GemmEx` (`--gemm cublas`, and the fallback), and one small NVRTC
+//! kernel for SiLU-and-multiply (plus one for the residual add), all queued on the rank's stream,
+//! so that `symmem::capture` records them with the all-reduce.
 //!
 //! cuBLAS gets a workspace up front (`cublasSetWorkspace`): it must not allocate during graph
 //! capture. The kernels need no CUDA headers (bf16 and f16 conversions are written out), so
@@ -16,6 +17,8 @@ use symmem::cuda::cudarc::nvrtc::{self, Ptx};
 use symmem::cuda::{cuda_context, cuda_stream};
 use symmem::{Buffer, DType, Element, Error, RankContext};
 
+use crate::config::GemmMode;
+use crate::lt::LtGemm;
 use crate::model::Kernels;
 
 /// Bytes of the cuBLAS workspace.
@@ -131,7 +134,9 @@ fn check_len(op: &'static str, what: &str, need: usize, have: usize) -> Result<(
 
 /// cuBLAS and NVRTC kernels of one CUDA rank.
 pub struct CudaKernels {
-    // Declared first: dropped before the workspace it uses.
+    /// cuBLASLt with per-shape tuned algorithms (`--gemm auto`, when libcublasLt loads).
+    lt: Option<LtGemm>,
+    // Declared before the workspace: dropped before the workspace it uses.
     blas: CudaBlas,
     stream: Arc<CudaStream>,
     silu_mul: [CudaFunction; 3],
@@ -141,7 +146,7 @@ pub struct CudaKernels {
 
 impl CudaKernels {
     /// Kernels on the rank's stream: a cuBLAS handle with its workspace, and the NVRTC module.
-    pub fn new(ctx: &RankContext) -> Result<Self, Error> {
+    pub fn new(ctx: &RankContext, gemm: GemmMode) -> Result<Self, Error> {
         let not_cuda = || Error::Unsupported {
             backend: "host",
             what: "cuBLAS kernels (this rank is not a CUDA rank)".into(),
@@ -178,7 +183,12 @@ impl CudaKernels {
                 .load_function(name)
                 .map_err(|e| cuda_err("cuModuleGetFunction", e, "kernel missing from the PTX"))
         };
+        let lt = match gemm {
+            GemmMode::Auto => LtGemm::new(stream.cu_stream() as *mut c_void, ctx.rank() == 0)?,
+            GemmMode::Cublas => None,
+        };
         Ok(CudaKernels {
+            lt,
             blas,
             stream,
             silu_mul: [
@@ -192,8 +202,9 @@ impl CudaKernels {
     }
 }
 
-impl<T: Element> Kernels<T> for CudaKernels {
-    fn gemm(
+impl CudaKernels {
+    /// `C = A B` through `cublasGemmEx` (cuBLAS's default algorithm).
+    fn gemm_ex<T: Element>(
         &self,
         a: &Buffer<T>,
         b: &Buffer<T>,
@@ -250,6 +261,26 @@ impl<T: Element> Kernels<T> for CudaKernels {
             )
         })
     }
+}
+
+impl<T: Element> Kernels<T> for CudaKernels {
+    fn gemm(
+        &self,
+        a: &Buffer<T>,
+        b: &Buffer<T>,
+        c: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        n: usize,
+    ) -> Result<(), Error> {
+        check_len("cuda gemm", "a", m * k, a.len())?;
+        check_len("cuda gemm", "b", k * n, b.len())?;
+        check_len("cuda gemm", "c", m * n, c.len())?;
+        match &self.lt {
+            Some(lt) => lt.gemm(a, b, c, m, k, n, |a, b, c| self.gemm_ex(a, b, c, m, k, n)),
+            None => self.gemm_ex(a, b, c, m, k, n),
+        }
+    }
 
     fn silu_mul(
         &self,
@@ -286,7 +317,11 @@ impl<T: Element> Kernels<T> for CudaKernels {
     }
 
     fn describe(&self) -> String {
-        "cuBLAS GemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
+        if self.lt.is_some() {
+            "cuBLASLt, algorithm timed per shape among its heuristic candidates and cublasGemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
+        } else {
+            "cuBLAS GemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
+        }
     }
 
     fn probe_copy_bytes(&self) -> usize {

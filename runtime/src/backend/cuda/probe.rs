@@ -335,6 +335,22 @@ impl LibSpec {
     }
 }
 
+impl LibSpec {
+    /// cuBLASLt (`libcublasLt`), with cudarc's names for `["cublasLt"]` (`cudarc::cublaslt`
+    /// panics without it).
+    pub fn cublas_lt() -> Self {
+        LibSpec {
+            library: "cuBLASLt",
+            candidates: dedup(cudarc::get_lib_name_candidates("cublasLt")),
+            diagnostic_names: Vec::new(),
+            required_symbol: "cublasLtMatmul",
+            scan_dirs: common_lib_dirs(),
+            file_prefix: format!("{}cublasLt.so", std::env::consts::DLL_PREFIX),
+            hint: "Install cuBLAS of the CUDA toolkit (it ships libcublasLt), or `pip install nvidia-cublas-cu13`, and put its lib folder on LD_LIBRARY_PATH before starting the program".to_string(),
+        }
+    }
+}
+
 /// `<prefix>/lib/python3.*/site-packages/nvidia/nccl/lib` folders (pip's NCCL in a virtual or
 /// conda environment).
 fn python_nccl_dirs(prefix: &Path) -> Vec<PathBuf> {
@@ -625,6 +641,11 @@ pub fn probe_nvrtc() -> Result<LibInfo, ProbeError> {
 /// Errors: as [`probe_library`].
 pub fn probe_cublas() -> Result<LibInfo, ProbeError> {
     probe_library(&LibSpec::cublas())
+}
+
+/// Probe cuBLASLt (before any `cudarc::cublaslt` call, which panics when it is missing).
+pub fn probe_cublas_lt() -> Result<LibInfo, ProbeError> {
+    probe_library(&LibSpec::cublas_lt())
 }
 
 /// Whether the probed NCCL exports `symbol` (false when NCCL cannot be loaded). cudarc's

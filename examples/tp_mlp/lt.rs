@@ -1,0 +1,370 @@
+//! GEMMs through cuBLASLt with a timed choice of algorithm per shape.
+//!
+//! cuBLAS's default kernel choice for the skinny decode shapes of the MLP (a few token rows
+//! against 4096 x 28672 and 14336 x 4096 weights) leaves bandwidth unused. For every distinct
+//! `(m, k, n, dtype)` the first *eager* call asks cuBLASLt's heuristic for up to
+//! [`CANDIDATES`] algorithms, times each on the rank's stream with the real operands (and the
+//! plain `cublasGemmEx` path as one more candidate), and keeps the fastest; later calls, and calls
+//! recorded into a CUDA graph, use that choice, so eager and replay run the same kernel (bit-equal
+//! results). Nothing is tuned while capturing (timing needs synchronisation); a shape first met
+//! during capture uses `cublasGemmEx`.
+//!
+//! Descriptors are created once per shape and freed with the plan. The workspace is allocated
+//! once up front, outside any capture.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use symmem::cuda::cudarc::cublaslt::sys as lt;
+use symmem::{Buffer, DType, Element, Error};
+
+/// Heuristic candidates timed per shape.
+const CANDIDATES: usize = 16;
+/// Bytes of the cuBLASLt workspace.
+pub const LT_WORKSPACE: usize = 32 << 20;
+/// Timed runs per candidate (after two warm-up runs).
+const TIMED_RUNS: usize = 10;
+
+fn lt_err(call: &'static str, st: lt::cublasStatus_t) -> Error {
+    Error::Cuda {
+        call,
+        message: format!("{st:?}"),
+        hint: "cuBLASLt failed; run with --gemm cublas to use cublasGemmEx only",
+    }
+}
+
+fn check(call: &'static str, st: lt::cublasStatus_t) -> Result<(), Error> {
+    if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+        Ok(())
+    } else {
+        Err(lt_err(call, st))
+    }
+}
+
+fn lt_dtype(d: DType) -> Option<lt::cudaDataType_t> {
+    match d {
+        DType::F32 => Some(lt::cudaDataType_t::CUDA_R_32F),
+        DType::BF16 => Some(lt::cudaDataType_t::CUDA_R_16BF),
+        DType::F16 => Some(lt::cudaDataType_t::CUDA_R_16F),
+        _ => None,
+    }
+}
+
+/// The descriptors of one shape (freed on drop).
+struct Plan {
+    desc: lt::cublasLtMatmulDesc_t,
+    a: lt::cublasLtMatrixLayout_t,
+    b: lt::cublasLtMatrixLayout_t,
+    c: lt::cublasLtMatrixLayout_t,
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        // SAFETY: created by `Plan::new`, freed once here; no queued work needs descriptors.
+        unsafe {
+            if !self.a.is_null() {
+                lt::cublasLtMatrixLayoutDestroy(self.a);
+            }
+            if !self.b.is_null() {
+                lt::cublasLtMatrixLayoutDestroy(self.b);
+            }
+            if !self.c.is_null() {
+                lt::cublasLtMatrixLayoutDestroy(self.c);
+            }
+            if !self.desc.is_null() {
+                lt::cublasLtMatmulDescDestroy(self.desc);
+            }
+        }
+    }
+}
+
+impl Plan {
+    /// Row-major `C[m, n] = A[m, k] B[k, n]` as column-major `C^T (n x m) = B^T (n x k) A^T (k x
+    /// m)`: cuBLASLt's first operand is `B` (n x k, ld n), its second `A` (k x m, ld k).
+    fn new(dt: lt::cudaDataType_t, m: usize, k: usize, n: usize) -> Result<Plan, Error> {
+        let mut p = Plan {
+            desc: std::ptr::null_mut(),
+            a: std::ptr::null_mut(),
+            b: std::ptr::null_mut(),
+            c: std::ptr::null_mut(),
+        };
+        // SAFETY: out-parameters; on error `p` frees what was created.
+        unsafe {
+            check(
+                "cublasLtMatmulDescCreate",
+                lt::cublasLtMatmulDescCreate(
+                    &mut p.desc,
+                    lt::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                    lt::cudaDataType_t::CUDA_R_32F,
+                ),
+            )?;
+            check(
+                "cublasLtMatrixLayoutCreate",
+                lt::cublasLtMatrixLayoutCreate(&mut p.a, dt, n as u64, k as u64, n as i64),
+            )?;
+            check(
+                "cublasLtMatrixLayoutCreate",
+                lt::cublasLtMatrixLayoutCreate(&mut p.b, dt, k as u64, m as u64, k as i64),
+            )?;
+            check(
+                "cublasLtMatrixLayoutCreate",
+                lt::cublasLtMatrixLayoutCreate(&mut p.c, dt, n as u64, m as u64, n as i64),
+            )?;
+        }
+        Ok(p)
+    }
+}
+
+/// What a shape runs.
+enum Choice {
+    /// cuBLASLt with this plan and algorithm.
+    Lt(Box<Plan>, lt::cublasLtMatmulAlgo_t),
+    /// `cublasGemmEx` (the default path was the fastest, or no candidate worked).
+    GemmEx,
+}
+
+/// cuBLASLt handle, workspace and the per-shape choices of one rank.
+pub struct LtGemm {
+    handle: lt::cublasLtHandle_t,
+    stream: lt::cudaStream_t,
+    workspace: Buffer<u8>,
+    choices: Mutex<HashMap<(usize, usize, usize, DType), Choice>>,
+    /// Print the choices (rank 0 only, to keep the output short).
+    report: bool,
+}
+
+// SAFETY: the handle and stream are used from the rank's thread; the maps are behind mutexes.
+unsafe impl Send for LtGemm {}
+// SAFETY: as above.
+unsafe impl Sync for LtGemm {}
+
+impl Drop for LtGemm {
+    fn drop(&mut self) {
+        // SAFETY: created in `new`; the rank synchronises its stream before kernels drop. The
+        // plans (in `choices`) are dropped after this with the struct; they do not need the
+        // handle.
+        unsafe {
+            lt::cublasLtDestroy(self.handle);
+        }
+    }
+}
+
+impl LtGemm {
+    /// A cuBLASLt handle on `stream` (the rank's `CUstream`) with a workspace; `Ok(None)` when
+    /// libcublasLt is not installed (the caller falls back to `cublasGemmEx`).
+    pub fn new(stream: *mut c_void, report: bool) -> Result<Option<LtGemm>, Error> {
+        if let Err(e) = symmem::cuda::probe::probe_cublas_lt() {
+            eprintln!("tp_mlp: cuBLASLt unavailable ({e}); GEMMs use cublasGemmEx");
+            return Ok(None);
+        }
+        let workspace = symmem::alloc::<u8>(LT_WORKSPACE)?;
+        let mut handle: lt::cublasLtHandle_t = std::ptr::null_mut();
+        // SAFETY: out-parameter.
+        check("cublasLtCreate", unsafe { lt::cublasLtCreate(&mut handle) })?;
+        Ok(Some(LtGemm {
+            handle,
+            stream: stream as lt::cudaStream_t,
+            workspace,
+            choices: Mutex::new(HashMap::new()),
+            report,
+        }))
+    }
+
+    /// # Safety
+    /// `a`, `b`, `c` are live device buffers of `m*k`, `k*n`, `m*n` elements on this rank's GPU.
+    unsafe fn run_lt(
+        &self,
+        plan: &Plan,
+        algo: &lt::cublasLtMatmulAlgo_t,
+        a: u64,
+        b: u64,
+        c: u64,
+    ) -> lt::cublasStatus_t {
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        lt::cublasLtMatmul(
+            self.handle,
+            plan.desc,
+            &alpha as *const f32 as *const c_void,
+            b as *const c_void,
+            plan.a,
+            a as *const c_void,
+            plan.b,
+            &beta as *const f32 as *const c_void,
+            c as *const c_void,
+            plan.c,
+            c as *mut c_void,
+            plan.c,
+            algo,
+            self.workspace.device_ptr() as *mut c_void,
+            LT_WORKSPACE,
+            self.stream,
+        )
+    }
+
+    /// `C = A B` (row-major, `f32` accumulation), on the tuned path for this shape.
+    /// `gemm_ex` runs the same product with `cublasGemmEx` (a candidate, and the fallback).
+    #[allow(clippy::too_many_arguments)]
+    pub fn gemm<T: Element>(
+        &self,
+        a: &Buffer<T>,
+        b: &Buffer<T>,
+        c: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        n: usize,
+        mut gemm_ex: impl FnMut(&Buffer<T>, &Buffer<T>, &mut Buffer<T>) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        let key = (m, k, n, T::DTYPE);
+        let mut choices = self.choices.lock().map_err(|_| Error::InvalidArgument {
+            op: "cublasLt gemm",
+            detail: "the GEMM plan table was poisoned by an earlier panic".into(),
+        })?;
+        let choice = match choices.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                if symmem::is_capturing() {
+                    // Never time during capture: an untuned shape runs cublasGemmEx.
+                    return gemm_ex(a, b, c);
+                }
+                e.insert(self.tune(a, b, c, m, k, n, &mut gemm_ex)?)
+            }
+        };
+        match choice {
+            Choice::GemmEx => gemm_ex(a, b, c),
+            Choice::Lt(plan, algo) => {
+                // SAFETY: the shapes were checked by the caller; operands are live.
+                let st = unsafe {
+                    self.run_lt(plan, algo, a.device_ptr(), b.device_ptr(), c.device_ptr())
+                };
+                check("cublasLtMatmul", st)
+            }
+        }
+    }
+
+    /// Time cuBLASLt's candidates and `cublasGemmEx` on the real operands; keep the fastest.
+    #[allow(clippy::too_many_arguments)]
+    fn tune<T: Element>(
+        &self,
+        a: &Buffer<T>,
+        b: &Buffer<T>,
+        c: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        n: usize,
+        gemm_ex: &mut impl FnMut(&Buffer<T>, &Buffer<T>, &mut Buffer<T>) -> Result<(), Error>,
+    ) -> Result<Choice, Error> {
+        let time = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
+            for _ in 0..2 {
+                f()?;
+            }
+            symmem::synchronize()?;
+            let t = Instant::now();
+            for _ in 0..TIMED_RUNS {
+                f()?;
+            }
+            symmem::synchronize()?;
+            Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
+        };
+        let gemm_ex_us = time(&mut || gemm_ex(a, b, c))?;
+        let mut best: (f64, Option<usize>) = (gemm_ex_us, None);
+        let Some(dt) = lt_dtype(T::DTYPE) else {
+            return Ok(Choice::GemmEx);
+        };
+        let plan = Plan::new(dt, m, k, n)?;
+        // SAFETY: zeroed heuristic results are valid bit patterns (plain C structs).
+        let mut results: Vec<lt::cublasLtMatmulHeuristicResult_t> = (0..CANDIDATES)
+            .map(|_| unsafe { std::mem::zeroed() })
+            .collect();
+        let mut found: i32 = 0;
+        let mut pref: lt::cublasLtMatmulPreference_t = std::ptr::null_mut();
+        // SAFETY: out-parameters and attribute buffers of the documented types; the preference
+        // is destroyed on every path below.
+        let st = unsafe {
+            let st = lt::cublasLtMatmulPreferenceCreate(&mut pref);
+            if st != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                st
+            } else {
+                let ws = LT_WORKSPACE as u64;
+                let st = lt::cublasLtMatmulPreferenceSetAttribute(
+                    pref,
+                    lt::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                    &ws as *const u64 as *const c_void,
+                    std::mem::size_of::<u64>(),
+                );
+                let st = if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                    lt::cublasLtMatmulAlgoGetHeuristic(
+                        self.handle,
+                        plan.desc,
+                        plan.a,
+                        plan.b,
+                        plan.c,
+                        plan.c,
+                        pref,
+                        CANDIDATES as i32,
+                        results.as_mut_ptr(),
+                        &mut found,
+                    )
+                } else {
+                    st
+                };
+                lt::cublasLtMatmulPreferenceDestroy(pref);
+                st
+            }
+        };
+        let (ap, bp, cp) = (a.device_ptr(), b.device_ptr(), c.device_ptr());
+        if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+            let found = (found.max(0) as usize).min(CANDIDATES);
+            for (i, r) in results.iter().take(found).enumerate() {
+                if r.state != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS
+                    || r.workspaceSize > LT_WORKSPACE
+                {
+                    continue;
+                }
+                let algo = r.algo;
+                // A candidate that fails to launch is skipped, not an error.
+                // SAFETY: as in `gemm`.
+                let us = time(&mut || {
+                    check("cublasLtMatmul", unsafe {
+                        self.run_lt(&plan, &algo, ap, bp, cp)
+                    })
+                });
+                if let Ok(us) = us {
+                    if us < best.0 {
+                        best = (us, Some(i));
+                    }
+                }
+            }
+        } else {
+            eprintln!(
+                "tp_mlp: cuBLASLt heuristic failed for {m}x{k}x{n} ({st:?}); using cublasGemmEx"
+            );
+        }
+        let (chosen, choice) = match best.1 {
+            Some(i) => (
+                format!(
+                    "cublasLt heuristic #{i} of {}",
+                    (found.max(0) as usize).min(CANDIDATES)
+                ),
+                Choice::Lt(Box::new(plan), results[i].algo),
+            ),
+            None => ("cublasGemmEx default".to_string(), Choice::GemmEx),
+        };
+        if self.report {
+            println!(
+                "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: {chosen}, {:.1} us (cublasGemmEx {:.1} us)",
+                T::DTYPE,
+                best.0,
+                gemm_ex_us
+            );
+            println!(
+                "RESULT {{\"kind\":\"gemm_choice\",\"mkn\":[{m},{k},{n}],\"dtype\":\"{}\",\"chosen\":\"{chosen}\",\"best_us\":{:.3},\"gemm_ex_us\":{:.3}}}",
+                T::DTYPE,
+                best.0,
+                gemm_ex_us
+            );
+        }
+        Ok(choice)
+    }
+}
