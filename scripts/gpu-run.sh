@@ -136,6 +136,9 @@ if [ -x "$bin/examples/tp_mlp" ]; then
   step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --graph
   step 180 "$out/example-llama.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
     --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  # The same with cuBLAS's default GEMMs only (what --gemm auto's tuning is compared with).
+  step 120 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+    --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5 --gemm cublas
   if [ "$ngpu" -ge 2 ]; then
     step 180 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --tp "$ngpu" \
       --preset llama3-8b --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
