@@ -6,7 +6,7 @@
 //! singleton: with threads as ranks (the host backend, or one GPU per thread), each rank thread
 //! sees only its own groups.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -211,12 +211,20 @@ impl Stream {
     }
 }
 
+/// Entries of [`RankInner`]'s by-name lookup cache.
+const NAMED_CACHE: usize = 4;
+
 pub(crate) struct RankInner {
     id: u64,
     device: Arc<dyn DeviceBackend>,
     stream: Arc<dyn StreamBackend>,
     default_pool: PoolOwner,
     groups: RefCell<Vec<Group>>,
+    /// Recent by-name lookups of `&'static str` names (the macro's): `(address, length, pool)`.
+    /// Groups are only ever added, and a name maps to one group for the rank's lifetime, so an
+    /// entry never goes stale; it saves a string comparison per window.
+    named: Cell<[(usize, usize, *const Pool); NAMED_CACHE]>,
+    named_next: Cell<usize>,
     world: Group,
     config: RankConfig,
 }
@@ -231,6 +239,30 @@ impl RankInner {
     pub(crate) fn default_pool(&self) -> &Arc<Pool> {
         &self.default_pool
     }
+    /// [`RankInner::find`] for a `'static` name, through a small cache keyed by the name's
+    /// address (a literal has one address for the program's lifetime).
+    #[inline]
+    fn find_static(&self, name: &'static str) -> Option<*const Pool> {
+        let key = (name.as_ptr() as usize, name.len());
+        for (a, l, p) in self.named.get() {
+            if (a, l) == key {
+                return Some(p);
+            }
+        }
+        self.find_static_slow(name, key)
+    }
+
+    #[cold]
+    fn find_static_slow(&self, name: &'static str, key: (usize, usize)) -> Option<*const Pool> {
+        let pool = self.find(name)?;
+        let mut entries = self.named.get();
+        let i = self.named_next.get();
+        entries[i] = (key.0, key.1, pool);
+        self.named.set(entries);
+        self.named_next.set((i + 1) % NAMED_CACHE);
+        Some(pool)
+    }
+
     fn find(&self, name: &str) -> Option<*const Pool> {
         self.groups
             .borrow()
@@ -295,6 +327,8 @@ impl RankContext {
             stream,
             default_pool,
             groups: RefCell::new(vec![world.clone()]),
+            named: Cell::new([(0, 0, std::ptr::null()); NAMED_CACHE]),
+            named_next: Cell::new(0),
             world,
             config,
         });
@@ -528,7 +562,7 @@ pub(crate) fn enter_named(name: &'static str) -> WindowGuard<'static> {
         }
         // SAFETY: see `current_rank_opt`; the borrow ends inside this closure.
         let rank = unsafe { &*p };
-        match rank.find(name) {
+        match rank.find_static(name) {
             Some(pool) => Target::Group(pool),
             None => Target::Missing(name),
         }

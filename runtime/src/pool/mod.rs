@@ -16,7 +16,7 @@ mod quick;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use crate::lock::{FastGuard, FastLock};
+use crate::lock::{OwnerGuard, OwnerLock};
 use arena::{Arena, ArenaConfig, Block};
 use quick::QuickCache;
 
@@ -101,7 +101,7 @@ pub struct Pool {
     source: Source,
     stream: Arc<dyn StreamBackend>,
     limit: Option<usize>,
-    state: FastLock<PoolState>,
+    state: OwnerLock<PoolState>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -128,7 +128,7 @@ impl Pool {
             source,
             stream,
             limit,
-            state: FastLock::new(PoolState {
+            state: OwnerLock::new(PoolState {
                 arena: Arena::new(ArenaConfig::default()),
                 quick: QuickCache::default(),
                 segs: Vec::new(),
@@ -167,7 +167,7 @@ impl Pool {
     }
 
     #[inline]
-    fn lock(&self) -> FastGuard<'_, PoolState> {
+    fn lock(&self) -> OwnerGuard<'_, PoolState> {
         self.state.lock()
     }
 

@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::lock::{FastGuard, FastLock};
+use crate::lock::{OwnerGuard, OwnerLock};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{sys as cu, CudaContext, CudaStream};
@@ -48,12 +48,12 @@ unsafe impl Send for RawComm {}
 
 /// The shared core of a communicator: what an abort from another thread needs.
 pub(crate) struct CommCore {
-    raw: FastLock<RawComm>,
+    raw: OwnerLock<RawComm>,
 }
 
 impl CommCore {
     #[inline]
-    fn lock(&self) -> FastGuard<'_, RawComm> {
+    fn lock(&self) -> OwnerGuard<'_, RawComm> {
         self.raw.lock()
     }
 
@@ -292,7 +292,7 @@ impl NcclComm {
             }
         };
         let core = Arc::new(CommCore {
-            raw: FastLock::new(RawComm {
+            raw: OwnerLock::new(RawComm {
                 comm,
                 aborted: None,
             }),
