@@ -13,7 +13,8 @@
 //! Each measurement: 7 rounds of (barrier, `n` back-to-back operations, synchronise); the time
 //! per operation is the median over rounds on each rank and the slowest rank's is reported.
 //! Before timing, each variant is checked once: every rank's buffer of `rank + 1` must all-reduce
-//! to `N (N + 1) / 2` everywhere. `NCCL_NVLS_ENABLE=0` is forced. Prints a table and one
+//! to `N (N + 1) / 2` everywhere. The runtime puts `NCCL_NVLS_ENABLE=0` in the environment
+//! before the first communicator (unless it is set). Prints a table and one
 //! `RESULT {json}` line per measurement. Without a GPU: `skipped: no GPU` (exit 1 with
 //! `SYMMEM_REQUIRE_GPU=1`). `--sizes 2048,8192` restricts the sizes (bytes).
 //!
@@ -23,13 +24,11 @@
 use std::ffi::c_void;
 use std::time::Instant;
 
-use symmem::cuda::{self, cudarc::nccl::sys as nccl, nccl_comm};
+use symmem::cuda::{self, cudarc::nccl::sys as nccl, nccl_comm, NCCL_WIN_COLL_SYMMETRIC};
 use symmem::{bf16, capture, Buffer, Group, RankConfig, RankContext, ReduceOp};
 
 const ROUNDS: usize = 7;
 const GRAPH_OPS: usize = 8;
-/// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+).
-const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -241,8 +240,6 @@ fn parse_sizes() -> Vec<usize> {
 }
 
 fn main() {
-    // SAFETY: at start-up, before any thread exists.
-    unsafe { std::env::set_var("NCCL_NVLS_ENABLE", "0") };
     let sizes = parse_sizes();
     let report = symmem::detect();
     if let Some(why) = report.why_not_cuda(1) {

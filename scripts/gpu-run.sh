@@ -119,7 +119,8 @@ fi
 #     graph). With several GPUs, also which NCCL kernels run (TUNING lines) for a small
 #     symmetric and plain all-reduce, PyTorch's ordinary all-reduce on the same sizes, and the
 #     MLP at tp = number of GPUs.
-ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ' || echo 1)
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
+ngpu=${ngpu:-0}
 if [ -x "$bin/bench/cuda_allreduce" ]; then
   step 150 "$out/allreduce.log" "$bin/bench/cuda_allreduce"
   if [ "$ngpu" -ge 2 ]; then

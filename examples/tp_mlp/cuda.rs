@@ -90,7 +90,7 @@ fn ptx() -> Result<Ptx, Error> {
 }
 
 /// An [`Error::Cuda`] for a failed call.
-fn cuda_err(call: &'static str, e: impl std::fmt::Debug, hint: &'static str) -> Error {
+pub(crate) fn cuda_err(call: &'static str, e: impl std::fmt::Debug, hint: &'static str) -> Error {
     Error::Cuda {
         call,
         message: format!("{e:?}"),

@@ -20,6 +20,8 @@ use std::time::Instant;
 use symmem::cuda::cudarc::cublaslt::sys as lt;
 use symmem::{Buffer, DType, Element, Error};
 
+use crate::cuda::cuda_err;
+
 /// Heuristic candidates timed per shape.
 const CANDIDATES: usize = 16;
 /// Bytes of the cuBLASLt workspace.
@@ -27,19 +29,15 @@ pub const LT_WORKSPACE: usize = 32 << 20;
 /// Timed runs per candidate (after two warm-up runs).
 const TIMED_RUNS: usize = 10;
 
-fn lt_err(call: &'static str, st: lt::cublasStatus_t) -> Error {
-    Error::Cuda {
-        call,
-        message: format!("{st:?}"),
-        hint: "cuBLASLt failed; run with --gemm cublas to use cublasGemmEx only",
-    }
-}
-
 fn check(call: &'static str, st: lt::cublasStatus_t) -> Result<(), Error> {
     if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
         Ok(())
     } else {
-        Err(lt_err(call, st))
+        Err(cuda_err(
+            call,
+            st,
+            "cuBLASLt failed; run with --gemm cublas to use cublasGemmEx only",
+        ))
     }
 }
 
@@ -120,7 +118,7 @@ impl Plan {
 /// What a shape runs.
 enum Choice {
     /// cuBLASLt with this plan and algorithm.
-    Lt(Box<Plan>, lt::cublasLtMatmulAlgo_t),
+    Lt(Plan, lt::cublasLtMatmulAlgo_t),
     /// `cublasGemmEx` (the default path was the fastest, or no candidate worked).
     GemmEx,
 }
@@ -134,11 +132,6 @@ pub struct LtGemm {
     /// Print the choices (rank 0 only, to keep the output short).
     report: bool,
 }
-
-// SAFETY: the handle and stream are used from the rank's thread; the maps are behind mutexes.
-unsafe impl Send for LtGemm {}
-// SAFETY: as above.
-unsafe impl Sync for LtGemm {}
 
 impl Drop for LtGemm {
     fn drop(&mut self) {
@@ -347,7 +340,7 @@ impl LtGemm {
                     "cublasLt heuristic #{i} of {}",
                     (found.max(0) as usize).min(CANDIDATES)
                 ),
-                Choice::Lt(Box::new(plan), results[i].algo),
+                Choice::Lt(plan, results[i].algo),
             ),
             None => ("cublasGemmEx default".to_string(), Choice::GemmEx),
         };

@@ -238,7 +238,13 @@ impl<T> OwnerLock<T> {
     fn lock_other(&self) -> OwnerGuard<'_, T> {
         let others = self.others.lock();
         self.foreign.store(true, Ordering::Relaxed);
-        if !(asymmetric() && membarrier::heavy()) {
+        if asymmetric() {
+            // The owner relies on this barrier (it has only a compiler barrier): it must run.
+            // A registered process cannot be refused it; a transient failure is retried.
+            while !membarrier::heavy() {
+                std::thread::yield_now();
+            }
+        } else {
             std::sync::atomic::fence(Ordering::SeqCst);
         }
         let mut spins = 0u32;

@@ -15,8 +15,10 @@ use super::util::{cu_check, cuda_err, nccl_check, round_up, RelaxedCapture};
 use crate::backend::{CommBackend, Operand, StreamBackend, SymSegment};
 use crate::{DType, Error, ReduceOp, Result};
 
-/// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+): register the window for symmetric kernels.
-const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
+/// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+): the `winFlags` of
+/// `ncclCommWindowRegister` that registers a window for NCCL's symmetric kernels (cudarc's
+/// bindings do not export the macro).
+pub const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
 /// Bytes per rank of a validation-exchange record (a 4-byte length, then the data).
 const RECORD: usize = 256;
 /// Fallback allocation granularity when the driver cannot tell (2 MiB, usual on NVIDIA GPUs).

@@ -75,8 +75,8 @@ pub use cudarc;
 use cudarc::driver::{CudaContext, CudaStream};
 use cudarc::nccl::sys as nccl;
 
-pub use comm::NcclComm;
 use comm::{AbortRegistry, CommSettings};
+pub use comm::{NcclComm, NCCL_WIN_COLL_SYMMETRIC};
 pub use device::{CudaDevice, CudaGraph, CudaRankStream};
 pub use interop::{view, view_mut, BufferCudaExt, BufferView, BufferViewMut};
 use util::nccl_check;
