@@ -5,8 +5,11 @@
 //!   pool (no window);
 //! * one-rank all-reduce launch cost through symmem vs a raw `ncclAllReduce` on the same
 //!   registered buffer and stream (N back-to-back launches, then one synchronisation; reported
-//!   per launch; the two paths alternate over 21 rounds and the ratio is the median of the
-//!   per-round ratios), for a few sizes, plus the replay of a captured graph of one all-reduce.
+//!   per launch; the two paths alternate over 101 rounds and the ratio is the median of the
+//!   per-round ratios, the difference the median of the per-round differences), for a few
+//!   sizes, plus the replay of a captured graph of one all-reduce. The raw call is
+//!   `ncclAllReduce` through its address in the library (as C calls it); symmem is also compared
+//!   with cudarc's wrapper of it, and its communicator layer alone with the raw call.
 //!
 //! Each measurement is the median of several repeats. Prints a table and one
 //! `RESULT {json}` line per measurement. Without a GPU it prints `skipped: no GPU` and exits 0
@@ -73,22 +76,31 @@ fn launches_us_once(n: usize, launch: &mut impl FnMut(), sync: &impl Fn()) -> f6
     t.elapsed().as_nanos() as f64 / n as f64 / 1000.0
 }
 
+/// Two launch paths measured in alternation.
+struct Paired {
+    /// Median per-launch cost of the first path (µs).
+    a_us: f64,
+    /// Median per-launch cost of the second path (µs).
+    b_us: f64,
+    /// Median of the per-round ratios `a / b`.
+    ratio: f64,
+    /// Median of the per-round differences `a - b`, per launch (ns).
+    diff_ns: f64,
+}
+
+/// Rounds of a paired measurement. A round is `n` launches of each path (about 0.4 ms at
+/// n = 1000), so many rounds are cheap; they make the median ratio stable to well under 1%.
+const ROUNDS: usize = 101;
+
 /// Two launch paths measured in alternation (`ROUNDS` rounds, the order swapped every round,
-/// so drift of clocks or queue state hits both alike). Returns the median per-launch cost (µs)
-/// of each and the median of the per-round ratios `a / b`.
-fn launches_paired_us(
-    n: usize,
-    mut a: impl FnMut(),
-    mut b: impl FnMut(),
-    sync: impl Fn(),
-) -> (f64, f64, f64) {
-    const ROUNDS: usize = 21;
-    for _ in 0..50 {
+/// so drift of clocks or queue state hits both alike).
+fn launches_paired(n: usize, mut a: impl FnMut(), mut b: impl FnMut(), sync: impl Fn()) -> Paired {
+    for _ in 0..200 {
         a();
         b();
     }
     sync();
-    let (mut ta, mut tb, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ta, mut tb, mut ratio, mut diff) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (x, y) = if round % 2 == 0 {
             let x = launches_us_once(n, &mut a, &sync);
@@ -100,8 +112,14 @@ fn launches_paired_us(
         ta.push(x);
         tb.push(y);
         ratio.push(x / y);
+        diff.push((x - y) * 1000.0);
     }
-    (median(ta), median(tb), median(ratio))
+    Paired {
+        a_us: median(ta),
+        b_us: median(tb),
+        ratio: median(ratio),
+        diff_ns: median(diff),
+    }
 }
 
 /// Per-launch cost (µs) of `n` back-to-back launches followed by one synchronisation.
@@ -117,7 +135,65 @@ fn launches_us(n: usize, mut launch: impl FnMut(), sync: impl Fn()) -> f64 {
     )
 }
 
+/// The raw call inside one more (non-inlined) function: the control for a call frame.
+#[inline(never)]
+fn raw_call_frame(
+    f: unsafe extern "C" fn(
+        *const std::ffi::c_void,
+        *mut std::ffi::c_void,
+        usize,
+        nccl::ncclDataType_t,
+        nccl::ncclRedOp_t,
+        nccl::ncclComm_t,
+        nccl::cudaStream_t,
+    ) -> nccl::ncclResult_t,
+    ptr: u64,
+    count: usize,
+    comm: nccl::ncclComm_t,
+    stream: nccl::cudaStream_t,
+) {
+    // SAFETY: the caller passes a live registered buffer of `count` f32, its communicator and
+    // stream.
+    let r = unsafe {
+        f(
+            ptr as *const std::ffi::c_void,
+            ptr as *mut std::ffi::c_void,
+            count,
+            nccl::ncclDataType_t::ncclFloat32,
+            nccl::ncclRedOp_t::ncclSum,
+            comm,
+            stream,
+        )
+    };
+    assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
+}
+
+/// Pin the calling thread to the CPU it runs on, so that the paired measurements are not split
+/// by a migration (Linux; elsewhere a no-op). Returns the CPU.
+fn pin_to_current_cpu() -> Option<usize> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: plain system calls on this thread with a zeroed, then filled, CPU set.
+        unsafe {
+            let cpu = libc::sched_getcpu();
+            if cpu < 0 {
+                return None;
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut set);
+            (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
+                .then_some(cpu as usize)
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
+    match pin_to_current_cpu() {
+        Some(cpu) => println!("# pinned to CPU {cpu}"),
+        None => println!("# not pinned"),
+    }
     let dev = format!(",\"device\":\"{}\"", device.replace('"', "'"));
     // Window enter + exit.
     let ns = time_ns(1_000_000, || {
@@ -173,9 +249,27 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
     });
     row(rows, "alloc_free_8KiB_default_pool".into(), ns, "ns", &dev);
 
-    // All-reduce launches: symmem vs raw NCCL on the same registered buffer and stream.
+    // All-reduce launches: symmem vs raw NCCL on the same registered buffer and stream. The
+    // raw baseline is the strictest one: `ncclAllReduce` called through its address in the
+    // loaded library, as C code calls it (cudarc's own wrapper adds a call and a lookup per
+    // launch; symmem is also compared with it).
     let comm = nccl_comm(world).expect("a CUDA group has an NCCL communicator");
     let raw = comm.raw_comm();
+    type AllReduceFn = unsafe extern "C" fn(
+        *const std::ffi::c_void,
+        *mut std::ffi::c_void,
+        usize,
+        nccl::ncclDataType_t,
+        nccl::ncclRedOp_t,
+        nccl::ncclComm_t,
+        nccl::cudaStream_t,
+    ) -> nccl::ncclResult_t;
+    // SAFETY: the library is loaded (the communicator exists); the symbol has this signature.
+    let direct: AllReduceFn = unsafe {
+        *nccl::culib()
+            .get::<AllReduceFn>(b"ncclAllReduce\0")
+            .expect("libnccl exports ncclAllReduce")
+    };
     let stream = symmem::current_stream().unwrap();
     let cu_stream = stream
         .backend()
@@ -192,25 +286,47 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
         };
         let symmetric = buf.is_symmetric();
         let ptr = buf.device_ptr();
-        let n = if bytes >= 4 << 20 { 200 } else { 1000 };
-        let (us_symmem, us_raw, ratio) = launches_paired_us(
+        let n = 1000;
+        let raw_direct = || {
+            // SAFETY: `buf` is a live registered buffer of `count` f32 on this rank's GPU.
+            let r = unsafe {
+                direct(
+                    ptr as *const std::ffi::c_void,
+                    ptr as *mut std::ffi::c_void,
+                    count,
+                    nccl::ncclDataType_t::ncclFloat32,
+                    nccl::ncclRedOp_t::ncclSum,
+                    raw,
+                    cu_stream as nccl::cudaStream_t,
+                )
+            };
+            assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
+        };
+        let raw_cudarc = || {
+            // SAFETY: as above.
+            let r = unsafe {
+                nccl::ncclAllReduce(
+                    ptr as *const std::ffi::c_void,
+                    ptr as *mut std::ffi::c_void,
+                    count,
+                    nccl::ncclDataType_t::ncclFloat32,
+                    nccl::ncclRedOp_t::ncclSum,
+                    raw,
+                    cu_stream as nccl::cudaStream_t,
+                )
+            };
+            assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
+        };
+        let full = launches_paired(
             n,
             || world.all_reduce(&mut buf, ReduceOp::Sum).unwrap(),
-            || {
-                // SAFETY: `buf` is a live registered buffer of `count` f32 on this rank's GPU.
-                let r = unsafe {
-                    nccl::ncclAllReduce(
-                        ptr as *const std::ffi::c_void,
-                        ptr as *mut std::ffi::c_void,
-                        count,
-                        nccl::ncclDataType_t::ncclFloat32,
-                        nccl::ncclRedOp_t::ncclSum,
-                        raw,
-                        cu_stream as nccl::cudaStream_t,
-                    )
-                };
-                assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
-            },
+            raw_direct,
+            sync,
+        );
+        let vs_cudarc = launches_paired(
+            n,
+            || world.all_reduce(&mut buf, ReduceOp::Sum).unwrap(),
+            raw_cudarc,
             sync,
         );
         // Where the difference goes: the communicator layer alone (symmem's NCCL wrapper,
@@ -219,7 +335,7 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
         let operand = symmem::backend::Operand { ptr, sym: None };
         let backend = stream.backend().clone();
         let world_comm = world.comm().clone();
-        let (_, _, comm_ratio) = launches_paired_us(
+        let comm_layer = launches_paired(
             n,
             || {
                 world_comm
@@ -233,62 +349,57 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
                     )
                     .unwrap()
             },
-            || {
-                // SAFETY: as above.
-                let r = unsafe {
-                    nccl::ncclAllReduce(
-                        ptr as *const std::ffi::c_void,
-                        ptr as *mut std::ffi::c_void,
-                        count,
-                        nccl::ncclDataType_t::ncclFloat32,
-                        nccl::ncclRedOp_t::ncclSum,
-                        raw,
-                        cu_stream as nccl::cudaStream_t,
-                    )
-                };
-                assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
-            },
+            raw_direct,
             sync,
         );
+        // What this host charges for one more call frame around the raw call (a non-inlined
+        // Rust function, and a call through a trait object): the scale against which the
+        // layers above are read.
+        let frame = launches_paired(
+            n,
+            || raw_call_frame(direct, ptr, count, raw, cu_stream as nccl::cudaStream_t),
+            raw_direct,
+            sync,
+        );
+        let dyn_raw: &dyn Fn() = &raw_direct;
+        let virt = launches_paired(n, || black_box(dyn_raw)(), raw_direct, sync);
         let (mut graph, ()) =
             symmem::capture(|| world.all_reduce(&mut buf, ReduceOp::Sum)).unwrap();
         let us_graph = launches_us(n, || graph.replay().unwrap(), sync);
-        let extra = format!("{dev},\"bytes\":{bytes},\"symmetric\":{symmetric},\"launches\":{n}");
-        row(
-            rows,
-            format!("all_reduce_{}KiB_symmem", bytes >> 10),
-            us_symmem,
-            "us/launch",
-            &extra,
+        let extra = format!(
+            "{dev},\"bytes\":{bytes},\"symmetric\":{symmetric},\"launches\":{n},\"rounds\":{ROUNDS}"
         );
-        row(
-            rows,
-            format!("all_reduce_{}KiB_raw_nccl", bytes >> 10),
-            us_raw,
-            "us/launch",
-            &extra,
-        );
-        row(
-            rows,
-            format!("all_reduce_{}KiB_symmem_over_raw", bytes >> 10),
-            ratio,
-            "ratio (median of paired rounds)",
-            &extra,
-        );
-        row(
-            rows,
-            format!("all_reduce_{}KiB_comm_layer_over_raw", bytes >> 10),
-            comm_ratio,
-            "ratio (median of paired rounds)",
-            &extra,
-        );
-        row(
-            rows,
-            format!("all_reduce_{}KiB_graph_replay", bytes >> 10),
-            us_graph,
-            "us/launch",
-            &extra,
-        );
+        let kib = bytes >> 10;
+        let ratio_unit = "ratio (median of paired rounds)";
+        for (name, value, unit) in [
+            ("symmem", full.a_us, "us/launch"),
+            ("raw_nccl", full.b_us, "us/launch"),
+            ("symmem_over_raw", full.ratio, ratio_unit),
+            (
+                "symmem_minus_raw",
+                full.diff_ns,
+                "ns/launch (median of paired rounds)",
+            ),
+            ("raw_cudarc", vs_cudarc.b_us, "us/launch"),
+            ("symmem_over_raw_cudarc", vs_cudarc.ratio, ratio_unit),
+            ("comm_layer_over_raw", comm_layer.ratio, ratio_unit),
+            (
+                "comm_layer_minus_raw",
+                comm_layer.diff_ns,
+                "ns/launch (median of paired rounds)",
+            ),
+            ("control_frame_over_raw", frame.ratio, ratio_unit),
+            ("control_dyn_over_raw", virt.ratio, ratio_unit),
+            ("graph_replay", us_graph, "us/launch"),
+        ] {
+            row(
+                rows,
+                format!("all_reduce_{kib}KiB_{name}"),
+                value,
+                unit,
+                &extra,
+            );
+        }
     }
 }
 

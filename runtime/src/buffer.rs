@@ -140,7 +140,7 @@ impl<T: Element> Buffer<T> {
     /// Record the use of the buffer by work being captured on this thread, if any.
     #[inline(always)]
     pub(crate) fn record_use(&self) {
-        crate::capture::record_use(&self.owner, self.a.block);
+        crate::capture::record_use(&self.owner, &self.a.block);
     }
 
     /// Window and offset, for a symmetric buffer.
@@ -190,7 +190,7 @@ impl<T: Element> Buffer<T> {
 
     /// Set every byte to zero, ordered on the rank's stream (capturable).
     pub fn fill_zero(&mut self) -> Result<()> {
-        crate::capture::record_use(&self.owner, self.a.block);
+        crate::capture::record_use(&self.owner, &self.a.block);
         self.pool()
             .stream()
             .memset(self.a.ptr, 0, self.size_bytes())
@@ -210,8 +210,8 @@ impl<T: Element> Buffer<T> {
                 detail: "the buffers belong to different ranks".into(),
             });
         }
-        crate::capture::record_use(&self.owner, self.a.block);
-        crate::capture::record_use(&src.owner, src.a.block);
+        crate::capture::record_use(&self.owner, &self.a.block);
+        crate::capture::record_use(&src.owner, &src.a.block);
         self.pool()
             .stream()
             .copy_dtod(self.a.ptr, src.a.ptr, self.size_bytes())

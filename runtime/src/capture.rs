@@ -150,9 +150,10 @@ impl Drop for Pin {
 }
 
 /// Record that work being captured on this thread uses the buffer `(owner, block)`, so the
-/// graph keeps it reserved even if the buffer is dropped before the graph.
+/// graph keeps it reserved even if the buffer is dropped before the graph. Takes the block by
+/// reference so that the launch path reads nothing of it unless capturing.
 #[inline(always)]
-pub(crate) fn record_use(owner: &Owner, block: Block) {
+pub(crate) fn record_use(owner: &Owner, block: &Block) {
     let cap = ROUTE.with(|r| r.capture.get());
     if !cap.is_null() {
         record_use_capturing(cap, owner, block);
@@ -161,9 +162,10 @@ pub(crate) fn record_use(owner: &Owner, block: Block) {
 
 #[cold]
 #[inline(never)]
-fn record_use_capturing(cap: *const CaptureState, owner: &Owner, block: Block) {
+fn record_use_capturing(cap: *const CaptureState, owner: &Owner, block: &Block) {
     // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
     let state = unsafe { &*cap };
+    let block = *block;
     let pin = match owner {
         Owner::Pool(p) => match p.get().pin(block) {
             Some(pool) => Pin::Block(pool, block),

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::{BackendKind, CommBackend, DeviceBackend, HostOp, StreamBackend};
+use crate::backend::{
+    BackendKind, CommBackend, DeviceBackend, DirectAllReduce, HostOp, StreamBackend,
+};
 use crate::pool::{Pool, PoolOwner, PoolStats, Source};
 use crate::validate::{env_validate, Validator};
 use crate::window::{Target, WindowGuard, ROUTE};
@@ -88,7 +90,23 @@ pub(crate) struct GroupShared {
 /// Cheap to clone. Collectives are methods of the group (see [`crate::collective`]).
 #[derive(Clone)]
 pub struct Group {
+    /// What a collective launch reads, copied out of `shared` into the handle itself, so that
+    /// a launch follows no pointer before the communicator's (`docs/design.md`, "The launch
+    /// path").
+    hot: GroupHot,
     pub(crate) shared: Arc<GroupShared>,
+}
+
+/// The launch path's view of a group (immutable; see [`Group`]).
+#[derive(Clone, Copy)]
+struct GroupHot {
+    /// The communicator's direct all-reduce entry on the group's stream (points into the
+    /// communicator, which `shared` keeps alive and never replaces).
+    direct_all_reduce: Option<DirectAllReduce>,
+    /// Address of the group's symmetric pool (owned by `shared`).
+    pool: usize,
+    /// Whether validation mode is on.
+    validate: bool,
 }
 
 impl std::fmt::Debug for Group {
@@ -170,12 +188,24 @@ impl Group {
         self.shared.rank_id
     }
 
+    #[inline(always)]
+    pub(crate) fn direct_all_reduce(&self) -> Option<DirectAllReduce> {
+        self.hot.direct_all_reduce
+    }
+
+    /// Whether validation mode is on for this group.
+    #[inline(always)]
+    pub(crate) fn validating(&self) -> bool {
+        self.hot.validate
+    }
+
     pub(crate) fn validator(&self) -> &Validator {
         &self.shared.validator
     }
 
+    #[inline(always)]
     pub(crate) fn pool_ptr(&self) -> *const Pool {
-        Arc::as_ptr(&self.shared.pool)
+        self.hot.pool as *const Pool
     }
 }
 
@@ -482,7 +512,13 @@ fn make_group(
         stream.clone(),
         config.symmetric_pool_limit,
     );
+    let hot = GroupHot {
+        direct_all_reduce: comm.direct_all_reduce(stream.as_ref()),
+        pool: Arc::as_ptr(&pool) as usize,
+        validate: validator.enabled,
+    };
     Group {
+        hot,
         shared: Arc::new(GroupShared {
             name,
             comm,

@@ -180,6 +180,9 @@ mod membarrier {
 /// `fence(SeqCst)` instead: still correct, as costly as a compare-and-swap.
 pub(crate) struct OwnerLock<T> {
     owner: usize,
+    /// [`asymmetric`], read once at creation (kept next to `owner`, so the owner's path reads
+    /// one cache line and no global).
+    asym: bool,
     busy: AtomicBool,
     foreign: AtomicBool,
     others: FastLock<()>,
@@ -205,6 +208,7 @@ impl<T> OwnerLock<T> {
     pub(crate) fn new(data: T) -> Self {
         OwnerLock {
             owner: thread_token(),
+            asym: asymmetric(),
             busy: AtomicBool::new(false),
             foreign: AtomicBool::new(false),
             others: FastLock::new(()),
@@ -212,25 +216,46 @@ impl<T> OwnerLock<T> {
         }
     }
 
+    /// The owner's way in: `busy`, barrier, and no other thread inside or entering. False for
+    /// other threads, and for the owner when another thread holds the lock or is about to.
+    #[inline(always)]
+    fn owner_enter(&self) -> bool {
+        if self.owner != thread_token() {
+            return false;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        if self.asym {
+            std::sync::atomic::compiler_fence(Ordering::SeqCst);
+        } else {
+            std::sync::atomic::fence(Ordering::SeqCst);
+        }
+        if !self.foreign.load(Ordering::Acquire) {
+            return true;
+        }
+        // Another thread holds the data or is about to: step back and queue.
+        self.busy.store(false, Ordering::Release);
+        false
+    }
+
     #[inline]
     pub(crate) fn lock(&self) -> OwnerGuard<'_, T> {
-        if self.owner == thread_token() {
-            self.busy.store(true, Ordering::Relaxed);
-            if asymmetric() {
-                std::sync::atomic::compiler_fence(Ordering::SeqCst);
-            } else {
-                std::sync::atomic::fence(Ordering::SeqCst);
-            }
-            if !self.foreign.load(Ordering::Acquire) {
-                return OwnerGuard {
-                    lock: self,
-                    others: None,
-                };
-            }
-            // Another thread holds the data or is about to: step back and queue.
-            self.busy.store(false, Ordering::Release);
+        if self.owner_enter() {
+            return OwnerGuard {
+                lock: self,
+                others: None,
+            };
         }
         self.lock_other()
+    }
+
+    /// A lock owned by the calling thread that uses full fences on both sides, as when
+    /// `membarrier` is unavailable (to test that path everywhere).
+    #[cfg(test)]
+    fn new_with_fences(data: T) -> Self {
+        OwnerLock {
+            asym: false,
+            ..OwnerLock::new(data)
+        }
     }
 
     #[cold]
@@ -238,7 +263,7 @@ impl<T> OwnerLock<T> {
     fn lock_other(&self) -> OwnerGuard<'_, T> {
         let others = self.others.lock();
         self.foreign.store(true, Ordering::Relaxed);
-        if asymmetric() {
+        if self.asym {
             // The owner relies on this barrier (it has only a compiler barrier): it must run.
             // A registered process cannot be refused it; a transient failure is retried.
             while !membarrier::heavy() {
@@ -338,9 +363,18 @@ mod tests {
 
     #[test]
     fn owner_and_other_threads_exclude_each_other() {
+        owner_and_others_exclude(OwnerLock::new(0u64));
+    }
+
+    #[test]
+    fn owner_and_other_threads_exclude_each_other_with_fences_only() {
+        owner_and_others_exclude(OwnerLock::new_with_fences(0u64));
+    }
+
+    fn owner_and_others_exclude(l: OwnerLock<u64>) {
         // The owner (this thread) and three other threads do non-atomic read-modify-writes:
         // any lost update means two guards overlapped.
-        let l = Arc::new(OwnerLock::new(0u64));
+        let l = Arc::new(l);
         let others: Vec<_> = (0..3)
             .map(|_| {
                 let l = l.clone();

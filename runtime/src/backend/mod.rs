@@ -188,6 +188,35 @@ impl std::fmt::Debug for SymRef {
     }
 }
 
+/// A backend's direct entry for all-reduce launches on one stream: the communicator as an
+/// erased pointer and a plain function, resolved once when a group is created
+/// ([`CommBackend::direct_all_reduce`]), so that a launch skips the trait object's dispatch.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectAllReduce {
+    /// The communicator the function takes.
+    pub ctx: *const (),
+    /// Exactly [`CommBackend::all_reduce`] of the communicator at `ctx`, on the stream it was
+    /// resolved for.
+    ///
+    /// # Safety
+    /// `ctx` must be the `ctx` of the same `DirectAllReduce`, and the communicator it points to
+    /// must be alive.
+    pub launch: unsafe fn(
+        ctx: *const (),
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()>,
+}
+
+// SAFETY: `ctx` points to a `CommBackend`, which is `Send + Sync`; the function is a plain
+// function pointer.
+unsafe impl Send for DirectAllReduce {}
+// SAFETY: as above.
+unsafe impl Sync for DirectAllReduce {}
+
 /// One rank's communicator of a group.
 pub trait CommBackend: Send + Sync + 'static {
     /// This rank's index in the group.
@@ -243,6 +272,12 @@ pub trait CommBackend: Send + Sync + 'static {
         dtype: DType,
         root: usize,
     ) -> Result<()>;
+    /// A direct entry for [`CommBackend::all_reduce`] on `stream`, if the backend has one
+    /// (valid while this communicator lives and does not move: it is behind an `Arc`).
+    fn direct_all_reduce(&self, stream: &dyn StreamBackend) -> Option<DirectAllReduce> {
+        let _ = stream;
+        None
+    }
     /// Wait until every rank has reached this point on its stream.
     fn barrier(&self, stream: &dyn StreamBackend) -> Result<()>;
     /// Host-side all-gather of small byte strings, blocking, bounded by `timeout` (used by

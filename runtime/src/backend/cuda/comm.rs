@@ -12,7 +12,7 @@ use cudarc::nccl::sys as nccl;
 
 use super::device::CudaRankStream;
 use super::util::{cu_check, cuda_err, nccl_check, round_up, RelaxedCapture};
-use crate::backend::{CommBackend, Operand, StreamBackend, SymSegment};
+use crate::backend::{CommBackend, DirectAllReduce, Operand, StreamBackend, SymSegment};
 use crate::{DType, Error, ReduceOp, Result};
 
 /// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+): the `winFlags` of
@@ -38,6 +38,122 @@ pub(crate) struct CommSettings {
     pub(crate) windows: bool,
 }
 
+/// `ncclAllReduce` / `ncclReduceScatter`.
+type ReduceFn = unsafe extern "C" fn(
+    *const std::ffi::c_void,
+    *mut std::ffi::c_void,
+    usize,
+    nccl::ncclDataType_t,
+    nccl::ncclRedOp_t,
+    nccl::ncclComm_t,
+    nccl::cudaStream_t,
+) -> nccl::ncclResult_t;
+/// `ncclAllGather`.
+type GatherFn = unsafe extern "C" fn(
+    *const std::ffi::c_void,
+    *mut std::ffi::c_void,
+    usize,
+    nccl::ncclDataType_t,
+    nccl::ncclComm_t,
+    nccl::cudaStream_t,
+) -> nccl::ncclResult_t;
+/// `ncclBroadcast`.
+type BroadcastFn = unsafe extern "C" fn(
+    *const std::ffi::c_void,
+    *mut std::ffi::c_void,
+    usize,
+    nccl::ncclDataType_t,
+    i32,
+    nccl::ncclComm_t,
+    nccl::cudaStream_t,
+) -> nccl::ncclResult_t;
+
+/// The collectives' entry points in the NCCL library cudarc loaded, resolved once, so that a
+/// launch is one indirect call (cudarc's wrappers add a call and a once-initialised lookup per
+/// launch). A symbol that cannot be resolved falls back to cudarc's wrapper.
+#[derive(Clone, Copy)]
+pub(crate) struct NcclFns {
+    all_reduce: ReduceFn,
+    reduce_scatter: ReduceFn,
+    all_gather: GatherFn,
+    broadcast: BroadcastFn,
+}
+
+// cudarc's wrappers as `extern "C"` functions: the fallbacks of `NcclFns`.
+unsafe extern "C" fn all_reduce_via_cudarc(
+    s: *const std::ffi::c_void,
+    r: *mut std::ffi::c_void,
+    n: usize,
+    t: nccl::ncclDataType_t,
+    o: nccl::ncclRedOp_t,
+    c: nccl::ncclComm_t,
+    st: nccl::cudaStream_t,
+) -> nccl::ncclResult_t {
+    nccl::ncclAllReduce(s, r, n, t, o, c, st)
+}
+unsafe extern "C" fn reduce_scatter_via_cudarc(
+    s: *const std::ffi::c_void,
+    r: *mut std::ffi::c_void,
+    n: usize,
+    t: nccl::ncclDataType_t,
+    o: nccl::ncclRedOp_t,
+    c: nccl::ncclComm_t,
+    st: nccl::cudaStream_t,
+) -> nccl::ncclResult_t {
+    nccl::ncclReduceScatter(s, r, n, t, o, c, st)
+}
+unsafe extern "C" fn all_gather_via_cudarc(
+    s: *const std::ffi::c_void,
+    r: *mut std::ffi::c_void,
+    n: usize,
+    t: nccl::ncclDataType_t,
+    c: nccl::ncclComm_t,
+    st: nccl::cudaStream_t,
+) -> nccl::ncclResult_t {
+    nccl::ncclAllGather(s, r, n, t, c, st)
+}
+unsafe extern "C" fn broadcast_via_cudarc(
+    s: *const std::ffi::c_void,
+    r: *mut std::ffi::c_void,
+    n: usize,
+    t: nccl::ncclDataType_t,
+    root: i32,
+    c: nccl::ncclComm_t,
+    st: nccl::cudaStream_t,
+) -> nccl::ncclResult_t {
+    nccl::ncclBroadcast(s, r, n, t, root, c, st)
+}
+
+impl NcclFns {
+    /// Resolved from cudarc's NCCL library handle (the library every communicator came from).
+    /// Only called once a communicator exists, so the library is loaded.
+    pub(crate) fn resolve() -> NcclFns {
+        static FNS: std::sync::OnceLock<NcclFns> = std::sync::OnceLock::new();
+        *FNS.get_or_init(|| {
+            // SAFETY: the library is loaded (a communicator exists, made through it); the
+            // symbols have exactly these C signatures (nccl.h), and the library stays loaded
+            // for the life of the process (cudarc keeps it in a static).
+            unsafe {
+                let lib = nccl::culib();
+                fn get<F: Copy>(lib: &libloading::Library, name: &[u8], or: F) -> F {
+                    // SAFETY: see above; `F` is the symbol's C signature.
+                    unsafe { lib.get::<F>(name).map(|f| *f).unwrap_or(or) }
+                }
+                NcclFns {
+                    all_reduce: get(lib, b"ncclAllReduce\0", all_reduce_via_cudarc as ReduceFn),
+                    reduce_scatter: get(
+                        lib,
+                        b"ncclReduceScatter\0",
+                        reduce_scatter_via_cudarc as ReduceFn,
+                    ),
+                    all_gather: get(lib, b"ncclAllGather\0", all_gather_via_cudarc as GatherFn),
+                    broadcast: get(lib, b"ncclBroadcast\0", broadcast_via_cudarc as BroadcastFn),
+                }
+            }
+        })
+    }
+}
+
 /// The raw communicator and whether it is still usable.
 struct RawComm {
     comm: nccl::ncclComm_t,
@@ -48,15 +164,97 @@ struct RawComm {
 // SAFETY: an ncclComm_t may be used from any thread; access is serialised by the mutex.
 unsafe impl Send for RawComm {}
 
-/// The shared core of a communicator: what an abort from another thread needs.
+/// The shared core of a communicator: what an abort from another thread needs, and everything
+/// a collective launch reads, laid out so that an all-reduce launch reads one cache line: the
+/// lock's flags, the communicator handle, the stream and `ncclAllReduce`'s address
+/// (`docs/design.md`, "The launch path"). A group's direct entry points here.
+#[repr(C, align(64))]
 pub(crate) struct CommCore {
     raw: OwnerLock<RawComm>,
+    /// The raw handle of the rank stream the communicator was made for.
+    cu_stream: cu::CUstream,
+    /// `ncclAllReduce`.
+    all_reduce: ReduceFn,
+    /// NCCL's other collective entry points.
+    fns: NcclFns,
+    /// The group's name, for errors.
+    name: Mutex<Arc<str>>,
 }
+
+// SAFETY: `cu_stream` is a plain handle, used only to queue work (which CUDA allows from any
+// thread); the function pointers are plain; the rest is `Send + Sync` on its own.
+unsafe impl Send for CommCore {}
+// SAFETY: as above; `cu_stream` and the functions are never mutated after creation.
+unsafe impl Sync for CommCore {}
 
 impl CommCore {
     #[inline]
     fn lock(&self) -> OwnerGuard<'_, RawComm> {
         self.raw.lock()
+    }
+
+    fn name(&self) -> Arc<str> {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn aborted(&self, cause: String) -> Error {
+        Error::Aborted {
+            group: self.name().to_string(),
+            cause,
+        }
+    }
+
+    /// Run an NCCL call with the communicator, unless it was aborted. Inline, with the
+    /// aborted and failed cases out of line: this wraps every collective launch.
+    #[inline(always)]
+    fn with_comm(
+        &self,
+        call: &'static str,
+        f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,
+    ) -> Result<()> {
+        let raw = self.lock();
+        if raw.aborted.is_some() {
+            return Err(self.aborted_now(raw));
+        }
+        let r = f(raw.comm);
+        nccl_check(call, r, raw.comm, HINT_COLL)
+    }
+
+    /// The error of a call on an aborted communicator (releases the lock first).
+    #[cold]
+    #[inline(never)]
+    fn aborted_now(&self, raw: OwnerGuard<'_, RawComm>) -> Error {
+        let cause = raw.aborted.clone().unwrap_or_default();
+        drop(raw);
+        self.aborted(cause)
+    }
+
+    /// `ncclAllReduce` on raw stream `s`.
+    #[inline(always)]
+    fn launch_all_reduce(
+        &self,
+        s: cu::CUstream,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        self.with_comm("ncclAllReduce", |comm| {
+            // SAFETY: operands hold `count` elements (checked by the core) and live until the
+            // queued work ran (stream-ordered reuse).
+            unsafe {
+                (self.all_reduce)(
+                    send.ptr as *const std::ffi::c_void,
+                    recv.ptr as *mut std::ffi::c_void,
+                    count,
+                    nccl_dtype(dtype),
+                    nccl_op(op),
+                    comm,
+                    s as nccl::cudaStream_t,
+                )
+            }
+        })
     }
 
     /// Abort the communicator (unblocks kernels waiting for peers). Idempotent.
@@ -130,7 +328,6 @@ pub struct NcclComm {
     settings: CommSettings,
     symmetric: AtomicBool,
     next_window: AtomicU64,
-    name: Mutex<Arc<str>>,
     registry: Arc<AbortRegistry>,
 }
 
@@ -174,18 +371,20 @@ fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
 impl NcclComm {
     /// The raw stream of `stream`: the communicator's own rank stream without a downcast (the
     /// usual case, checked by address), any other CUDA rank stream by downcasting.
-    #[inline]
+    #[inline(always)]
     fn cu_stream_for(&self, stream: &dyn StreamBackend) -> Result<cu::CUstream> {
         if std::ptr::addr_eq(
             stream as *const dyn StreamBackend,
             Arc::as_ptr(&self.stream),
         ) {
-            return Ok(self.stream.cu_stream());
+            return Ok(self.core.cu_stream);
         }
         cu_stream_of(stream)
     }
 }
 
+#[cold]
+#[inline(never)]
 fn cu_stream_of(stream: &dyn StreamBackend) -> Result<cu::CUstream> {
     stream.as_any().downcast_ref::<CudaRankStream>().map(CudaRankStream::cu_stream).ok_or_else(|| Error::WrongDevice {
         op: "collective",
@@ -293,11 +492,16 @@ impl NcclComm {
                 return Err(destroy(e));
             }
         };
+        let fns = NcclFns::resolve();
         let core = Arc::new(CommCore {
             raw: OwnerLock::new(RawComm {
                 comm,
                 aborted: None,
             }),
+            cu_stream: stream.cu_stream(),
+            all_reduce: fns.all_reduce,
+            fns,
+            name: Mutex::new(Arc::from("world")),
         });
         registry.register(&core);
         Ok(NcclComm {
@@ -316,13 +520,12 @@ impl NcclComm {
             symmetric: AtomicBool::new(settings.windows),
             settings,
             next_window: AtomicU64::new(0),
-            name: Mutex::new(Arc::from("world")),
             registry,
         })
     }
 
     fn name(&self) -> Arc<str> {
-        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.core.name()
     }
 
     /// The raw `ncclComm_t` (for calling NCCL directly, e.g. in benchmarks). Valid while this
@@ -337,27 +540,17 @@ impl NcclComm {
     }
 
     fn aborted(&self, cause: String) -> Error {
-        Error::Aborted {
-            group: self.name().to_string(),
-            cause,
-        }
+        self.core.aborted(cause)
     }
 
     /// Run an NCCL call with the communicator, unless it was aborted.
-    #[inline]
+    #[inline(always)]
     fn with_comm(
         &self,
         call: &'static str,
         f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,
     ) -> Result<()> {
-        let raw = self.core.lock();
-        if let Some(cause) = &raw.aborted {
-            let cause = cause.clone();
-            drop(raw);
-            return Err(self.aborted(cause));
-        }
-        let r = f(raw.comm);
-        nccl_check(call, r, raw.comm, HINT_COLL)
+        self.core.with_comm(call, f)
     }
 
     /// Poll `stream` until its work is done, NCCL reports an error, or `timeout` passes (then
@@ -586,20 +779,34 @@ impl CommBackend for NcclComm {
         op: ReduceOp,
     ) -> Result<()> {
         let s = self.cu_stream_for(stream)?;
-        self.with_comm("ncclAllReduce", |comm| {
-            // SAFETY: operands hold `count` elements (checked by the core) and live until the
-            // queued work ran (stream-ordered reuse).
-            unsafe {
-                nccl::ncclAllReduce(
-                    send.ptr as *const std::ffi::c_void,
-                    recv.ptr as *mut std::ffi::c_void,
-                    count,
-                    nccl_dtype(dtype),
-                    nccl_op(op),
-                    comm,
-                    s as nccl::cudaStream_t,
-                )
-            }
+        self.core.launch_all_reduce(s, send, recv, count, dtype, op)
+    }
+
+    fn direct_all_reduce(&self, stream: &dyn StreamBackend) -> Option<DirectAllReduce> {
+        /// [`CommCore::launch_all_reduce`] on the communicator's own stream.
+        ///
+        /// # Safety
+        /// `ctx` is a live `CommCore` (see `DirectAllReduce`).
+        unsafe fn launch(
+            ctx: *const (),
+            send: Operand,
+            recv: Operand,
+            count: usize,
+            dtype: DType,
+            op: ReduceOp,
+        ) -> Result<()> {
+            // SAFETY: by the contract of `DirectAllReduce`, `ctx` came from the core below, which
+            // lives as long as the communicator.
+            let core = unsafe { &*(ctx as *const CommCore) };
+            core.launch_all_reduce(core.cu_stream, send, recv, count, dtype, op)
+        }
+        std::ptr::addr_eq(
+            stream as *const dyn StreamBackend,
+            Arc::as_ptr(&self.stream),
+        )
+        .then_some(DirectAllReduce {
+            ctx: Arc::as_ptr(&self.core) as *const (),
+            launch,
         })
     }
 
@@ -615,7 +822,7 @@ impl CommBackend for NcclComm {
         self.with_comm("ncclAllGather", |comm| {
             // SAFETY: as above (`recv` holds `count * size`).
             unsafe {
-                nccl::ncclAllGather(
+                (self.core.fns.all_gather)(
                     send.ptr as *const std::ffi::c_void,
                     recv.ptr as *mut std::ffi::c_void,
                     count,
@@ -640,7 +847,7 @@ impl CommBackend for NcclComm {
         self.with_comm("ncclReduceScatter", |comm| {
             // SAFETY: as above (`send` holds `count * size`).
             unsafe {
-                nccl::ncclReduceScatter(
+                (self.core.fns.reduce_scatter)(
                     send.ptr as *const std::ffi::c_void,
                     recv.ptr as *mut std::ffi::c_void,
                     count,
@@ -670,7 +877,7 @@ impl CommBackend for NcclComm {
         self.with_comm("ncclBroadcast", |comm| {
             // SAFETY: as above.
             unsafe {
-                nccl::ncclBroadcast(
+                (self.core.fns.broadcast)(
                     send.ptr as *const std::ffi::c_void,
                     recv.ptr as *mut std::ffi::c_void,
                     count,
@@ -785,7 +992,7 @@ impl CommBackend for NcclComm {
     }
 
     fn set_name(&self, name: &str) {
-        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(name);
+        *self.core.name.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(name);
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -66,6 +66,8 @@ pub(crate) fn nccl_message(r: nccl::ncclResult_t, comm: nccl::ncclComm_t) -> Str
 }
 
 /// Check a raw `ncclResult_t` (success and "in progress" are fine for blocking communicators).
+/// Inline: it follows every collective launch; the error is built out of line.
+#[inline(always)]
 pub(crate) fn nccl_check(
     call: &'static str,
     r: nccl::ncclResult_t,
@@ -74,11 +76,23 @@ pub(crate) fn nccl_check(
 ) -> crate::Result<()> {
     match r {
         nccl::ncclResult_t::ncclSuccess | nccl::ncclResult_t::ncclInProgress => Ok(()),
-        _ => Err(Error::Nccl {
-            call,
-            message: nccl_message(r, comm),
-            hint,
-        }),
+        _ => Err(nccl_error(call, r, comm, hint)),
+    }
+}
+
+/// The error of a failed NCCL call.
+#[cold]
+#[inline(never)]
+pub(crate) fn nccl_error(
+    call: &'static str,
+    r: nccl::ncclResult_t,
+    comm: nccl::ncclComm_t,
+    hint: &'static str,
+) -> Error {
+    Error::Nccl {
+        call,
+        message: nccl_message(r, comm),
+        hint,
     }
 }
 
