@@ -118,6 +118,10 @@ if [ -x "$bin/bench/cuda_bench" ]; then
   for i in 2 3 4 5; do
     step 60 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
   done
+  # Medians over the five processes, checked against the targets.
+  if [ -f benches/py/cuda_bench_summary.py ]; then
+    step 20 "$out/cuda-bench.log" python3 benches/py/cuda_bench_summary.py "$out/cuda-bench.log" --check
+  fi
 fi
 
 # 2b. All-reduce sweep over every GPU (symmem symmetric / plain / raw registered, eager and

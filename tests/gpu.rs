@@ -147,6 +147,23 @@ fn window_allocations_are_registered_symmetric_memory() {
         } else {
             assert!(!b.is_symmetric());
         }
+        // The group's all-reduce launches through the communicator's direct entry (no trait
+        // dispatch: `docs/design.md`, "The launch path"); a split group's too.
+        let stream = symmem::current_stream().unwrap();
+        assert!(
+            world
+                .comm()
+                .direct_all_reduce(stream.backend().as_ref())
+                .is_some(),
+            "an NCCL communicator offers a direct all-reduce entry on its rank stream"
+        );
+        let tp = ctx
+            .split_group("direct_tp", &world, 0, ctx.rank() as u32)
+            .unwrap();
+        assert!(tp
+            .comm()
+            .direct_all_reduce(stream.backend().as_ref())
+            .is_some());
         let stats = world.stats();
         assert!(
             stats.reserved_bytes >= 2 << 20,

@@ -145,7 +145,7 @@ impl Group {
     /// symmem go to the group's symmetric pool until the guard drops.
     #[inline]
     pub fn window(&self) -> WindowGuard<'_> {
-        WindowGuard::enter(Target::Group(Arc::as_ptr(&self.shared.pool)))
+        WindowGuard::enter(Target::Group(self.pool_ptr()))
     }
 
     /// Run `f` inside this group's window.

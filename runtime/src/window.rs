@@ -110,6 +110,12 @@ fn intern_missing(name: &'static str) -> &'static &'static str {
 
 /// The per-thread routing state. All fields are `Cell`s of `Copy` data: a `const`
 /// thread-local with no destructor, so access compiles to a plain TLS offset.
+///
+/// Aligned to a cache line, with the fields a window reads and writes first: otherwise its place
+/// in the thread-local block depends on the other thread-locals of the program, and a guard's
+/// 16-byte save and restore of `target` and `top` can straddle two lines (measured: 0.8 ns more
+/// per window on the development CPU when it did).
+#[repr(C, align(64))]
 pub(crate) struct RouteState {
     pub(crate) target: Cell<Route>,
     /// Id of the innermost live guard (0: none).
