@@ -168,27 +168,6 @@ fn raw_call_frame(
     assert_eq!(r, nccl::ncclResult_t::ncclSuccess);
 }
 
-/// Pin the calling thread to the CPU it runs on, so that the paired measurements are not split
-/// by a migration (Linux; elsewhere a no-op). Returns the CPU.
-fn pin_to_current_cpu() -> Option<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain system calls on this thread with a zeroed, then filled, CPU set.
-        unsafe {
-            let cpu = libc::sched_getcpu();
-            if cpu < 0 {
-                return None;
-            }
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut set);
-            (libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0)
-                .then_some(cpu as usize)
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    None
-}
-
 /// Run `f` with the stack `depth * 128` bytes deeper.
 #[inline(never)]
 fn at_stack_depth(depth: usize, f: &mut dyn FnMut() -> f64) -> f64 {
@@ -209,14 +188,6 @@ fn over_stack_depths(mut f: impl FnMut() -> f64) -> (f64, f64) {
 }
 
 fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
-    if std::env::var("SYMMEM_BENCH_PIN").is_ok_and(|v| v == "1") {
-        match pin_to_current_cpu() {
-            Some(cpu) => println!("# pinned to CPU {cpu}"),
-            None => println!("# not pinned (sched_setaffinity failed)"),
-        }
-    } else {
-        println!("# not pinned (SYMMEM_BENCH_PIN=1 pins the rank thread)");
-    }
     let dev = format!(",\"device\":\"{}\"", device.replace('"', "'"));
     // Window enter + exit, and window + allocation + free, at 32 depths of the stack 128 bytes
     // apart (4 KiB in all): how fast a loop of them runs depends on where the caller's stack

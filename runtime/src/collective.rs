@@ -7,7 +7,7 @@
 //! offset on the host backend); any other buffer takes the plain path.
 
 use crate::backend::Operand;
-use crate::{Buffer, Element, Error, Group, ReduceOp, Result};
+use crate::{Buffer, DType, Element, Error, Group, ReduceOp, Result};
 
 impl Group {
     /// `b` as an operand of this group's collective `op`: symmetric only if it comes from this
@@ -70,6 +70,27 @@ impl Group {
             .check(self.comm().as_ref(), what, &detail())
     }
 
+    /// Queue the all-reduce: through the communicator's direct entry when it has one
+    /// (`docs/design.md`, "The launch path"), else through the backend trait.
+    #[inline(always)]
+    fn launch_all_reduce(
+        &self,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        match self.direct_all_reduce() {
+            // SAFETY: the entry was resolved for this group's communicator and stream, and the
+            // group keeps the communicator alive.
+            Some(d) => unsafe { (d.launch)(d.ctx, send, recv, count, dtype, op) },
+            None => self
+                .comm()
+                .all_reduce(self.stream().as_ref(), send, recv, count, dtype, op),
+        }
+    }
+
     /// In-place all-reduce: every rank's `buf` becomes `op` over all ranks' `buf`.
     ///
     /// Inlined into the caller (it is a few checks and one call; the error paths are out of
@@ -85,14 +106,7 @@ impl Group {
                 Self::describe(&o)
             )
         })?;
-        match self.direct_all_reduce() {
-            // SAFETY: the entry was resolved for this group's communicator and stream, and the
-            // group keeps the communicator alive.
-            Some(d) => unsafe { (d.launch)(d.ctx, o, o, count, T::DTYPE, op) },
-            None => self
-                .comm()
-                .all_reduce(self.stream().as_ref(), o, o, count, T::DTYPE, op),
-        }
+        self.launch_all_reduce(o, o, count, T::DTYPE, op)
     }
 
     /// Out-of-place all-reduce: `dst = op over ranks of src`.
@@ -123,13 +137,7 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        match self.direct_all_reduce() {
-            // SAFETY: as in `all_reduce`.
-            Some(e) => unsafe { (e.launch)(e.ctx, s, d, src.len(), T::DTYPE, op) },
-            None => self
-                .comm()
-                .all_reduce(self.stream().as_ref(), s, d, src.len(), T::DTYPE, op),
-        }
+        self.launch_all_reduce(s, d, src.len(), T::DTYPE, op)
     }
 
     /// All-gather: `dst[r * n .. (r + 1) * n] = src of rank r`, with `n = src.len()`.

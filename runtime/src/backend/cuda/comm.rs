@@ -70,8 +70,10 @@ type BroadcastFn = unsafe extern "C" fn(
 
 /// The collectives' entry points in the NCCL library cudarc loaded, resolved once, so that a
 /// launch is one indirect call (cudarc's wrappers add a call and a once-initialised lookup per
-/// launch). A symbol that cannot be resolved falls back to cudarc's wrapper.
+/// launch). `repr(C)` with `ncclAllReduce` first: it sits in the first cache line of
+/// [`CommCore`].
 #[derive(Clone, Copy)]
+#[repr(C)]
 pub(crate) struct NcclFns {
     all_reduce: ReduceFn,
     reduce_scatter: ReduceFn,
@@ -79,77 +81,37 @@ pub(crate) struct NcclFns {
     broadcast: BroadcastFn,
 }
 
-// cudarc's wrappers as `extern "C"` functions: the fallbacks of `NcclFns`.
-unsafe extern "C" fn all_reduce_via_cudarc(
-    s: *const std::ffi::c_void,
-    r: *mut std::ffi::c_void,
-    n: usize,
-    t: nccl::ncclDataType_t,
-    o: nccl::ncclRedOp_t,
-    c: nccl::ncclComm_t,
-    st: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
-    nccl::ncclAllReduce(s, r, n, t, o, c, st)
-}
-unsafe extern "C" fn reduce_scatter_via_cudarc(
-    s: *const std::ffi::c_void,
-    r: *mut std::ffi::c_void,
-    n: usize,
-    t: nccl::ncclDataType_t,
-    o: nccl::ncclRedOp_t,
-    c: nccl::ncclComm_t,
-    st: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
-    nccl::ncclReduceScatter(s, r, n, t, o, c, st)
-}
-unsafe extern "C" fn all_gather_via_cudarc(
-    s: *const std::ffi::c_void,
-    r: *mut std::ffi::c_void,
-    n: usize,
-    t: nccl::ncclDataType_t,
-    c: nccl::ncclComm_t,
-    st: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
-    nccl::ncclAllGather(s, r, n, t, c, st)
-}
-unsafe extern "C" fn broadcast_via_cudarc(
-    s: *const std::ffi::c_void,
-    r: *mut std::ffi::c_void,
-    n: usize,
-    t: nccl::ncclDataType_t,
-    root: i32,
-    c: nccl::ncclComm_t,
-    st: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
-    nccl::ncclBroadcast(s, r, n, t, root, c, st)
-}
-
 impl NcclFns {
     /// Resolved from cudarc's NCCL library handle (the library every communicator came from).
-    /// Only called once a communicator exists, so the library is loaded.
-    pub(crate) fn resolve() -> NcclFns {
-        static FNS: std::sync::OnceLock<NcclFns> = std::sync::OnceLock::new();
-        *FNS.get_or_init(|| {
-            // SAFETY: the library is loaded (a communicator exists, made through it); the
-            // symbols have exactly these C signatures (nccl.h), and the library stays loaded
-            // for the life of the process (cudarc keeps it in a static).
-            unsafe {
-                let lib = nccl::culib();
-                fn get<F: Copy>(lib: &libloading::Library, name: &[u8], or: F) -> F {
-                    // SAFETY: see above; `F` is the symbol's C signature.
-                    unsafe { lib.get::<F>(name).map(|f| *f).unwrap_or(or) }
-                }
-                NcclFns {
-                    all_reduce: get(lib, b"ncclAllReduce\0", all_reduce_via_cudarc as ReduceFn),
-                    reduce_scatter: get(
-                        lib,
-                        b"ncclReduceScatter\0",
-                        reduce_scatter_via_cudarc as ReduceFn,
-                    ),
-                    all_gather: get(lib, b"ncclAllGather\0", all_gather_via_cudarc as GatherFn),
-                    broadcast: get(lib, b"ncclBroadcast\0", broadcast_via_cudarc as BroadcastFn),
-                }
+    /// Only called once a communicator exists, so the library is loaded. A missing symbol (a
+    /// library that is not NCCL, or a broken one) is an error, as it would be a panic inside
+    /// cudarc's own wrapper.
+    fn resolve() -> Result<NcclFns> {
+        static FNS: std::sync::OnceLock<std::result::Result<NcclFns, String>> =
+            std::sync::OnceLock::new();
+        let fns = FNS.get_or_init(|| {
+            fn get<F: Copy>(
+                lib: &libloading::Library,
+                name: &str,
+            ) -> std::result::Result<F, String> {
+                // SAFETY: `F` is the symbol's C signature (nccl.h); the library stays loaded
+                // for the life of the process (cudarc keeps it in a static).
+                unsafe { lib.get::<F>(name.as_bytes()).map(|f| *f) }
+                    .map_err(|e| format!("{}: {e}", name.trim_end_matches('\0')))
             }
+            // SAFETY: the library is loaded (a communicator exists, made through it).
+            let lib = unsafe { nccl::culib() };
+            Ok(NcclFns {
+                all_reduce: get(lib, "ncclAllReduce\0")?,
+                reduce_scatter: get(lib, "ncclReduceScatter\0")?,
+                all_gather: get(lib, "ncclAllGather\0")?,
+                broadcast: get(lib, "ncclBroadcast\0")?,
+            })
+        });
+        fns.clone().map_err(|message| Error::Nccl {
+            call: "dlsym",
+            message,
+            hint: "the loaded libnccl lacks a collective entry point: point LD_LIBRARY_PATH at a complete NCCL (2.27.3 or later)",
         })
     }
 }
@@ -173,13 +135,17 @@ pub(crate) struct CommCore {
     raw: OwnerLock<RawComm>,
     /// The raw handle of the rank stream the communicator was made for.
     cu_stream: cu::CUstream,
-    /// `ncclAllReduce`.
-    all_reduce: ReduceFn,
-    /// NCCL's other collective entry points.
+    /// NCCL's collective entry points (`ncclAllReduce` first, still in the first line).
     fns: NcclFns,
     /// The group's name, for errors.
     name: Mutex<Arc<str>>,
 }
+
+// The launch reads the lock, the handle, the stream and `ncclAllReduce` in one cache line.
+const _: () = assert!(
+    std::mem::offset_of!(CommCore, fns) + std::mem::size_of::<ReduceFn>() <= 64,
+    "CommCore: ncclAllReduce's address must stay in the first cache line"
+);
 
 // SAFETY: `cu_stream` is a plain handle, used only to queue work (which CUDA allows from any
 // thread); the function pointers are plain; the rest is `Send + Sync` on its own.
@@ -244,7 +210,7 @@ impl CommCore {
             // SAFETY: operands hold `count` elements (checked by the core) and live until the
             // queued work ran (stream-ordered reuse).
             unsafe {
-                (self.all_reduce)(
+                (self.fns.all_reduce)(
                     send.ptr as *const std::ffi::c_void,
                     recv.ptr as *mut std::ffi::c_void,
                     count,
@@ -466,6 +432,7 @@ impl NcclComm {
             )
             .map_err(destroy)?;
         }
+        let fns = NcclFns::resolve().map_err(destroy)?;
         ctx.bind_to_thread()
             .map_err(|e| destroy(cuda_err("cuCtxSetCurrent", e, HINT_MEM)))?;
         let side = ctx
@@ -492,14 +459,12 @@ impl NcclComm {
                 return Err(destroy(e));
             }
         };
-        let fns = NcclFns::resolve();
         let core = Arc::new(CommCore {
             raw: OwnerLock::new(RawComm {
                 comm,
                 aborted: None,
             }),
             cu_stream: stream.cu_stream(),
-            all_reduce: fns.all_reduce,
             fns,
             name: Mutex::new(Arc::from("world")),
         });

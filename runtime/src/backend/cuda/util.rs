@@ -83,7 +83,7 @@ pub(crate) fn nccl_check(
 /// The error of a failed NCCL call.
 #[cold]
 #[inline(never)]
-pub(crate) fn nccl_error(
+fn nccl_error(
     call: &'static str,
     r: nccl::ncclResult_t,
     comm: nccl::ncclComm_t,
