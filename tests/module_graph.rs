@@ -184,6 +184,10 @@ impl<'ast> Visit<'ast> for PathCollector {
         }
     }
 
+    fn visit_visibility(&mut self, _: &'ast syn::Visibility) {
+        // `pub(crate)` and `pub(in crate::x)` restrict visibility; they import nothing.
+    }
+
     fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
         let mut prefix = Vec::new();
         self.use_tree(&mut prefix, &u.tree);
@@ -223,7 +227,8 @@ impl<'ast> Visit<'ast> for PathCollector {
                             _ => break,
                         }
                     }
-                    if !dollar {
+                    // A lone `crate` is a visibility (`pub(crate)`), not a path.
+                    if !dollar && segs.len() > 1 {
                         self.record(segs);
                     }
                     i = j;
@@ -258,7 +263,21 @@ fn flatten(ts: proc_macro2::TokenStream) -> Vec<proc_macro2::TokenTree> {
 
 /// The arrows between files of one crate: file module -> set of file modules it names.
 fn crate_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let files = load_crate(src);
+    let mut files = load_crate(src);
+    // Files declared `#[cfg(test)] mod x;` are test code: leave them (and their children) out.
+    let mut test_only: Vec<Vec<String>> = Vec::new();
+    for f in &files {
+        for item in &f.file.items {
+            if let syn::Item::Mod(m) = item {
+                if m.content.is_none() && is_cfg_test(&m.attrs) {
+                    let mut path = f.module.clone();
+                    path.push(m.ident.to_string());
+                    test_only.push(path);
+                }
+            }
+        }
+    }
+    files.retain(|f| !test_only.iter().any(|t| f.module.starts_with(t)));
     let modules: BTreeSet<Vec<String>> = files.iter().map(|f| f.module.clone()).collect();
     let name = |m: &[String]| {
         if m.is_empty() {
@@ -284,6 +303,9 @@ fn crate_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
                 target.pop();
             }
             let to = name(&target);
+            if std::env::var_os("SYMMEM_EXPLAIN_MODULE_GRAPH").is_some() && to != from {
+                eprintln!("{from} -> {to}: {}", path.join("::"));
+            }
             if to != from {
                 arrows.insert(to);
             }

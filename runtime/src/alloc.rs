@@ -1,11 +1,15 @@
 //! Allocation entry points: routed by the thread's current window.
 
-use crate::buffer::{Buffer, Owner};
-use crate::capture::{capture_alloc, CaptureState};
-use crate::group::missing_group;
-use crate::pool::{Pool, PoolRef};
-use crate::window::{Target, ROUTE};
-use crate::{Element, Error, Result};
+use crate::buffer::Buffer;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::pool::graph::capture_alloc;
+use crate::pool::handle::PoolRef;
+use crate::pool::owner::Owner;
+use crate::pool::Pool;
+use crate::rank::current::{default_pool_ptr, missing_group};
+use crate::thread::{refuse_blocking, THREAD};
+use crate::window::{Route, Target};
 
 #[inline]
 fn bytes_for<T: Element>(len: usize) -> Result<usize> {
@@ -27,8 +31,8 @@ pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
     let bytes = bytes_for::<T>(len)?;
     // Read the routing state in one small TLS access, then work outside the `with` closure
     // (a large closure kept `LocalKey::with` out of line and moved the result through it).
-    let (route, cap) = ROUTE.with(|r| (r.target.get(), r.capture.get()));
-    let pool: *const Pool = match route.decode() {
+    let (route, cap) = THREAD.with(|t| (t.route.get(), t.capture.get()));
+    let pool: *const Pool = match Route::from_word(route).decode() {
         Target::Group(p) => p,
         Target::Base => std::ptr::null(),
         Target::Missing(name) => return Err(missing_group(name)),
@@ -37,7 +41,7 @@ pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
         return alloc_captured(cap, pool, bytes, len);
     }
     let pool = if pool.is_null() {
-        crate::group::default_pool_ptr()
+        default_pool_ptr()
     } else {
         pool
     };
@@ -56,13 +60,14 @@ pub fn alloc<T: Element>(len: usize) -> Result<Buffer<T>> {
 #[cold]
 #[inline(never)]
 fn alloc_captured<T: Element>(
-    cap: *const CaptureState,
+    cap: *const (),
     pool: *const Pool,
     bytes: usize,
     len: usize,
 ) -> Result<Buffer<T>> {
-    // SAFETY: the capture state lives on `capture`'s stack frame while the pointer is set.
-    let (a, owner) = capture_alloc(unsafe { &*cap }, pool, bytes)?;
+    // SAFETY: `cap` is this thread's (non-null) capture pointer and `pool` a live routing
+    // target or null (`capture_alloc`'s contract).
+    let (a, owner) = unsafe { capture_alloc(cap, pool, bytes) }?;
     Ok(Buffer::from_parts(a, len, owner))
 }
 
@@ -75,7 +80,7 @@ pub fn alloc_zeroed<T: Element>(len: usize) -> Result<Buffer<T>> {
 
 /// Allocate a buffer holding a copy of `src` (blocking copy; refused during capture).
 pub fn alloc_from_host<T: Element>(src: &[T]) -> Result<Buffer<T>> {
-    crate::capture::refuse_if_capturing_blocking("symmem::alloc_from_host")?;
+    refuse_blocking("symmem::alloc_from_host")?;
     let mut b = alloc::<T>(src.len())?;
     b.copy_from_host(src)?;
     Ok(b)

@@ -3,29 +3,14 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::backend::SymRef;
-use crate::capture::GraphArena;
-use crate::pool::{Allocation, Pool, PoolRef};
-use crate::{Element, Error, Result};
-
-/// Who gets a buffer's block back when it drops.
-pub(crate) enum Owner {
-    /// An eager block: back to its pool's free list. The block keeps the pool alive.
-    Pool(PoolRef),
-    /// A block allocated while capturing: it belongs to the graph, which keeps it reserved for
-    /// its whole lifetime.
-    Graph(Arc<GraphArena>),
-}
-
-impl Owner {
-    #[inline]
-    fn pool(&self) -> &Pool {
-        match self {
-            Owner::Pool(p) => p.get(),
-            Owner::Graph(a) => a.pool(),
-        }
-    }
-}
+use crate::backend::operand::SymRef;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::pool::allocation::Allocation;
+use crate::pool::graph::record_use;
+use crate::pool::owner::Owner;
+use crate::pool::Pool;
+use crate::thread::refuse_blocking;
 
 /// Where a symmetric buffer lies: which group's window, and at which offset. The same
 /// allocation sequence gives the same window and offset on every rank.
@@ -46,7 +31,7 @@ pub struct SymmetricInfo {
 /// allocated during graph capture, when both the buffer and the graph are gone).
 pub struct Buffer<T: Element> {
     /// Address, block and window position, kept whole: it goes back to the pool as is.
-    a: Allocation,
+    alloc: Allocation,
     len: usize,
     owner: Owner,
     _t: PhantomData<T>,
@@ -67,7 +52,7 @@ impl<T: Element> Buffer<T> {
     #[inline]
     pub(crate) fn from_parts(a: Allocation, len: usize, owner: Owner) -> Self {
         Buffer {
-            a,
+            alloc: a,
             len,
             owner,
             _t: PhantomData,
@@ -96,18 +81,18 @@ impl<T: Element> Buffer<T> {
     /// backend). Valid while the buffer lives.
     #[inline]
     pub fn device_ptr(&self) -> u64 {
-        self.a.ptr
+        self.alloc.ptr
     }
 
     /// Whether the buffer lies in a registered symmetric window.
     #[inline]
     pub fn is_symmetric(&self) -> bool {
-        self.a.sym.is_some()
+        self.alloc.sym.is_some()
     }
 
     /// The group, window and offset of a symmetric buffer; `None` for other buffers.
     pub fn symmetric(&self) -> Option<SymmetricInfo> {
-        self.a.sym.map(|s| SymmetricInfo {
+        self.alloc.sym.map(|s| SymmetricInfo {
             group: self.owner.pool().label_arc().clone(),
             window: s.window(),
             offset: s.offset(),
@@ -116,7 +101,7 @@ impl<T: Element> Buffer<T> {
 
     /// Name of the group whose symmetric pool this buffer came from, if it is symmetric.
     pub fn group_name(&self) -> Option<&str> {
-        self.a.sym.map(|_| self.owner.pool().label())
+        self.alloc.sym.map(|_| self.owner.pool().label())
     }
 
     /// Name of the pool the buffer came from (`default`, or the group's name).
@@ -140,13 +125,13 @@ impl<T: Element> Buffer<T> {
     /// Record the use of the buffer by work being captured on this thread, if any.
     #[inline(always)]
     pub(crate) fn record_use(&self) {
-        crate::capture::record_use(&self.owner, &self.a.block);
+        record_use(&self.owner, &self.alloc.block);
     }
 
     /// Window and offset, for a symmetric buffer.
     #[inline(always)]
     pub(crate) fn sym_ref(&self) -> Option<SymRef> {
-        self.a.sym
+        self.alloc.sym
     }
 
     fn check_len(&self, op: &'static str, other: usize) -> Result<()> {
@@ -161,24 +146,24 @@ impl<T: Element> Buffer<T> {
 
     /// Copy `src` into the buffer and wait for completion (blocking; refused during capture).
     pub fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
-        crate::capture::refuse_if_capturing_blocking("Buffer::copy_from_host")?;
+        refuse_blocking("Buffer::copy_from_host")?;
         self.check_len("copy_from_host", src.len())?;
         // SAFETY: `T: Element` is plain old data; the byte view covers exactly `src`.
         let bytes = unsafe {
             std::slice::from_raw_parts(src.as_ptr() as *const u8, std::mem::size_of_val(src))
         };
-        self.pool().stream().copy_htod(self.a.ptr, bytes)
+        self.pool().stream().copy_htod(self.alloc.ptr, bytes)
     }
 
     /// Copy the buffer into `dst` and wait for completion (blocking; refused during capture).
     pub fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
-        crate::capture::refuse_if_capturing_blocking("Buffer::copy_to_host")?;
+        refuse_blocking("Buffer::copy_to_host")?;
         self.check_len("copy_to_host", dst.len())?;
         // SAFETY: as above; every bit pattern is a valid `T` for the element types.
         let bytes = unsafe {
             std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst))
         };
-        self.pool().stream().copy_dtoh(bytes, self.a.ptr)
+        self.pool().stream().copy_dtoh(bytes, self.alloc.ptr)
     }
 
     /// Read the buffer into a new vector (blocking; refused during capture).
@@ -190,10 +175,10 @@ impl<T: Element> Buffer<T> {
 
     /// Set every byte to zero, ordered on the rank's stream (capturable).
     pub fn fill_zero(&mut self) -> Result<()> {
-        crate::capture::record_use(&self.owner, &self.a.block);
+        record_use(&self.owner, &self.alloc.block);
         self.pool()
             .stream()
-            .memset(self.a.ptr, 0, self.size_bytes())
+            .memset(self.alloc.ptr, 0, self.size_bytes())
     }
 
     /// Copy another buffer of the same length into this one, ordered on the stream (capturable).
@@ -210,20 +195,17 @@ impl<T: Element> Buffer<T> {
                 detail: "the buffers belong to different ranks".into(),
             });
         }
-        crate::capture::record_use(&self.owner, &self.a.block);
-        crate::capture::record_use(&src.owner, &src.a.block);
+        record_use(&self.owner, &self.alloc.block);
+        record_use(&src.owner, &src.alloc.block);
         self.pool()
             .stream()
-            .copy_dtod(self.a.ptr, src.a.ptr, self.size_bytes())
+            .copy_dtod(self.alloc.ptr, src.alloc.ptr, self.size_bytes())
     }
 }
 
 impl<T: Element> Drop for Buffer<T> {
     #[inline]
     fn drop(&mut self) {
-        match &self.owner {
-            Owner::Pool(p) => p.free(self.a),
-            Owner::Graph(a) => a.release(self.a.block),
-        }
+        self.owner.give_back(self.alloc);
     }
 }

@@ -167,9 +167,9 @@ pub enum Error {
     #[error("symmem: {op:?} is not supported for {dtype}; use Sum, Max or Min, or a floating-point type")]
     UnsupportedReduction {
         /// The reduction.
-        op: crate::ReduceOp,
+        op: crate::dtype::ReduceOp,
         /// The element type.
-        dtype: crate::DType,
+        dtype: crate::dtype::DType,
     },
 
     /// A window guard was used wrongly (only reachable through unsafe or `mem::forget` misuse).

@@ -9,35 +9,44 @@
 
 #![deny(missing_docs)]
 
+// The modules, bottom layer first: each imports only from modules above it in this list
+// (`tests/module_graph.rs` checks that the graph has no circle).
 mod alloc;
 pub mod backend;
 mod buffer;
 pub mod capture;
-mod collective;
+mod config;
 mod dtype;
 mod error;
-mod group;
+#[cfg(feature = "cuda")]
+mod interop;
 pub mod launch;
 mod lock;
 #[doc(hidden)]
 pub mod macro_support;
+mod names;
 pub mod pool;
+mod rank;
+mod thread;
 mod validate;
 pub mod window;
 
 pub use alloc::{alloc, alloc_from_host, alloc_zeroed};
 pub use backend::host;
-pub use backend::BackendKind;
+pub use backend::traits::BackendKind;
 pub use buffer::{Buffer, SymmetricInfo};
-pub use capture::{capture, is_capturing, Graph};
+pub use capture::{capture, Graph};
+pub use config::RankConfig;
 pub use dtype::{DType, Element, ReduceOp};
 pub use error::{Error, Result};
-pub use group::{
-    current_stream, group, synchronize, validate_group_name, window, Group, RankConfig,
-    RankContext, Stream,
-};
 pub use launch::{detect, run, BackendChoice, BackendReport};
+pub use names::validate_group_name;
 pub use pool::PoolStats;
+pub use rank::context::RankContext;
+pub use rank::current::{current_stream, group, synchronize, window};
+pub use rank::group::Group;
+pub use rank::stream::Stream;
+pub use thread::is_capturing;
 pub use window::{opt_out, reset_routing, routed_group, window_depth, OptOutGuard, WindowGuard};
 
 #[cfg(feature = "cuda")]

@@ -5,13 +5,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::rank::current::enter_named;
+use crate::thread::is_capturing;
+
 pub use crate::window::WindowGuard;
 
 /// Enter the window of the current thread's group `group` (infallible: a missing group makes
 /// allocations inside fail with `GroupNotFound`).
 #[inline]
 pub fn enter(group: &'static str) -> WindowGuard<'static> {
-    crate::group::enter_named(group)
+    enter_named(group)
 }
 
 /// [`enter`], or an inert guard when `disabled`.
@@ -20,7 +23,7 @@ pub fn enter_unless(disabled: bool, group: &'static str) -> WindowGuard<'static>
     if disabled {
         WindowGuard::inert()
     } else {
-        crate::group::enter_named(group)
+        enter_named(group)
     }
 }
 
@@ -31,7 +34,7 @@ pub fn enter_no_capture(
     group: &'static str,
     function: &'static str,
 ) -> WindowGuard<'static> {
-    if crate::capture::is_capturing() {
+    if is_capturing() {
         never_in_capture(group, function)
     }
     enter_unless(disabled, group)

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::CommBackend;
-use crate::{Error, Result};
+use crate::backend::traits::CommBackend;
+use crate::error::{Error, Result};
 
 /// Per-group validation settings.
 #[derive(Clone, Debug)]
@@ -43,16 +43,4 @@ impl Validator {
             details,
         })
     }
-}
-
-/// Whether `SYMMEM_VALIDATE` asks for validation (`1`, `true`, `yes`, `on`).
-pub(crate) fn env_validate() -> bool {
-    std::env::var("SYMMEM_VALIDATE")
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        })
-        .unwrap_or(false)
 }

@@ -36,10 +36,10 @@
 //!   context is dropped. Nothing is unsound: the pools a window routes to are kept alive by the
 //!   rank context (see [`crate::RankContext`]).
 
-use std::cell::Cell;
 use std::marker::PhantomData;
 
 use crate::pool::Pool;
+use crate::thread::{ThreadState, THREAD};
 
 /// Where allocations of the current thread go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +71,7 @@ impl Route {
         match t {
             Target::Base => Route::BASE,
             Target::Group(p) => {
+                // The encoding needs pools at even, non-zero addresses (asserted below).
                 debug_assert!(!p.is_null() && (p as usize) & 1 == 0);
                 Route(p as usize)
             }
@@ -78,6 +79,18 @@ impl Route {
                 Route(intern_missing(name) as *const &'static str as usize | 1)
             }
         }
+    }
+
+    /// The route word as the thread state stores it.
+    #[inline(always)]
+    fn word(self) -> usize {
+        self.0
+    }
+
+    /// The route of a word the thread state holds (made by [`Route::encode`]).
+    #[inline(always)]
+    pub(crate) fn from_word(word: usize) -> Route {
+        Route(word)
     }
 
     #[inline]
@@ -92,6 +105,10 @@ impl Route {
         }
     }
 }
+
+// A pool address is even (its alignment is at least 2), so the low bit can mark missing names;
+// an interned name slot (`&'static str`, word-aligned) is even too before the bit is set.
+const _: () = assert!(std::mem::align_of::<Pool>() >= 2 && std::mem::align_of::<&str>() >= 2);
 
 /// A stable address holding `name` (one leaked slot per distinct name; only windows for groups
 /// that do not exist get here, which is a cold error path).
@@ -108,51 +125,6 @@ fn intern_missing(name: &'static str) -> &'static &'static str {
     n
 }
 
-/// The per-thread routing state. All fields are `Cell`s of `Copy` data: a `const`
-/// thread-local with no destructor, so access compiles to a plain TLS offset.
-///
-/// Aligned to a cache line, with the fields a window reads and writes first: otherwise its place
-/// in the thread-local block depends on the other thread-locals of the program, and a guard's
-/// 16-byte save and restore of `target` and `top` can straddle two lines (measured: 0.8 ns more
-/// per window on the development CPU when it did).
-#[repr(C, align(64))]
-pub(crate) struct RouteState {
-    pub(crate) target: Cell<Route>,
-    /// Id of the innermost live guard (0: none).
-    top: Cell<u64>,
-    /// Number of live (or forgotten) guards.
-    pub(crate) depth: Cell<usize>,
-    next_id: Cell<u64>,
-    /// The rank context installed on this thread (null: none).
-    pub(crate) rank: Cell<*const crate::group::RankInner>,
-    /// The capture in progress on this thread (null: none).
-    pub(crate) capture: Cell<*const crate::capture::CaptureState>,
-    /// Set by [`reset_routing`] to the next guard id: guards with a smaller id were created
-    /// before the reset and leave routing alone. (Guard ids only grow, so this replaces a
-    /// per-guard epoch and keeps it off the fast path.)
-    reset_floor: Cell<u64>,
-    /// Ids of the live guards by nesting position (the first `STACK` levels), used only on the
-    /// slow path to tell a forgotten inner guard from a guard dropped out of order.
-    ids: [Cell<u64>; STACK],
-}
-
-const STACK: usize = 64;
-
-thread_local! {
-    pub(crate) static ROUTE: RouteState = const {
-        RouteState {
-            target: Cell::new(Route::BASE),
-            top: Cell::new(0),
-            depth: Cell::new(0),
-            next_id: Cell::new(1),
-            rank: Cell::new(std::ptr::null()),
-            capture: Cell::new(std::ptr::null()),
-            reset_floor: Cell::new(0),
-            ids: [const { Cell::new(0) }; STACK],
-        }
-    };
-}
-
 /// The routing a guard restores when it drops.
 #[derive(Clone, Copy)]
 struct Saved {
@@ -163,19 +135,19 @@ struct Saved {
 
 #[inline]
 fn push(target: Route) -> (u64, Saved) {
-    ROUTE.with(|r| {
-        let id = r.next_id.get();
-        r.next_id.set(id.wrapping_add(1));
+    THREAD.with(|r| {
+        let id = r.next_guard.get();
+        r.next_guard.set(id.wrapping_add(1));
         let saved = Saved {
-            target: r.target.get(),
-            top: r.top.get(),
+            target: Route(r.route.get()),
+            top: r.top_guard.get(),
             depth: r.depth.get(),
         };
-        if let Some(slot) = r.ids.get(saved.depth) {
+        if let Some(slot) = r.guard_ids.get(saved.depth) {
             slot.set(id);
         }
-        r.target.set(target);
-        r.top.set(id);
+        r.route.set(target.word());
+        r.top_guard.set(id);
         r.depth.set(saved.depth + 1);
         (id, saved)
     })
@@ -183,10 +155,10 @@ fn push(target: Route) -> (u64, Saved) {
 
 #[inline]
 fn pop(id: u64, saved: Saved) {
-    ROUTE.with(|r| {
-        if r.top.get() == id {
-            r.target.set(saved.target);
-            r.top.set(saved.top);
+    THREAD.with(|r| {
+        if r.top_guard.get() == id {
+            r.route.set(saved.target.word());
+            r.top_guard.set(saved.top);
             r.depth.set(saved.depth);
         } else {
             pop_slow(r, id, saved)
@@ -196,14 +168,14 @@ fn pop(id: u64, saved: Saved) {
 
 #[cold]
 #[inline(never)]
-fn pop_slow(r: &RouteState, id: u64, saved: Saved) {
+fn pop_slow(r: &ThreadState, id: u64, saved: Saved) {
     if id < r.reset_floor.get() {
         // `reset_routing` ran after this guard was created: routing was reset on purpose.
         return;
     }
     let pos = saved.depth;
     let in_chain = r.depth.get() > saved.depth
-        && match r.ids.get(pos) {
+        && match r.guard_ids.get(pos) {
             Some(slot) => slot.get() == id,
             // Deeper than the recorded levels: trust the depth.
             None => true,
@@ -211,8 +183,8 @@ fn pop_slow(r: &RouteState, id: u64, saved: Saved) {
     if in_chain {
         // Inner guards were forgotten (`mem::forget`) or are still alive and will be dropped
         // out of order: restore our predecessor, which heals the forgotten ones.
-        r.target.set(saved.target);
-        r.top.set(saved.top);
+        r.route.set(saved.target.word());
+        r.top_guard.set(saved.top);
         r.depth.set(saved.depth);
     } else if !std::thread::panicking() {
         panic!(
@@ -322,7 +294,7 @@ impl OptOutGuard {
 
 /// Number of windows (and opt-outs) currently open on this thread.
 pub fn window_depth() -> usize {
-    ROUTE.with(|r| r.depth.get())
+    THREAD.with(|r| r.depth.get())
 }
 
 /// Reset this thread's routing to the base route, forgetting every open window.
@@ -331,17 +303,17 @@ pub fn window_depth() -> usize {
 /// will detect the reset when they drop and leave routing alone (or panic if they are dropped in
 /// an order that cannot be explained by the reset).
 pub fn reset_routing() {
-    ROUTE.with(|r| {
-        r.reset_floor.set(r.next_id.get());
-        r.target.set(Route::BASE);
-        r.top.set(0);
+    THREAD.with(|r| {
+        r.reset_floor.set(r.next_guard.get());
+        r.route.set(Route::BASE.word());
+        r.top_guard.set(0);
         r.depth.set(0);
     })
 }
 
 #[inline]
 pub(crate) fn current_target() -> Target {
-    ROUTE.with(|r| r.target.get().decode())
+    Route(THREAD.with(|r| r.route.get())).decode()
 }
 
 /// The name of the group the current thread routes allocations to, or `None` when it routes

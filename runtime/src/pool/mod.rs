@@ -10,19 +10,26 @@
 //! the sequence of requests (the arena's policy), never on timing or addresses. The same requests
 //! on every rank therefore give the same segments and the same offsets; validation mode checks it.
 
+pub(crate) mod allocation;
 pub(crate) mod arena;
+pub(crate) mod graph;
+pub(crate) mod graph_arena;
+pub(crate) mod handle;
+pub(crate) mod lifetime;
+pub(crate) mod owner;
 mod quick;
 
-use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::backend::operand::{SymRef, SymSegment};
+use crate::backend::traits::{CommBackend, DeviceBackend, StreamBackend};
+use crate::error::{Error, Result};
 use crate::lock::{OwnerGuard, OwnerLock};
-use arena::{Arena, ArenaConfig, Block};
-use quick::QuickCache;
-
-use crate::backend::{CommBackend, DeviceBackend, StreamBackend, SymRef};
+use crate::pool::allocation::Allocation;
+use crate::pool::arena::{Arena, ArenaConfig, Block};
+use crate::pool::lifetime::KeepAlive;
+use crate::pool::quick::QuickCache;
 use crate::validate::Validator;
-use crate::{Error, Result};
 
 /// Statistics of a pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,21 +83,10 @@ struct PoolState {
     /// Blocks recorded by live graphs: (pin count, freed by its buffer meanwhile). A pinned
     /// block whose buffer drops is returned to the arena only when the last pin goes.
     pins: std::collections::HashMap<Block, (u32, Option<Allocation>)>,
-    /// Blocks handed out by `alloc`/`alloc_cached` and not yet given back to `free`.
-    live: usize,
-    /// The pool's reference to itself, held while its owner (group or rank) lives or any block
-    /// is out: buffers point at the pool without a reference count of their own.
-    keepalive: Option<Arc<Pool>>,
-    /// The owner is gone: drop `keepalive` when the last block comes back.
-    detached: bool,
-}
-
-/// A block handed out by a pool, with its address and (for symmetric pools) window position.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Allocation {
-    pub(crate) block: Block,
-    pub(crate) ptr: u64,
-    pub(crate) sym: Option<SymRef>,
+    /// Blocks handed out by `alloc`/`alloc_cached` and not yet given back to `free`, and the
+    /// pool's reference to itself (see [`lifetime`]): buffers point at the pool without a
+    /// reference count of their own.
+    keepalive: KeepAlive<Pool>,
 }
 
 /// A caching pool. Shared (`Arc`) by the group or rank that owns it and by every buffer carved
@@ -114,14 +110,15 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// Create a pool; the returned owner handle detaches it when dropped (see [`PoolOwner`]).
-    pub(crate) fn create(
+    /// Create a pool that holds a reference to itself; wrap it in its owner's handle
+    /// (`handle::PoolOwner`), which detaches it when dropped.
+    pub(crate) fn new_self_held(
         label: Arc<str>,
         rank_id: u64,
         source: Source,
         stream: Arc<dyn StreamBackend>,
         limit: Option<usize>,
-    ) -> PoolOwner {
+    ) -> Arc<Pool> {
         let pool = Arc::new(Pool {
             label,
             rank_id,
@@ -135,13 +132,11 @@ impl Pool {
                 hits: 0,
                 misses: 0,
                 pins: std::collections::HashMap::new(),
-                live: 0,
-                keepalive: None,
-                detached: false,
+                keepalive: KeepAlive::new(),
             }),
         });
-        pool.lock().keepalive = Some(pool.clone());
-        PoolOwner(pool)
+        pool.lock().keepalive.hold(pool.clone());
+        pool
     }
 
     /// The pool's name: the group's name for a symmetric pool, `default` otherwise.
@@ -216,7 +211,7 @@ impl Pool {
         let mut st = self.lock();
         if let Some(a) = Self::take_cached(&mut st, bytes) {
             st.hits += 1;
-            st.live += 1;
+            st.keepalive.on_alloc();
             return Ok(a);
         }
         self.alloc_slow(&mut st, bytes)
@@ -248,7 +243,7 @@ impl Pool {
     fn alloc_slow(&self, st: &mut PoolState, bytes: usize) -> Result<Allocation> {
         if let Some(block) = self.take_after_flush(st, bytes) {
             st.hits += 1;
-            st.live += 1;
+            st.keepalive.on_alloc();
             let seg = Self::seg_of(st, &block);
             return Ok(Self::make(&seg, block));
         }
@@ -264,7 +259,7 @@ impl Pool {
                     "internal: a fresh segment of {size} bytes could not serve {bytes} bytes"
                 ),
             })?;
-        st.live += 1;
+        st.keepalive.on_alloc();
         let seg = Self::seg_of(st, &block);
         Ok(Self::make(&seg, block))
     }
@@ -281,7 +276,7 @@ impl Pool {
             }
         };
         st.hits += 1;
-        st.live += 1;
+        st.keepalive.on_alloc();
         Some(a)
     }
 
@@ -348,7 +343,7 @@ impl Pool {
     }
 
     /// The tag of a new symmetric segment, 0 when its blocks must take the plain path.
-    fn sym_tag(&self, s: &crate::backend::SymSegment) -> u64 {
+    fn sym_tag(&self, s: &SymSegment) -> u64 {
         if s.handle == 0 {
             return 0;
         }
@@ -408,7 +403,7 @@ impl Pool {
     #[must_use = "drop the returned reference after the borrow of the pool ends"]
     pub(crate) fn free(&self, a: Allocation) -> Option<Arc<Pool>> {
         let mut st = self.lock();
-        st.live -= 1;
+        let last = st.keepalive.on_free();
         let pinned = !st.pins.is_empty() && {
             match st.pins.get_mut(&a.block) {
                 Some(p) => {
@@ -421,20 +416,13 @@ impl Pool {
         if !pinned {
             Self::free_locked(&mut st, &self.label, a);
         }
-        if st.detached && st.live == 0 {
-            return st.keepalive.take();
-        }
-        None
+        last
     }
 
     /// The owner (group or rank) is gone: the pool lives on only while blocks are out.
-    fn detach(&self) -> Option<Arc<Pool>> {
-        let mut st = self.lock();
-        st.detached = true;
-        if st.live == 0 {
-            return st.keepalive.take();
-        }
-        None
+    #[must_use = "drop the returned reference after the borrow of the pool ends"]
+    pub(crate) fn detach(&self) -> Option<Arc<Pool>> {
+        self.lock().keepalive.detach()
     }
 
     /// Keep `block` out of the free list while a graph that recorded it lives.
@@ -443,7 +431,7 @@ impl Pool {
     /// holds the block: a block out keeps the pool's self-reference).
     pub(crate) fn pin(&self, block: Block) -> Option<Arc<Pool>> {
         let mut st = self.lock();
-        let me = st.keepalive.clone()?;
+        let me = st.keepalive.counted()?;
         st.pins.entry(block).or_insert((0, None)).0 += 1;
         Some(me)
     }
@@ -501,14 +489,12 @@ impl Pool {
     unsafe fn destroy(&self, seg: &Seg) {
         match &self.source {
             Source::Device(dev) => dev.free_segment(seg.base, seg.size),
-            Source::Symmetric { comm, .. } => {
-                comm.destroy_symmetric_segment(&crate::backend::SymSegment {
-                    base: seg.base,
-                    size: seg.size,
-                    window: seg.window,
-                    handle: seg.handle,
-                })
-            }
+            Source::Symmetric { comm, .. } => comm.destroy_symmetric_segment(&SymSegment {
+                base: seg.base,
+                size: seg.size,
+                window: seg.window,
+                handle: seg.handle,
+            }),
         }
     }
 }
@@ -522,61 +508,5 @@ impl Drop for Pool {
             // SAFETY: every buffer holds the pool alive, so none is left; the stream is idle.
             unsafe { self.destroy(seg) };
         }
-    }
-}
-
-/// The owning handle of a pool, held by its group (symmetric pool) or rank (default pool).
-///
-/// A pool holds a reference to itself until its owner is gone *and* every block it handed out
-/// is back, so buffers need no reference count of their own (one atomic increment and one
-/// decrement fewer per allocation): they point at the pool with a [`PoolRef`].
-pub(crate) struct PoolOwner(Arc<Pool>);
-
-impl std::ops::Deref for PoolOwner {
-    type Target = Arc<Pool>;
-    #[inline]
-    fn deref(&self) -> &Arc<Pool> {
-        &self.0
-    }
-}
-
-impl Drop for PoolOwner {
-    fn drop(&mut self) {
-        let keepalive = self.0.detach();
-        drop(keepalive);
-    }
-}
-
-/// An uncounted pointer to a pool, held by a buffer together with one of the pool's blocks;
-/// the block keeps the pool alive (see [`PoolOwner`]).
-#[derive(Clone, Copy)]
-pub(crate) struct PoolRef(NonNull<Pool>);
-
-// SAFETY: `Pool` is `Send + Sync`; a `PoolRef` is only a shared reference whose lifetime is
-// guaranteed by the block it travels with.
-unsafe impl Send for PoolRef {}
-// SAFETY: as above.
-unsafe impl Sync for PoolRef {}
-
-impl PoolRef {
-    /// # Safety
-    /// `pool` is live and the caller holds a block it handed out (counted in `live`).
-    #[inline]
-    pub(crate) unsafe fn new(pool: *const Pool) -> Self {
-        PoolRef(NonNull::new_unchecked(pool as *mut Pool))
-    }
-
-    #[inline]
-    pub(crate) fn get(&self) -> &Pool {
-        // SAFETY: the block held with this reference keeps the pool alive (`new`'s contract).
-        unsafe { self.0.as_ref() }
-    }
-
-    /// Give the block back. Consumes the reference: the pool may be freed by this call.
-    #[inline]
-    pub(crate) fn free(self, a: Allocation) {
-        let last = self.get().free(a);
-        // The borrow of the pool has ended; dropping the self-reference may free it.
-        drop(last);
     }
 }

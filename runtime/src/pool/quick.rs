@@ -16,8 +16,8 @@
 //! that coalescing could have avoided. The same requests on every rank therefore still give the
 //! same segments and the same offsets.
 
-use super::arena::Arena;
-use super::Allocation;
+use crate::pool::allocation::Allocation;
+use crate::pool::arena::Arena;
 
 /// Number of slots (distinct sizes cached at once). A power of two.
 const SLOTS: usize = 32;

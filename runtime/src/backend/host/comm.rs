@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{host_alloc, host_free, HostStream};
-use crate::backend::{CommBackend, HostOp, Operand, StreamBackend, SymSegment};
-use crate::{DType, Element, Error, ReduceOp, Result};
+use crate::backend::host::device::{host_alloc, host_free, HostStream};
+use crate::backend::operand::{Operand, SymSegment};
+use crate::backend::traits::{CommBackend, HostOp, StreamBackend};
+use crate::dtype::{DType, Element, ReduceOp};
+use crate::error::{Error, Result};
 
 /// Set when a rank of a launch fails; every wait of the launch then returns an error.
 #[derive(Default)]

@@ -14,15 +14,25 @@
 //! Ordering: all of a rank's work runs on its one stream. If a view is used on another stream,
 //! that stream first waits for the work queued so far on the rank's stream; the rank's stream
 //! does **not** wait for work queued on the other stream, so order it yourself (or, simpler, use
-//! the stream from [`super::cuda_stream`], on which nothing needs waiting).
+//! the stream from [`cuda_stream`], on which nothing needs waiting).
+//!
+//! Also the accessors from a rank to its CUDA objects ([`cuda_stream`], [`cuda_context`],
+//! [`nccl_comm`]). Re-exported at `symmem::cuda::*`.
 
 use std::marker::PhantomData;
 use std::sync::Arc;
 
 use cudarc::driver::{sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, SyncOnDrop};
 
-use super::device::CudaRankStream;
-use crate::{Buffer, Element, Error, Result};
+use cudarc::driver::CudaContext;
+
+use crate::backend::cuda::comm::NcclComm;
+use crate::backend::cuda::device::{CudaDevice, CudaRankStream};
+use crate::buffer::Buffer;
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::rank::context::RankContext;
+use crate::rank::group::Group;
 
 /// A read-only view of a [`Buffer`] for cudarc APIs (implements [`DevicePtr`]).
 pub struct BufferView<'a, T: Element> {
@@ -158,4 +168,28 @@ impl<T: Element> DevicePtrMut<T> for BufferViewMut<'_, T> {
         order_after(&self.stream, stream);
         (self.ptr, SyncOnDrop::Record(None))
     }
+}
+
+/// The cudarc stream of the rank's stream, for `CudaBlas::new(stream)` and kernel launches
+/// that must be ordered with symmem's work (and captured with it). `None` on other backends.
+pub fn cuda_stream(ctx: &RankContext) -> Option<Arc<CudaStream>> {
+    ctx.stream()
+        .backend()
+        .as_any()
+        .downcast_ref::<CudaRankStream>()
+        .map(|s| s.cudarc_stream().clone())
+}
+
+/// The cudarc context of the rank's GPU (for loading modules, NVRTC, and so on). `None` on
+/// other backends.
+pub fn cuda_context(ctx: &RankContext) -> Option<Arc<CudaContext>> {
+    ctx.device()
+        .as_any()
+        .downcast_ref::<CudaDevice>()
+        .map(|d| d.context().clone())
+}
+
+/// The NCCL communicator of a group, `None` on other backends.
+pub fn nccl_comm(group: &Group) -> Option<&NcclComm> {
+    group.comm().as_any().downcast_ref::<NcclComm>()
 }

@@ -1,38 +1,14 @@
-//! Backend selection at run time: run the same rank code on GPUs or on the host backend.
-//!
-//! [`run`] starts `world_size` ranks as threads of this process, on the backend a
-//! [`BackendChoice`] asks for:
-//!
-//! * [`BackendChoice::Host`]: the host backend ([`crate::host`]), always available;
-//! * [`BackendChoice::Cuda`]: one GPU per rank through CUDA and NCCL (`symmem::cuda`); fails
-//!   with [`Error::BackendUnavailable`] (never a panic) when the libraries or enough GPUs are
-//!   missing, or when symmem was built without the `cuda` feature;
-//! * [`BackendChoice::Auto`]: CUDA when [`detect`] finds libcuda, libnccl and at least
-//!   `world_size` GPUs, the host backend otherwise (saying why once on stderr).
-//!
-//! [`BackendChoice::from_env`] reads `SYMMEM_BACKEND=auto|host|cuda`.
-//!
-//! ```
-//! use symmem_runtime::launch::{run, BackendChoice};
-//! use symmem_runtime::{RankConfig, ReduceOp};
-//!
-//! let sums = run(BackendChoice::Host, 2, RankConfig::default(), |ctx| {
-//!     let mut x = symmem_runtime::alloc_from_host(&[ctx.rank() as f32 + 1.0; 4]).unwrap();
-//!     ctx.world().all_reduce(&mut x, ReduceOp::Sum).unwrap();
-//!     x.to_host_vec().unwrap()
-//! })
-//! .unwrap();
-//! assert_eq!(sums[0], vec![3.0; 4]);
-//! ```
+//! What backend to run on: the user's choice ([`BackendChoice`]) and what detection found
+//! ([`BackendReport`]). Data only: the detection itself is the CUDA backend's, the launch is
+//! `crate::launch`'s.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::backend::BackendKind;
-use crate::host::{run_with, HostConfig};
-use crate::{Error, RankConfig, RankContext, Result};
+use crate::backend::traits::BackendKind;
+use crate::config::env_backend;
+use crate::error::{Error, Result};
 
-/// Which backend [`run`] should use.
+/// Which backend `symmem::run` should use.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum BackendChoice {
     /// CUDA when enough GPUs and the CUDA/NCCL libraries are found, the host backend otherwise.
@@ -75,18 +51,14 @@ impl std::fmt::Display for BackendChoice {
 impl BackendChoice {
     /// The choice in `SYMMEM_BACKEND` (`auto`, `host` or `cuda`; unset or empty means `auto`).
     pub fn from_env() -> Result<Self> {
-        match std::env::var("SYMMEM_BACKEND") {
-            Ok(v) => v.parse(),
-            Err(std::env::VarError::NotPresent) => Ok(BackendChoice::Auto),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::InvalidArgument {
-                op: "BackendChoice::from_env",
-                detail: "SYMMEM_BACKEND is not valid UTF-8; use `auto`, `host` or `cuda`".into(),
-            }),
+        match env_backend()? {
+            Some(v) => v.parse(),
+            None => Ok(BackendChoice::Auto),
         }
     }
 }
 
-/// What [`detect`] found on this machine.
+/// What `symmem::detect` found on this machine.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BackendReport {
     /// Whether symmem was built with the `cuda` feature.
@@ -129,7 +101,7 @@ impl BackendReport {
         })
     }
 
-    /// The backend [`run`] picks for `choice` and `world_size`, or why it cannot run.
+    /// The backend `symmem::run` picks for `choice` and `world_size`, or why it cannot run.
     pub fn choose(&self, choice: BackendChoice, world_size: usize) -> Result<BackendKind> {
         match choice {
             BackendChoice::Host => Ok(BackendKind::Host),
@@ -172,81 +144,6 @@ impl std::fmt::Display for BackendReport {
         Ok(())
     }
 }
-
-/// Look for CUDA, NCCL and GPUs without risking a panic (libraries are probed before any call
-/// into them). Cheap after the first call of a process.
-pub fn detect() -> BackendReport {
-    #[cfg(feature = "cuda")]
-    {
-        crate::backend::cuda::detect_report()
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        BackendReport {
-            unavailable: Some("symmem was built without the `cuda` feature".into()),
-            ..BackendReport::default()
-        }
-    }
-}
-
-static LOGGED_AUTO: AtomicBool = AtomicBool::new(false);
-
-/// Run `f` on `world_size` rank threads on the backend `choice` selects, and collect what each
-/// returns (in rank order).
-///
-/// Each thread gets a [`RankContext`] with a group `"world"` of all ranks. On CUDA, rank `r`
-/// uses GPU `r`. A panic in a rank is resumed here after every rank finished (peers blocked in
-/// collectives are released: host waits abort, NCCL communicators are aborted).
-///
-/// Errors: `world_size == 0`, [`Error::BackendUnavailable`] when `choice` is
-/// [`BackendChoice::Cuda`] and CUDA cannot run `world_size` ranks, and start-up failures.
-pub fn run<R, F>(choice: BackendChoice, world_size: usize, cfg: RankConfig, f: F) -> Result<Vec<R>>
-where
-    R: Send,
-    F: Fn(&RankContext) -> R + Send + Sync,
-{
-    if world_size == 0 {
-        return Err(Error::InvalidArgument {
-            op: "launch::run",
-            detail: "world_size must be at least 1".into(),
-        });
-    }
-    let kind = match choice {
-        BackendChoice::Host => BackendKind::Host,
-        _ => {
-            let report = detect();
-            let kind = report.choose(choice, world_size)?;
-            if choice == BackendChoice::Auto
-                && kind == BackendKind::Host
-                && !LOGGED_AUTO.swap(true, Ordering::Relaxed)
-            {
-                eprintln!(
-                    "symmem: backend auto -> host: {}",
-                    report
-                        .why_not_cuda(world_size)
-                        .unwrap_or_else(|| "CUDA unavailable".into())
-                );
-            }
-            kind
-        }
-    };
-    match kind {
-        BackendKind::Host => run_with(
-            HostConfig {
-                world_size,
-                rank: cfg,
-            },
-            f,
-        ),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => crate::backend::cuda::run_threads(world_size, cfg, f),
-        #[cfg(not(feature = "cuda"))]
-        BackendKind::Cuda => Err(Error::BackendUnavailable(
-            "symmem was built without the `cuda` feature".into(),
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

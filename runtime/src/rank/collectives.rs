@@ -6,8 +6,11 @@
 //! symmetric path (NCCL's symmetric kernels on CUDA; direct peer reads at the same window
 //! offset on the host backend); any other buffer takes the plain path.
 
-use crate::backend::Operand;
-use crate::{Buffer, DType, Element, Error, Group, ReduceOp, Result};
+use crate::backend::operand::Operand;
+use crate::buffer::Buffer;
+use crate::dtype::{DType, Element, ReduceOp};
+use crate::error::{Error, Result};
+use crate::rank::group::Group;
 
 impl Group {
     /// `b` as an operand of this group's collective `op`: symmetric only if it comes from this

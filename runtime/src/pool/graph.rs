@@ -1,0 +1,130 @@
+//! The blocks of the capture in progress on a thread: which graph arenas it allocates from, and
+//! which eager blocks its recorded work uses (pins).
+//!
+//! `crate::capture` creates a [`CaptureBlocks`] on its stack frame and points the thread state
+//! at it for the length of the capture; allocation ([`capture_alloc`]) and every operation that
+//! records work on a buffer ([`record_use`]) find it there. When the capture ends the arenas and
+//! pins move into the `Graph`, which keeps them until it drops.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::pool::allocation::Allocation;
+use crate::pool::arena::Block;
+use crate::pool::graph_arena::GraphArena;
+use crate::pool::owner::Owner;
+use crate::pool::Pool;
+use crate::thread::capture_ptr;
+
+/// The blocks of one capture in progress (pointed to by the thread state while it runs).
+pub(crate) struct CaptureBlocks {
+    /// The rank's default pool: where allocations outside windows go during capture.
+    default_pool: Arc<Pool>,
+    arenas: RefCell<Vec<Arc<GraphArena>>>,
+    pins: RefCell<Vec<KeptBlock>>,
+}
+
+/// Keeps a block that recorded work uses out of the free list while the graph lives.
+pub(crate) enum KeptBlock {
+    /// An eager block: pinned in its pool.
+    Pinned(Arc<Pool>, Block),
+    /// A block of another graph: keep that graph's arena alive (held only for its lifetime).
+    OtherGraph(#[allow(dead_code)] Arc<GraphArena>),
+}
+
+impl Drop for KeptBlock {
+    fn drop(&mut self) {
+        if let KeptBlock::Pinned(pool, block) = self {
+            pool.unpin(*block);
+        }
+    }
+}
+
+impl CaptureBlocks {
+    /// The blocks of a new capture on a rank whose default pool is `default_pool`.
+    pub(crate) fn new(default_pool: Arc<Pool>) -> Self {
+        CaptureBlocks {
+            default_pool,
+            arenas: RefCell::new(Vec::new()),
+            pins: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The arenas and pins, for the graph (or to drop when the capture fails).
+    pub(crate) fn into_parts(self) -> (Vec<Arc<GraphArena>>, Vec<KeptBlock>) {
+        (self.arenas.into_inner(), self.pins.into_inner())
+    }
+
+    fn arena_for(&self, pool: *const Pool, make: impl FnOnce() -> Arc<Pool>) -> Arc<GraphArena> {
+        let mut arenas = self.arenas.borrow_mut();
+        if let Some(a) = arenas.iter().find(|a| a.is_for(pool)) {
+            return a.clone();
+        }
+        let a = Arc::new(GraphArena::new(make()));
+        arenas.push(a.clone());
+        a
+    }
+}
+
+/// Record that work being captured on this thread uses the buffer `(owner, block)`, so the
+/// graph keeps it reserved even if the buffer is dropped before the graph. Takes the block by
+/// reference so that the launch path reads nothing of it unless capturing.
+#[inline(always)]
+pub(crate) fn record_use(owner: &Owner, block: &Block) {
+    let cap = capture_ptr();
+    if !cap.is_null() {
+        record_use_capturing(cap as *const CaptureBlocks, owner, block);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn record_use_capturing(cap: *const CaptureBlocks, owner: &Owner, block: &Block) {
+    // SAFETY: the thread's capture pointer is only ever set (by `crate::capture::capture`) to a
+    // `CaptureBlocks` on its stack frame, and cleared before that frame ends (a scope guard, so
+    // also on panic). This thread is inside that frame.
+    let state = unsafe { &*cap };
+    let block = *block;
+    let pin = match owner {
+        Owner::Pool(p) => match p.get().pin(block) {
+            Some(pool) => KeptBlock::Pinned(pool, block),
+            // Unreachable: the buffer's block keeps the pool's self-reference.
+            None => return,
+        },
+        Owner::Graph(a) => {
+            if state.arenas.borrow().iter().any(|x| Arc::ptr_eq(x, a)) {
+                return; // this graph's own block: its arena already holds it
+            }
+            KeptBlock::OtherGraph(a.clone())
+        }
+    };
+    state.pins.borrow_mut().push(pin);
+}
+
+/// Allocate during capture from `pool` (null: the capture-private default pool).
+///
+/// # Safety
+/// `cap` is this thread's capture pointer (non-null), and `pool` is null or a pool kept alive
+/// by a live routing target (the rank context's group table, or the group a live guard borrows).
+pub(crate) unsafe fn capture_alloc(
+    cap: *const (),
+    pool: *const Pool,
+    bytes: usize,
+) -> Result<(Allocation, Owner)> {
+    // SAFETY: see `record_use_capturing`; the caller read `cap` from this thread's state.
+    let state = unsafe { &*(cap as *const CaptureBlocks) };
+    let arena = if pool.is_null() {
+        let default = Arc::as_ptr(&state.default_pool);
+        state.arena_for(default, || state.default_pool.clone())
+    } else {
+        // SAFETY: the caller's contract keeps `pool` alive; we take a new strong reference for
+        // the arena (every pool lives in an `Arc`).
+        state.arena_for(pool, || unsafe {
+            Arc::increment_strong_count(pool);
+            Arc::from_raw(pool)
+        })
+    };
+    let a = arena.alloc(bytes)?;
+    Ok((a, Owner::Graph(arena)))
+}

@@ -1,0 +1,188 @@
+//! A group: a named communicator of ranks with its own symmetric pool.
+
+use std::sync::Arc;
+
+use crate::backend::direct::DirectAllReduce;
+use crate::backend::traits::{CommBackend, StreamBackend};
+use crate::config::RankConfig;
+use crate::error::Result;
+use crate::pool::handle::PoolOwner;
+use crate::pool::{Pool, PoolStats, Source};
+use crate::thread::refuse_setup;
+use crate::validate::Validator;
+use crate::window::{Target, WindowGuard};
+
+pub(crate) struct GroupShared {
+    name: Arc<str>,
+    comm: Arc<dyn CommBackend>,
+    pool: PoolOwner,
+    stream: Arc<dyn StreamBackend>,
+    rank_id: u64,
+    validator: Validator,
+}
+
+/// A named group of ranks: a communicator plus the group's symmetric pool.
+///
+/// Cheap to clone. Collectives are methods of the group (see `crate::rank::collectives`).
+#[derive(Clone)]
+pub struct Group {
+    /// What a collective launch reads, copied out of `shared` into the handle itself, so that
+    /// a launch follows no pointer before the communicator's (`docs/design.md`, "The launch
+    /// path").
+    launch: LaunchView,
+    pub(crate) shared: Arc<GroupShared>,
+}
+
+/// The launch path's view of a group (immutable; see [`Group`]).
+#[derive(Clone, Copy)]
+struct LaunchView {
+    /// The communicator's direct all-reduce entry on the group's stream (points into the
+    /// communicator, which `shared` keeps alive and never replaces).
+    direct_all_reduce: Option<DirectAllReduce>,
+    /// Address of the group's symmetric pool (owned by `shared`).
+    pool: usize,
+    /// Whether validation mode is on.
+    validate: bool,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("name", &self.name())
+            .field("rank", &self.rank())
+            .field("size", &self.size())
+            .finish()
+    }
+}
+
+impl Group {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This rank's index in the group.
+    pub fn rank(&self) -> usize {
+        self.shared.comm.rank()
+    }
+
+    /// Number of ranks in the group.
+    pub fn size(&self) -> usize {
+        self.shared.comm.size()
+    }
+
+    /// Whether the communicator registers symmetric windows (false on CUDA when NCCL returned
+    /// no window, for example for an unsupported topology; buffers then take the plain path).
+    pub fn symmetric_supported(&self) -> bool {
+        self.shared.comm.symmetric_supported()
+    }
+
+    /// Enter this group's pool-routing window on the current thread: allocations through
+    /// symmem go to the group's symmetric pool until the guard drops.
+    #[inline]
+    pub fn window(&self) -> WindowGuard<'_> {
+        WindowGuard::enter(Target::Group(self.pool_ptr()))
+    }
+
+    /// Run `f` inside this group's window.
+    #[inline]
+    pub fn with_window<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _w = self.window();
+        f()
+    }
+
+    /// Make sure the group's symmetric pool has a free block of at least `bytes`, creating a
+    /// segment if needed (a collective: every rank calls it with the same value). Call it
+    /// before capturing graphs that allocate symmetric memory. Refused during capture.
+    pub fn reserve_symmetric(&self, bytes: usize) -> Result<()> {
+        refuse_setup("Group::reserve_symmetric")?;
+        self.shared.pool.reserve(bytes)
+    }
+
+    /// Release the symmetric pool's entirely free segments. Returns the bytes released.
+    /// Refused during capture.
+    pub fn empty_cache(&self) -> Result<usize> {
+        refuse_setup("Group::empty_cache")?;
+        self.shared.pool.empty_cache()
+    }
+
+    /// Statistics of the group's symmetric pool.
+    pub fn stats(&self) -> PoolStats {
+        self.shared.pool.stats()
+    }
+
+    /// The backend communicator (for backend-specific extensions).
+    pub fn comm(&self) -> &Arc<dyn CommBackend> {
+        &self.shared.comm
+    }
+
+    pub(crate) fn stream(&self) -> &Arc<dyn StreamBackend> {
+        &self.shared.stream
+    }
+
+    pub(crate) fn rank_id(&self) -> u64 {
+        self.shared.rank_id
+    }
+
+    #[inline(always)]
+    pub(crate) fn direct_all_reduce(&self) -> Option<DirectAllReduce> {
+        self.launch.direct_all_reduce
+    }
+
+    /// Whether validation mode is on for this group.
+    #[inline(always)]
+    pub(crate) fn validating(&self) -> bool {
+        self.launch.validate
+    }
+
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.shared.validator
+    }
+
+    #[inline(always)]
+    pub(crate) fn pool_ptr(&self) -> *const Pool {
+        self.launch.pool as *const Pool
+    }
+}
+
+/// A group over `comm` named `name`, with its symmetric pool, on rank `rank_id`'s stream.
+pub(crate) fn make_group(
+    name: Arc<str>,
+    comm: Arc<dyn CommBackend>,
+    rank_id: u64,
+    stream: Arc<dyn StreamBackend>,
+    config: &RankConfig,
+) -> Group {
+    comm.set_name(&name);
+    let validator = Validator {
+        enabled: config.validate,
+        timeout: config.timeout,
+        group: name.clone(),
+    };
+    let pool = PoolOwner::new(Pool::new_self_held(
+        name.clone(),
+        rank_id,
+        Source::Symmetric {
+            comm: comm.clone(),
+            validator: validator.clone(),
+        },
+        stream.clone(),
+        config.symmetric_pool_limit,
+    ));
+    let launch = LaunchView {
+        direct_all_reduce: comm.direct_all_reduce(stream.as_ref()),
+        pool: Arc::as_ptr(&pool) as usize,
+        validate: validator.enabled,
+    };
+    Group {
+        launch,
+        shared: Arc::new(GroupShared {
+            name,
+            comm,
+            pool,
+            stream,
+            rank_id,
+            validator,
+        }),
+    }
+}
