@@ -21,12 +21,12 @@ mod error;
 #[cfg(feature = "cuda")]
 mod interop;
 pub mod launch;
-mod lock;
 #[doc(hidden)]
 pub mod macro_support;
 mod names;
 pub mod pool;
 mod rank;
+mod sync;
 mod thread;
 mod validate;
 pub mod window;

@@ -24,11 +24,11 @@ use std::sync::Arc;
 use crate::backend::operand::{SymRef, SymSegment};
 use crate::backend::traits::{CommBackend, DeviceBackend, StreamBackend};
 use crate::error::{Error, Result};
-use crate::lock::{OwnerGuard, OwnerLock};
 use crate::pool::allocation::Allocation;
 use crate::pool::arena::{Arena, ArenaConfig, Block};
 use crate::pool::lifetime::KeepAlive;
 use crate::pool::quick::QuickCache;
+use crate::sync::owner_lock::{OwnerGuard, OwnerLock};
 use crate::validate::Validator;
 
 /// Statistics of a pool.

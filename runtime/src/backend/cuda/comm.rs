@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::lock::{OwnerGuard, OwnerLock};
+use crate::sync::owner_lock::{OwnerGuard, OwnerLock};
 use std::time::{Duration, Instant};
 
 use cudarc::driver::{sys as cu, CudaContext, CudaStream};
