@@ -28,7 +28,7 @@ pub mod pool;
 mod rank;
 mod sync;
 mod thread;
-mod validate;
+mod validation;
 pub mod window;
 
 pub use alloc::{alloc, alloc_from_host, alloc_zeroed};

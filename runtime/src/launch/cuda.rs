@@ -21,7 +21,8 @@ use crate::rank::context::RankContext;
 struct Gate {
     state: Mutex<(usize, bool)>,
     cv: Condvar,
-    n: usize,
+    /// How many ranks must arrive.
+    ranks: usize,
 }
 
 impl Gate {
@@ -29,7 +30,7 @@ impl Gate {
         Gate {
             state: Mutex::new((0, false)),
             cv: Condvar::new(),
-            n,
+            ranks: n,
         }
     }
 
@@ -41,7 +42,7 @@ impl Gate {
             st.1 = true;
         }
         self.cv.notify_all();
-        while st.0 < self.n && !st.1 {
+        while st.0 < self.ranks && !st.1 {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
         !st.1
@@ -75,11 +76,11 @@ struct RankStart<'a> {
 /// Open the GPU, create the world communicator and install the rank on this thread.
 /// `before_init` is told whether the GPU opened and says whether to go on (a start-up gate).
 fn start_rank(
-    s: RankStart<'_>,
+    start: RankStart<'_>,
     cfg: RankConfig,
     before_init: impl FnOnce(bool) -> bool,
 ) -> Result<RankContext> {
-    let device = CudaDevice::open(s.ordinal);
+    let device = CudaDevice::open(start.ordinal);
     if !before_init(device.is_ok()) {
         return Err(match device {
             Err(e) => e,
@@ -94,11 +95,11 @@ fn start_rank(
         op: "cuda::start",
         detail: format!("{what} does not fit an int"),
     };
-    let n = i32::try_from(s.world_size).map_err(|_| too_large("world_size"))?;
-    let r = i32::try_from(s.rank).map_err(|_| too_large("rank"))?;
+    let n = i32::try_from(start.world_size).map_err(|_| too_large("world_size"))?;
+    let r = i32::try_from(start.rank).map_err(|_| too_large("rank"))?;
     let mut comm: nccl::ncclComm_t = std::ptr::null_mut();
     // SAFETY: out-parameter; the GPU's context is current on this thread.
-    let res = unsafe { nccl::ncclCommInitRank(&mut comm, n, s.id, r) };
+    let res = unsafe { nccl::ncclCommInitRank(&mut comm, n, start.id, r) };
     nccl_check(
         "ncclCommInitRank",
         res,
@@ -109,8 +110,8 @@ fn start_rank(
         comm,
         device.context().clone(),
         device.rank_stream().clone(),
-        s.registry.clone(),
-        s.settings,
+        start.registry.clone(),
+        start.settings,
     )?;
     RankContext::install(Arc::new(device), Arc::new(comm), cfg)
 }

@@ -29,7 +29,7 @@ use crate::pool::arena::{Arena, ArenaConfig, Block};
 use crate::pool::lifetime::KeepAlive;
 use crate::pool::quick::QuickCache;
 use crate::sync::owner_lock::{OwnerGuard, OwnerLock};
-use crate::validate::Validator;
+use crate::validation::DivergenceCheck;
 
 /// Statistics of a pool.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,15 +57,16 @@ pub(crate) enum Source {
     /// Symmetric segments of a group's communicator.
     Symmetric {
         comm: Arc<dyn CommBackend>,
-        validator: Validator,
+        validator: DivergenceCheck,
     },
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Seg {
+struct Segment {
     base: u64,
     size: usize,
-    window: u64,
+    /// Index of the segment's NCCL window on the communicator (0 for default pools).
+    nccl_window: u64,
     handle: u64,
     /// [`SymRef::window_tag`] of the segment's window when it is registered as a symmetric
     /// window; 0 for default pools, and for symmetric pools whose communicator returned no
@@ -77,7 +78,7 @@ struct PoolState {
     arena: Arena,
     /// Freed blocks kept by exact size for reuse (see [`quick`]); allocated in `arena`.
     quick: QuickCache,
-    segs: Vec<Option<Seg>>,
+    segs: Vec<Option<Segment>>,
     hits: u64,
     misses: u64,
     /// Blocks recorded by live graphs: (pin count, freed by its buffer meanwhile). A pinned
@@ -188,7 +189,7 @@ impl Pool {
     }
 
     #[inline]
-    fn make(seg: &Seg, block: Block) -> Allocation {
+    fn make(seg: &Segment, block: Block) -> Allocation {
         Allocation {
             block,
             ptr: seg.base + block.offset as u64,
@@ -201,7 +202,7 @@ impl Pool {
     }
 
     #[inline]
-    fn seg_of(st: &PoolState, block: &Block) -> Seg {
+    fn seg_of(st: &PoolState, block: &Block) -> Segment {
         st.segs[block.segment as usize].expect("arena returned a block of a released segment")
     }
 
@@ -308,10 +309,10 @@ impl Pool {
                     r = dev.alloc_segment(size);
                 }
                 let base = r.map_err(|e| self.oom(st, request, e))?;
-                Seg {
+                Segment {
                     base,
                     size,
-                    window: 0,
+                    nccl_window: 0,
                     handle: 0,
                     sym_tag: 0,
                 }
@@ -325,10 +326,10 @@ impl Pool {
                 let s = comm
                     .create_symmetric_segment(size)
                     .map_err(|e| self.oom(st, request, e))?;
-                Seg {
+                Segment {
                     base: s.base,
                     size: s.size,
-                    window: s.window,
+                    nccl_window: s.window,
                     handle: s.handle,
                     sym_tag: self.sym_tag(&s),
                 }
@@ -486,13 +487,13 @@ impl Pool {
         released
     }
 
-    unsafe fn destroy(&self, seg: &Seg) {
+    unsafe fn destroy(&self, seg: &Segment) {
         match &self.source {
             Source::Device(dev) => dev.free_segment(seg.base, seg.size),
             Source::Symmetric { comm, .. } => comm.destroy_symmetric_segment(&SymSegment {
                 base: seg.base,
                 size: seg.size,
-                window: seg.window,
+                window: seg.nccl_window,
                 handle: seg.handle,
             }),
         }
@@ -503,7 +504,7 @@ impl Drop for Pool {
     fn drop(&mut self) {
         let _ = self.stream.synchronize();
         let st = self.state.get_mut();
-        let segs: Vec<Seg> = st.segs.drain(..).flatten().collect();
+        let segs: Vec<Segment> = st.segs.drain(..).flatten().collect();
         for seg in &segs {
             // SAFETY: every buffer holds the pool alive, so none is left; the stream is idle.
             unsafe { self.destroy(seg) };

@@ -76,7 +76,7 @@ impl Group {
     /// Queue the all-reduce: through the communicator's direct entry when it has one
     /// (`docs/design.md`, "The launch path"), else through the backend trait.
     #[inline(always)]
-    fn launch_all_reduce(
+    fn enqueue_all_reduce(
         &self,
         send: Operand,
         recv: Operand,
@@ -109,7 +109,7 @@ impl Group {
                 Self::describe(&o)
             )
         })?;
-        self.launch_all_reduce(o, o, count, T::DTYPE, op)
+        self.enqueue_all_reduce(o, o, count, T::DTYPE, op)
     }
 
     /// Out-of-place all-reduce: `dst = op over ranks of src`.
@@ -140,7 +140,7 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        self.launch_all_reduce(s, d, src.len(), T::DTYPE, op)
+        self.enqueue_all_reduce(s, d, src.len(), T::DTYPE, op)
     }
 
     /// All-gather: `dst[r * n .. (r + 1) * n] = src of rank r`, with `n = src.len()`.

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::pool::handle::PoolOwner;
 use crate::pool::{Pool, PoolStats, Source};
 use crate::thread::refuse_setup;
-use crate::validate::Validator;
+use crate::validation::DivergenceCheck;
 use crate::window::{Target, WindowGuard};
 
 pub(crate) struct GroupShared {
@@ -18,7 +18,7 @@ pub(crate) struct GroupShared {
     pool: PoolOwner,
     stream: Arc<dyn StreamBackend>,
     rank_id: u64,
-    validator: Validator,
+    validator: DivergenceCheck,
 }
 
 /// A named group of ranks: a communicator plus the group's symmetric pool.
@@ -29,13 +29,13 @@ pub struct Group {
     /// What a collective launch reads, copied out of `shared` into the handle itself, so that
     /// a launch follows no pointer before the communicator's (`docs/design.md`, "The launch
     /// path").
-    launch: LaunchView,
+    fast: CollectivePath,
     pub(crate) shared: Arc<GroupShared>,
 }
 
 /// The launch path's view of a group (immutable; see [`Group`]).
 #[derive(Clone, Copy)]
-struct LaunchView {
+struct CollectivePath {
     /// The communicator's direct all-reduce entry on the group's stream (points into the
     /// communicator, which `shared` keeps alive and never replaces).
     direct_all_reduce: Option<DirectAllReduce>,
@@ -126,22 +126,22 @@ impl Group {
 
     #[inline(always)]
     pub(crate) fn direct_all_reduce(&self) -> Option<DirectAllReduce> {
-        self.launch.direct_all_reduce
+        self.fast.direct_all_reduce
     }
 
     /// Whether validation mode is on for this group.
     #[inline(always)]
     pub(crate) fn validating(&self) -> bool {
-        self.launch.validate
+        self.fast.validate
     }
 
-    pub(crate) fn validator(&self) -> &Validator {
+    pub(crate) fn validator(&self) -> &DivergenceCheck {
         &self.shared.validator
     }
 
     #[inline(always)]
     pub(crate) fn pool_ptr(&self) -> *const Pool {
-        self.launch.pool as *const Pool
+        self.fast.pool as *const Pool
     }
 }
 
@@ -154,7 +154,7 @@ pub(crate) fn make_group(
     config: &RankConfig,
 ) -> Group {
     comm.set_name(&name);
-    let validator = Validator {
+    let validator = DivergenceCheck {
         enabled: config.validate,
         timeout: config.timeout,
         group: name.clone(),
@@ -169,13 +169,13 @@ pub(crate) fn make_group(
         stream.clone(),
         config.symmetric_pool_limit,
     ));
-    let launch = LaunchView {
+    let fast = CollectivePath {
         direct_all_reduce: comm.direct_all_reduce(stream.as_ref()),
         pool: Arc::as_ptr(&pool) as usize,
         validate: validator.enabled,
     };
     Group {
-        launch,
+        fast,
         shared: Arc::new(GroupShared {
             name,
             comm,

@@ -197,7 +197,7 @@ impl CommCore {
 
     /// `ncclAllReduce` on raw stream `s`.
     #[inline(always)]
-    fn launch_all_reduce(
+    fn enqueue_all_reduce(
         &self,
         s: cu::CUstream,
         send: Operand,
@@ -744,7 +744,8 @@ impl CommBackend for NcclComm {
         op: ReduceOp,
     ) -> Result<()> {
         let s = self.cu_stream_for(stream)?;
-        self.core.launch_all_reduce(s, send, recv, count, dtype, op)
+        self.core
+            .enqueue_all_reduce(s, send, recv, count, dtype, op)
     }
 
     fn direct_all_reduce(&self, stream: &dyn StreamBackend) -> Option<DirectAllReduce> {
@@ -763,7 +764,7 @@ impl CommBackend for NcclComm {
             // SAFETY: by the contract of `DirectAllReduce`, `ctx` came from the core below, which
             // lives as long as the communicator.
             let core = unsafe { &*(ctx as *const CommCore) };
-            core.launch_all_reduce(core.cu_stream, send, recv, count, dtype, op)
+            core.enqueue_all_reduce(core.cu_stream, send, recv, count, dtype, op)
         }
         std::ptr::addr_eq(
             stream as *const dyn StreamBackend,

@@ -14,13 +14,13 @@ use crate::error::{Error, Result};
 
 /// Per-group validation settings.
 #[derive(Clone, Debug)]
-pub(crate) struct Validator {
+pub(crate) struct DivergenceCheck {
     pub(crate) enabled: bool,
     pub(crate) timeout: Duration,
     pub(crate) group: Arc<str>,
 }
 
-impl Validator {
+impl DivergenceCheck {
     /// Compare `descriptor` across the ranks of `comm`; `what` names the step for the error.
     pub(crate) fn check(&self, comm: &dyn CommBackend, what: &str, descriptor: &str) -> Result<()> {
         if !self.enabled {
