@@ -193,6 +193,11 @@ impl<'ast> Visit<'ast> for PathCollector {
         self.use_tree(&mut prefix, &u.tree);
     }
 
+    fn visit_vis_restricted(&mut self, _: &'ast syn::VisRestricted) {
+        // `pub(crate)`, `pub(super)`, `pub(in path)` name who may see an item, not a module
+        // this file uses.
+    }
+
     fn visit_path(&mut self, p: &'ast syn::Path) {
         if p.leading_colon.is_none() {
             let segs: Vec<String> = p.segments.iter().map(|s| s.ident.to_string()).collect();
@@ -476,7 +481,8 @@ fn checker_finds_a_planted_circle() {
     assert_eq!(found, vec![vec!["a".to_string(), "b".to_string()]]);
 }
 
-/// Paths through the crate root count as arrows to `lib.rs`; test-only items do not count.
+/// Paths through the crate root count as arrows to `lib.rs`; test-only items and visibility
+/// restrictions (`pub(crate)`) do not count.
 #[test]
 fn root_paths_count_and_test_items_do_not() {
     let dir = std::env::temp_dir().join(format!("symmem-graph-root-{}", std::process::id()));
@@ -485,10 +491,14 @@ fn root_paths_count_and_test_items_do_not() {
     std::fs::write(dir.join("lib.rs"), "mod a; mod b; pub use a::A;").unwrap();
     std::fs::write(
         dir.join("a.rs"),
-        "pub struct A; #[cfg(test)] mod t { use crate::b::B; }",
+        "pub(crate) struct A; #[cfg(test)] mod t { use crate::b::B; }",
     )
     .unwrap();
-    std::fs::write(dir.join("b.rs"), "pub struct B; use crate::A;").unwrap();
+    std::fs::write(
+        dir.join("b.rs"),
+        "pub struct B; use crate::A; pub(crate) fn f() {} pub(in crate::b) struct C;",
+    )
+    .unwrap();
     let graph = crate_graph(&dir);
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(graph["b"], BTreeSet::from(["lib".to_string()]));

@@ -17,10 +17,11 @@
 //! `::symmem::__private::routed` polls inside the window (tracing's `Instrument` technique),
 //! so the thread-bound guard never lives across an `.await`.
 
-use crate::check::{self, Mode};
+use crate::args::{self, Args, Capture, RawArgs};
+use crate::capture::{self, Mode};
 use crate::errors::Errors;
-use crate::parse::{self, ItemInput, RawArgs};
-use crate::validate::{self, Args, Capture};
+use crate::item::{self, ItemInput};
+use crate::syntax::HATCH;
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, ToTokens};
 use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
@@ -39,17 +40,17 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             RawArgs::default()
         }
     };
-    let mut func = match parse::parse_item(item) {
+    let mut func = match item::parse_item(item) {
         ItemInput::Fn(f) => f,
         ItemInput::Rejected { error, tokens } => {
-            validate::validate(raw, &mut errors);
+            args::validate(raw, &mut errors);
             errors.push(error);
             let errors = errors.to_compile_errors();
             return quote!(#tokens #errors);
         }
     };
-    let validated = validate::validate(raw, &mut errors);
-    check_signature(&mut func, &mut errors);
+    let validated = args::validate(raw, &mut errors);
+    item::check_signature(&mut func, &mut errors);
 
     let mode = match validated.capture {
         Some(Capture::Checked) => Mode::Checked,
@@ -57,7 +58,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         None => Mode::Silent,
     };
     let is_async = func.sig.asyncness.is_some();
-    check::check_body(&mut func.block, mode, is_async, &mut errors);
+    capture::check_body(&mut func.block, mode, is_async, &mut errors);
 
     match validated.args {
         Some(args) if errors.is_empty() => generate(*func, &args),
@@ -65,40 +66,6 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             let errors = errors.to_compile_errors();
             quote!(#func #errors)
         }
-    }
-}
-
-/// Problems of the function itself: `const fn`, a second `#[symmetric_memory]`, an escape hatch
-/// on the function.
-fn check_signature(func: &mut ItemFn, errors: &mut Errors) {
-    if let Some(c) = &func.sig.constness {
-        errors.spanned(
-            c,
-            "`#[symmetric_memory]` cannot be applied to a `const fn`: the pool-routing window is run-time thread state; remove `const` or the attribute",
-        );
-    }
-    if let Some(a) = func
-        .attrs
-        .iter()
-        .find(|a| check::has_symmetric_memory(std::slice::from_ref(a)))
-    {
-        errors.spanned(
-            a,
-            "`#[symmetric_memory]` is applied twice to this function: a body runs in one window; keep one attribute (call a second annotated function for another group)",
-        );
-    }
-    let (hatches, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut func.attrs)
-        .into_iter()
-        .partition(check::is_hatch);
-    func.attrs = rest;
-    for h in hatches {
-        errors.spanned(
-            h,
-            format!(
-                "`#[{}]` goes on a statement of the body, not on the function; to turn the capture checks off for the whole function, write `capture = \"never\"`",
-                check::HATCH
-            ),
-        );
     }
 }
 
@@ -196,256 +163,9 @@ pub fn expand_stray_hatch(_attr: TokenStream, item: TokenStream) -> TokenStream 
         Span::call_site(),
         format!(
             "`#[{}]` only has an effect on a statement in the body of a `#[symmetric_memory]` function, whose capture checks it silences for that statement; here it is outside such a body: remove it",
-            check::HATCH
+            HATCH
         ),
     )
     .to_compile_error();
     quote!(#item #error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ex(attr: TokenStream, item: TokenStream) -> String {
-        expand(attr, item).to_string()
-    }
-
-    #[test]
-    fn sync_expansion() {
-        let out = ex(
-            quote!(group = "tp"),
-            quote! {
-                /// Docs.
-                #[inline]
-                pub(crate) unsafe extern "C" fn f<'a, T: Copy>(x: &'a T) -> impl Sized + 'a where T: Send {
-                    #![allow(unused)]
-                    let y = *x;
-                    y
-                }
-            },
-        );
-        let want = quote! {
-            #[doc = r" Docs."]
-            #[inline]
-            pub(crate) unsafe extern "C" fn f<'a, T: Copy>(x: &'a T) -> impl Sized + 'a where T: Send {
-                #![allow(unused)]
-                let __symmem_window = ::symmem::__private::enter("tp");
-                let y = *x;
-                y
-            }
-        };
-        assert_eq!(out, want.to_string());
-    }
-
-    #[test]
-    fn disabled_never_and_crate() {
-        let out = ex(
-            quote!(group = "tp", disabled = !self.on),
-            quote!(
-                fn f(&self) {}
-            ),
-        );
-        assert!(
-            out.contains(":: symmem :: __private :: enter_unless (! self . on , \"tp\")"),
-            "{out}"
-        );
-        let out = ex(
-            quote!(group = "tp", capture = "never", crate = "my::sm"),
-            quote!(
-                fn r#type() {}
-            ),
-        );
-        assert!(
-            out.contains("my :: sm :: __private :: enter_no_capture (false , \"tp\" , \"type\")"),
-            "{out}"
-        );
-        let out = ex(
-            quote!(group = "tp", capture = "never", disabled = d),
-            quote!(
-                fn g() {}
-            ),
-        );
-        assert!(
-            out.contains("enter_no_capture (d , \"tp\" , \"g\")"),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn async_expansion() {
-        let out = ex(
-            quote!(group = "tp"),
-            quote!(
-                async fn f(&self) -> Result<u32, E> {
-                    let a = g().await?;
-                    Ok(a)
-                }
-            ),
-        );
-        assert!(
-            out.contains("let __symmem_disabled : bool = false ;"),
-            "{out}"
-        );
-        assert!(
-            out.contains(
-                ":: symmem :: __private :: routed (__symmem_disabled , \"tp\" , async move {"
-            ),
-            "{out}"
-        );
-        assert!(
-            out.contains("let __symmem_return : Result < u32 , E > = loop { } ;"),
-            "{out}"
-        );
-        assert!(out.ends_with(". await }"), "{out}");
-        let out = ex(
-            quote!(group = "tp"),
-            quote!(
-                async fn f() -> impl Sized {
-                    1
-                }
-            ),
-        );
-        assert!(!out.contains("__symmem_return"), "{out}");
-        let out = ex(
-            quote!(group = "tp", capture = "never"),
-            quote!(
-                async fn f() {}
-            ),
-        );
-        assert!(
-            out.contains(
-                "drop (:: symmem :: __private :: enter_no_capture (true , \"tp\" , \"f\"))"
-            ),
-            "{out}"
-        );
-    }
-
-    #[test]
-    fn rejected_items_are_emitted_with_the_error() {
-        let cases = [
-            (
-                quote!(
-                    struct S;
-                ),
-                "not to a struct",
-            ),
-            (quote!(impl S { fn f() {} }), "not to an impl block"),
-            (
-                quote!(
-                    trait T {
-                        fn f();
-                    }
-                ),
-                "not to a trait",
-            ),
-            (
-                quote!(
-                    fn f(&self);
-                ),
-                "has no body",
-            ),
-            (
-                quote!(
-                    pub fn f(x: u32) -> u32;
-                ),
-                "has no body",
-            ),
-            (
-                quote!(
-                    const fn f() {}
-                ),
-                "`const fn`",
-            ),
-            (
-                quote!(
-                    mod m {}
-                ),
-                "not to a module",
-            ),
-            (
-                quote!(
-                    static X: u32 = 1;
-                ),
-                "not to a static",
-            ),
-            (
-                quote!(
-                    const X: u32 = 1;
-                ),
-                "not to a const",
-            ),
-            (
-                quote!(
-                    enum E {}
-                ),
-                "not to an enum",
-            ),
-            (
-                quote!(
-                    use a::b;
-                ),
-                "not to a `use`",
-            ),
-            (
-                quote!(
-                    type T = u32;
-                ),
-                "not to a type alias",
-            ),
-            (
-                quote!(
-                    extern "C" {}
-                ),
-                "not to an `extern` block",
-            ),
-            (
-                quote!(
-                    #[symmetric_memory(group = "b")]
-                    fn f() {}
-                ),
-                "applied twice",
-            ),
-        ];
-        for (item, want) in cases {
-            let out = ex(quote!(group = "tp"), item.clone());
-            assert!(out.contains(want), "{item}: {out}");
-            assert!(out.contains("compile_error"), "{out}");
-        }
-    }
-
-    #[test]
-    fn errors_keep_the_function() {
-        let out = ex(
-            quote!(grop = "tp"),
-            quote!(
-                fn f() -> u32 {
-                    #[allow_capture_unfit(reason = "x")]
-                    let a = 1;
-                    a
-                }
-            ),
-        );
-        assert!(out.starts_with("fn f () -> u32 { let a = 1 ; a }"), "{out}");
-        assert_eq!(out.matches("compile_error").count(), 2, "{out}");
-    }
-
-    #[test]
-    fn hatch_on_function_is_an_error() {
-        let out = ex(
-            quote!(group = "tp"),
-            quote!(
-                #[symmem::allow_capture_unfit(reason = "x")]
-                fn f() {}
-            ),
-        );
-        assert!(out.contains("not on the function"), "{out}");
-        assert!(out.starts_with("fn f () { }"), "{out}");
-    }
-
-    #[test]
-    fn garbage_never_panics() {
-        let out = ex(quote!(= = ,,), quote!(this is not rust));
-        assert!(out.contains("compile_error"), "{out}");
-    }
 }

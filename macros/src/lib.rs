@@ -3,27 +3,30 @@
 //! The `#[symmetric_memory]` attribute of [symmem](https://docs.rs/symmem). Use it through the
 //! facade (`use symmem::symmetric_memory;`): the expansion refers to `::symmem::__private`.
 //!
-//! The crate is laid out like `thiserror`'s `impl/` and `tokio-macros`:
+//! The crate is laid out like `thiserror`'s `impl/` and `tokio-macros`, one concept per file,
+//! each importing only from the ones listed before it:
 //!
-//! * `parse`: the attribute's arguments (with error recovery) and the annotated item;
-//! * `validate`: argument validation (every error of one attribute is reported together);
-//! * `rules`: the table of compile-time capture rules (data; `docs/capture-rules.md` is
-//!   rendered from it);
-//! * `check`: the body walk that applies the rules and handles the escape hatch;
-//! * `expand`: the entry point `expand::expand(attr, item)` (testable without a compiler) and
-//!   the code generation.
+//! * `errors`: error accumulation (every problem of one attribute is reported together);
+//! * `syntax`: the two attributes as syn sees them, outer attributes of expressions and items;
+//! * `args`: the attribute's arguments (`parse` with error recovery, `suggest`, `validate`);
+//! * `item`: the annotated item (a function with a body, or a clear rejection);
+//! * `capture`: the body walk that applies the capture-unfit table of `symmem-rules` and
+//!   handles the escape hatch (`scope`, `rules`, `hatch`, `walk`);
+//! * `expand`: the pipeline `expand::expand(attr, item)` (testable without a compiler) and the
+//!   code generation.
 //!
-//! The grammar, the expansion and the error catalogue are in `docs/macro.md`.
+//! The grammar, the expansion and the error catalogue are in `docs/macro.md`; the capture
+//! rules in `docs/capture-rules.md` (rendered from `symmem-rules`).
 
-mod check;
+mod args;
+mod capture;
 mod errors;
 mod expand;
-mod parse;
-mod rules;
-mod validate;
+mod item;
+mod syntax;
 
 #[cfg(test)]
-mod fuzz;
+mod tests;
 
 use proc_macro::TokenStream;
 

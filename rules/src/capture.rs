@@ -1,10 +1,10 @@
-//! The compile-time capture rules, as data. `check` applies them; `docs/capture-rules.md` is
-//! rendered from them (a test keeps the file in sync: `SYMMEM_BLESS=1 cargo test -p
-//! symmem-macros` rewrites it).
+//! The capture-unfit table: the operations `#[symmetric_memory]` rejects at compile time in a
+//! checked body, as data ([`RULES`]), with the message text and the path matching the macro's
+//! body walk applies. `docs/capture-rules.md` is rendered from it ([`crate::doc`]).
 
 /// What a rule matches, syntactically.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum Pattern {
+pub enum Pattern {
     /// A method call `.name(..)`, or the same method called through a type path
     /// (`Type::name(..)`, `<T as Trait>::name(..)`, `Self::name(..)`).
     Method(&'static str),
@@ -32,9 +32,8 @@ pub(crate) enum Pattern {
 }
 
 impl Pattern {
-    /// How the pattern reads in the documentation.
-    #[cfg(test)]
-    pub(crate) fn describe(&self) -> String {
+    /// How the pattern reads in the documentation (`docs/capture-rules.md`).
+    pub fn describe(&self) -> String {
         match self {
             Pattern::Method(name) => format!("`.{name}(..)`"),
             Pattern::Function { path, min } | Pattern::Type { path, min } => {
@@ -58,7 +57,7 @@ impl Pattern {
 
 /// Why a rule exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Category {
+pub enum Category {
     /// Waits on the host for device work or copies through the host.
     HostBlocking,
     /// Collective set-up (communicators, symmetric segments) that cannot run under capture.
@@ -71,7 +70,7 @@ pub(crate) enum Category {
 
 impl Category {
     /// The category's name in messages and documentation.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Category::HostBlocking => "host-blocking",
             Category::CollectiveSetup => "collective set-up",
@@ -83,23 +82,23 @@ impl Category {
 
 /// One capture rule.
 #[derive(Debug)]
-pub(crate) struct Rule {
+pub struct Rule {
     /// Stable identifier (kebab case), shown in the documentation.
-    pub(crate) id: &'static str,
+    pub id: &'static str,
     /// Why it is flagged.
-    pub(crate) category: Category,
+    pub category: Category,
     /// What it matches.
-    pub(crate) patterns: &'static [Pattern],
+    pub patterns: &'static [Pattern],
     /// Completes "`<the call>` ...": what goes wrong.
-    pub(crate) reason: &'static str,
+    pub reason: &'static str,
     /// What to do instead.
-    pub(crate) fix: &'static str,
+    pub fix: &'static str,
 }
 
 use Pattern::{AsyncBlock, AsyncClosure, Function, Method, Type};
 
 /// The rules, in the order the documentation lists them.
-pub(crate) const RULES: &[Rule] = &[
+pub const RULES: &[Rule] = &[
     Rule {
         id: "synchronize",
         category: Category::HostBlocking,
@@ -148,7 +147,7 @@ pub(crate) const RULES: &[Rule] = &[
     Rule {
         id: "empty-cache",
         category: Category::CollectiveSetup,
-        patterns: &[Method("empty_cache"), Function { path: "symmem::empty_cache", min: 2 }],
+        patterns: &[Method("empty_cache")],
         reason: "releases cached segments (deregistering symmetric windows is collective), which is refused during capture",
         fix: "empty caches outside capture, between steps, in the caller",
     },
@@ -160,6 +159,13 @@ pub(crate) const RULES: &[Rule] = &[
         fix: "create groups once at start-up with `ctx.split_group(..)` and look them up with `symmem::group(name)`",
     },
     Rule {
+        id: "add-group",
+        category: Category::CollectiveSetup,
+        patterns: &[Method("add_group")],
+        reason: "adds a group with its communicator to the rank (collective set-up), which is refused during capture",
+        fix: "add groups once at start-up with `ctx.add_group(..)` and look them up with `symmem::group(name)`",
+    },
+    Rule {
         id: "start-ranks",
         category: Category::CollectiveSetup,
         patterns: &[
@@ -168,6 +174,7 @@ pub(crate) const RULES: &[Rule] = &[
             Function { path: "symmem::host::run_with", min: 2 },
             Function { path: "symmem::run", min: 2 },
             Function { path: "symmem::cuda::run_threads", min: 2 },
+            Function { path: "symmem::cuda::init_rank", min: 2 },
             Function { path: "symmem::cuda::init_from_env", min: 2 },
         ],
         reason: "starts ranks and creates their communicators, which cannot run during capture (and would install a second rank context on this thread)",
@@ -212,7 +219,7 @@ pub(crate) const RULES: &[Rule] = &[
 ];
 
 /// The text after "`<call>` " in a violation's message, with the help line.
-pub(crate) fn message(rule: &Rule, what: &str) -> String {
+pub fn message(rule: &Rule, what: &str) -> String {
     format!(
         "capture check ({}, rule `{}`): {what} {}\n\
          help: {}\n\
@@ -226,7 +233,7 @@ pub(crate) fn message(rule: &Rule, what: &str) -> String {
 
 /// Whether a path written as `written` (segments, without generics) matches `path` with at
 /// least `min` trailing segments.
-pub(crate) fn suffix_matches(written: &[String], path: &str, min: usize) -> bool {
+pub fn suffix_matches(written: &[String], path: &str, min: usize) -> bool {
     let full: Vec<&str> = path.split("::").collect();
     written.len() >= min
         && written.len() <= full.len()
@@ -236,86 +243,14 @@ pub(crate) fn suffix_matches(written: &[String], path: &str, min: usize) -> bool
             .all(|(a, b)| a == b)
 }
 
-/// `docs/capture-rules.md`, rendered from [`RULES`].
-#[cfg(test)]
-pub(crate) fn render_markdown() -> String {
-    let mut out = String::new();
-    out.push_str(
-        "<!-- Generated from macros/src/rules.rs by `SYMMEM_BLESS=1 cargo test -p symmem-macros`; do not edit by hand. -->\n\n\
-         # Capture rules of `#[symmetric_memory]`\n\n\
-         A body annotated with `#[symmetric_memory(group = \"...\")]` (with the default `capture = \"checked\"`) may run\n\
-         while a CUDA graph is being captured (`symmem::capture(..)`), so the macro rejects at compile time the calls that\n\
-         cannot be recorded into a graph, or that would escape the body's pool-routing window. Each is an error on the\n\
-         offending call, with a `help:` line saying what to do instead.\n\n\
-         | Rule | Category | Matches | Why | Instead |\n\
-         |---|---|---|---|---|\n",
-    );
-    for rule in RULES {
-        let pats: Vec<String> = rule.patterns.iter().map(Pattern::describe).collect();
-        out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
-            rule.id,
-            rule.category.name(),
-            pats.join("<br>"),
-            rule.reason.replace('|', "\\|"),
-            rule.fix.replace('|', "\\|"),
-        ));
-    }
-    out.push_str(
-        "\n## How matching works\n\n\
-         The checks are syntactic: they see the tokens of the body, not types or name resolution.\n\n\
-         * `.name(..)` rules match every method call of that name, whatever the receiver's type, and the same method\n  \
-           called through a type path: `Stream::synchronize(&s)`, `<Buffer<f32>>::to_host_vec(&b)`, `Self::name(..)`\n  \
-           (a path whose second-to-last segment starts with an upper-case letter, or a qualified path).\n\
-         * Path rules match a path (called, or passed as a function value) when the path as written is a suffix of the\n  \
-           rule's path at least as long as the shortest form listed: `thread::sleep(d)` and `std::thread::sleep(d)` are\n  \
-           caught, `sleep(d)` after `use std::thread::sleep;` is not, nor is a call through a renamed import\n  \
-           (`use symmem as sm; sm::synchronize()`) or through a function pointer bound outside the body.\n\
-         * Closures in the body are checked (they run inside the window when called there). Nested `fn` items, impl\n  \
-           blocks and other items inside the body are not: they are separate functions; annotate them if they should be\n  \
-           checked.\n\
-         * Macro arguments are checked when they parse as comma-separated expressions (`assert!`, `println!`,\n  \
-           `format!`, `vec![..]`, ...); other macro bodies are opaque.\n\
-         * Code reached through calls (other functions, trait methods) is not inspected: the runtime refuses the same\n  \
-           operations during capture with `Error::NotAllowedDuringCapture`, so what the macro misses fails at run time\n  \
-           with a message instead of corrupting a graph.\n\
-         * `.await` is fine in an annotated `async fn`: the macro routes each poll of its body (the window guard is\n  \
-           never held across an `.await`), and `async` blocks inside an `async fn` are checked like the body. In a\n  \
-           synchronous body an `async` block or closure is flagged by `deferred-async`.\n\n\
-         ## Escape hatch\n\n\
-         `#[symmem::allow_capture_unfit(reason = \"...\")]` on a statement of a checked body silences every rule inside that\n\
-         statement. It needs a non-empty reason, is removed from the expansion, and is an error where it has no effect (on a\n\
-         statement that breaks no rule, in a `capture = \"never\"` function, in a nested item, or on something other than a\n\
-         statement). `capture = \"never\"` turns the checks off for a whole function; the function then panics if it is\n\
-         called during capture. See [macro.md](macro.md#escape-hatch).\n",
-    );
-    out
+/// The rule with identifier `id`, if there is one.
+pub fn rule(id: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.id == id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_unique_and_texts_shaped() {
-        let mut ids: Vec<&str> = RULES.iter().map(|r| r.id).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        assert_eq!(ids.len(), RULES.len());
-        for r in RULES {
-            assert!(!r.patterns.is_empty(), "{}", r.id);
-            assert!(
-                !r.reason.ends_with('.') && !r.fix.ends_with('.'),
-                "{}",
-                r.id
-            );
-            for p in r.patterns {
-                if let Pattern::Function { path, min } | Pattern::Type { path, min } = p {
-                    assert!(*min >= 1 && *min <= path.split("::").count(), "{path}");
-                }
-            }
-        }
-    }
 
     #[test]
     fn suffixes() {
@@ -340,21 +275,22 @@ mod tests {
         ));
     }
 
-    /// `docs/capture-rules.md` is the rendering of the table (`SYMMEM_BLESS=1` rewrites it).
     #[test]
-    fn capture_rules_doc_in_sync() {
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/capture-rules.md");
-        let want = render_markdown();
-        if std::env::var_os("SYMMEM_BLESS").is_some() {
-            std::fs::write(&path, &want).unwrap();
-            return;
-        }
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "{} is out of date with macros/src/rules.rs: run `SYMMEM_BLESS=1 cargo test -p symmem-macros`",
-            path.display()
+    fn describe() {
+        let p = Pattern::Function {
+            path: "std::thread::sleep",
+            min: 2,
+        };
+        assert_eq!(p.describe(), "`std::thread::sleep`, `thread::sleep`");
+        let t = Pattern::Type {
+            path: "std::thread::Builder",
+            min: 2,
+        };
+        assert_eq!(
+            t.describe(),
+            "`std::thread::Builder::*`, `thread::Builder::*`"
         );
+        assert_eq!(rule("sleep").map(|r| r.id), Some("sleep"));
+        assert!(rule("nope").is_none());
     }
 }

@@ -1,0 +1,106 @@
+//! Argument parsing and validation: valid arguments and defaults, every error of one attribute
+//! reported together, group names, duplicates and bare keys, syntax recovery.
+
+use crate::args::{validate, Capture, RawArgs, Validated};
+use crate::errors::Errors;
+use proc_macro2::Span;
+use quote::quote;
+use syn::LitStr;
+
+fn run(attr: proc_macro2::TokenStream) -> (Validated, Vec<String>) {
+    let raw: RawArgs = syn::parse2(attr).unwrap();
+    let mut errors = Errors::default();
+    let v = validate(raw, &mut errors);
+    (v, errors.messages())
+}
+
+#[test]
+fn valid_arguments() {
+    let (v, e) = run(quote!(
+        group = "tp",
+        disabled = !self.on,
+        capture = "never",
+        crate = "my::symmem"
+    ));
+    assert!(e.is_empty(), "{e:?}");
+    let args = v.args.unwrap();
+    assert_eq!(args.group.value(), "tp");
+    assert!(args.disabled.is_some());
+    assert_eq!(args.capture, Capture::Never);
+    let k = &args.krate;
+    assert_eq!(quote!(#k).to_string(), "my :: symmem");
+}
+
+#[test]
+fn defaults() {
+    let (v, e) = run(quote!(group = "tp",));
+    assert!(e.is_empty());
+    let args = v.args.unwrap();
+    assert_eq!(args.capture, Capture::Checked);
+    let k = &args.krate;
+    assert_eq!(quote!(#k).to_string(), ":: symmem");
+}
+
+#[test]
+fn all_errors_together() {
+    let (v, e) = run(quote!(
+        grop = "tp",
+        capture = "nevr",
+        disabled = "yes",
+        crate = symmem,
+        x
+    ));
+    assert!(v.args.is_none());
+    assert_eq!(v.capture, None);
+    assert_eq!(e.len(), 5, "{e:#?}");
+    assert!(e[0].contains("did you mean `group`"), "{}", e[0]);
+    assert!(e[1].contains("did you mean \"never\""), "{}", e[1]);
+    assert!(e[2].contains("not a string"), "{}", e[2]);
+    assert!(e[3].contains("crate = \"symmem\""), "{}", e[3]);
+    assert!(e[4].contains("unknown argument `x`"), "{}", e[4]);
+    let (_, e) = run(quote!(capture = "never"));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("missing `group"), "{}", e[0]);
+}
+
+#[test]
+fn group_names() {
+    for bad in ["", "1tp", "t p", "tp-1", &"a".repeat(65)] {
+        let lit = LitStr::new(bad, Span::call_site());
+        let (_, e) = run(quote!(group = #lit));
+        assert_eq!(e.len(), 1, "{bad}: {e:?}");
+        assert!(e[0].contains("invalid group name"), "{}", e[0]);
+    }
+    for good in ["tp", "_x", "dp_2", "A"] {
+        let lit = LitStr::new(good, Span::call_site());
+        let (_, e) = run(quote!(group = #lit));
+        assert!(e.is_empty(), "{good}: {e:?}");
+    }
+    let (_, e) = run(quote!(group = tp));
+    assert!(e[0].contains("write `group = \"tp\"`"), "{}", e[0]);
+    let (_, e) = run(quote!(group = TP_GROUP));
+    assert!(e[0].contains("not a constant"), "{}", e[0]);
+    let (_, e) = run(quote!(group = GROUP_NAME::X));
+    assert!(e[0].contains("constants and expressions"), "{}", e[0]);
+}
+
+#[test]
+fn duplicates_and_bare_keys() {
+    let (_, e) = run(quote!(group = "a", group = "b", disabled));
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert!(e[0].contains("duplicate argument `group`"));
+    assert!(e[1].contains("`disabled` needs a value"));
+}
+
+#[test]
+fn syntax_recovery() {
+    let (_, e) = run(quote!("tp", group(x), capture: "never", disabled = a b, group = "ok"));
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(e[0].contains("the group must be named"));
+    assert!(e[1].contains("`group(...)`"));
+    assert!(e[2].contains("not `capture: value`"));
+    assert!(e[3].contains("expected `,`"));
+    // A malformed `group` hides the "missing group" error.
+    let (_, e) = run(quote!(group: "tp"));
+    assert_eq!(e.len(), 1, "{e:#?}");
+}
