@@ -1,5 +1,7 @@
 //! Allocation entry points: routed by the thread's current window.
 
+use symmem_rules::refusals;
+
 use crate::buffer::Buffer;
 use crate::dtype::Element;
 use crate::error::{Error, Result};
@@ -8,7 +10,7 @@ use crate::pool::handle::PoolRef;
 use crate::pool::owner::Owner;
 use crate::pool::Pool;
 use crate::rank::current::{default_pool_ptr, missing_group};
-use crate::thread::{refuse_blocking, THREAD};
+use crate::thread::{refuse_if_capturing, THREAD};
 use crate::window::{Route, Target};
 
 #[inline]
@@ -80,7 +82,7 @@ pub fn alloc_zeroed<T: Element>(len: usize) -> Result<Buffer<T>> {
 
 /// Allocate a buffer holding a copy of `src` (blocking copy; refused during capture).
 pub fn alloc_from_host<T: Element>(src: &[T]) -> Result<Buffer<T>> {
-    refuse_blocking("symmem::alloc_from_host")?;
+    refuse_if_capturing(&refusals::ALLOC_FROM_HOST)?;
     let mut b = alloc::<T>(src.len())?;
     b.copy_from_host(src)?;
     Ok(b)

@@ -1,5 +1,7 @@
 //! Typed device buffers that know where they come from.
 
+use symmem_rules::refusals;
+
 use std::marker::PhantomData;
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use crate::pool::allocation::Allocation;
 use crate::pool::graph::record_use;
 use crate::pool::owner::Owner;
 use crate::pool::Pool;
-use crate::thread::refuse_blocking;
+use crate::thread::refuse_if_capturing;
 
 /// Where a symmetric buffer lies: which group's window, and at which offset. The same
 /// allocation sequence gives the same window and offset on every rank.
@@ -146,7 +148,7 @@ impl<T: Element> Buffer<T> {
 
     /// Copy `src` into the buffer and wait for completion (blocking; refused during capture).
     pub fn copy_from_host(&mut self, src: &[T]) -> Result<()> {
-        refuse_blocking("Buffer::copy_from_host")?;
+        refuse_if_capturing(&refusals::BUFFER_COPY_FROM_HOST)?;
         self.check_len("copy_from_host", src.len())?;
         // SAFETY: `T: Element` is plain old data; the byte view covers exactly `src`.
         let bytes = unsafe {
@@ -157,7 +159,7 @@ impl<T: Element> Buffer<T> {
 
     /// Copy the buffer into `dst` and wait for completion (blocking; refused during capture).
     pub fn copy_to_host(&self, dst: &mut [T]) -> Result<()> {
-        refuse_blocking("Buffer::copy_to_host")?;
+        refuse_if_capturing(&refusals::BUFFER_COPY_TO_HOST)?;
         self.check_len("copy_to_host", dst.len())?;
         // SAFETY: as above; every bit pattern is a valid `T` for the element types.
         let bytes = unsafe {

@@ -232,13 +232,4 @@ impl Error {
             fix: "move it before `symmem::capture(...)` or after it (for example read results after `graph.replay()`)",
         }
     }
-
-    /// Shorthand for the capture refusal of collective set-up.
-    pub(crate) fn setup_in_capture(op: &'static str) -> Self {
-        Error::NotAllowedDuringCapture {
-            op,
-            why: "it is a collective set-up (segment creation / window registration / communicator creation) that fails under capture",
-            fix: "do it before capture: create groups and call `group.reserve_symmetric(bytes)` first",
-        }
-    }
 }

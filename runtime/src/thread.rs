@@ -13,6 +13,8 @@
 
 use std::cell::Cell;
 
+use symmem_rules::refusals::Refusal;
+
 use crate::error::{Error, Result};
 
 /// How many guard ids [`ThreadState::guard_ids`] records (deeper windows are trusted by depth).
@@ -92,22 +94,27 @@ pub(crate) fn capture_ptr() -> *const () {
     THREAD.with(|t| t.capture.get())
 }
 
-/// Refuse a host-blocking operation while this thread captures.
+/// Refuse `refusal` (an operation of the refusal table `symmem_rules::refusals`) while this
+/// thread captures a graph.
+///
+/// Every capture refusal of the runtime names its table entry, so the drift test
+/// (`rules/tests/drift.rs`) can pair each with the compile-time rule that rejects the same call.
 #[inline]
-pub(crate) fn refuse_blocking(op: &'static str) -> Result<()> {
+pub(crate) fn refuse_if_capturing(refusal: &'static Refusal) -> Result<()> {
     if is_capturing() {
-        Err(Error::blocking_in_capture(op))
+        Err(capture_refusal(refusal))
     } else {
         Ok(())
     }
 }
 
-/// Refuse a collective set-up operation while this thread captures.
-#[inline]
-pub(crate) fn refuse_setup(op: &'static str) -> Result<()> {
-    if is_capturing() {
-        Err(Error::setup_in_capture(op))
-    } else {
-        Ok(())
+/// The error of a refused operation (also for backends whose stream knows it is capturing).
+#[cold]
+#[inline(never)]
+pub(crate) fn capture_refusal(refusal: &'static Refusal) -> Error {
+    Error::NotAllowedDuringCapture {
+        op: refusal.op,
+        why: refusal.why(),
+        fix: refusal.fix(),
     }
 }

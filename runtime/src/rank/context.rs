@@ -4,6 +4,8 @@
 //! singleton: with threads as ranks (the host backend, or one GPU per thread), each rank thread
 //! sees only its own groups.
 
+use symmem_rules::refusals;
+
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +19,7 @@ use crate::pool::handle::PoolOwner;
 use crate::pool::{Pool, PoolStats, Source};
 use crate::rank::group::{make_group, Group};
 use crate::rank::stream::Stream;
-use crate::thread::{rank_ptr, refuse_setup, THREAD};
+use crate::thread::{rank_ptr, refuse_if_capturing, THREAD};
 use crate::window::reset_routing;
 
 static NEXT_RANK_ID: AtomicU64 = AtomicU64::new(1);
@@ -137,7 +139,7 @@ impl RankContext {
         world: Arc<dyn CommBackend>,
         config: RankConfig,
     ) -> Result<RankContext> {
-        refuse_setup("RankContext::install")?;
+        refuse_if_capturing(&refusals::RANK_INSTALL)?;
         if let Some(existing) = current_rank_opt() {
             return Err(Error::RankContextAlreadyInstalled {
                 rank: existing.world.rank(),
@@ -196,7 +198,7 @@ impl RankContext {
 
     /// Add a group from an existing communicator.
     pub fn add_group(&self, name: &str, comm: Arc<dyn CommBackend>) -> Result<Group> {
-        refuse_setup("RankContext::add_group")?;
+        refuse_if_capturing(&refusals::RANK_ADD_GROUP)?;
         validate_group_name(name)?;
         if self.inner.pool_of(name).is_some() {
             return Err(Error::DuplicateGroup {
@@ -218,7 +220,7 @@ impl RankContext {
     /// form one group named `name`, ordered by `key`, then by parent rank. For example tensor
     /// parallel groups of size `tp` inside the world: `color = rank / tp`, `key = rank % tp`.
     pub fn split_group(&self, name: &str, parent: &Group, color: u32, key: u32) -> Result<Group> {
-        refuse_setup("RankContext::split_group")?;
+        refuse_if_capturing(&refusals::RANK_SPLIT_GROUP)?;
         validate_group_name(name)?;
         if self.inner.pool_of(name).is_some() {
             return Err(Error::DuplicateGroup {
@@ -258,7 +260,7 @@ impl RankContext {
 
     /// Release the default pool's entirely free segments. Refused during capture.
     pub fn empty_cache(&self) -> Result<usize> {
-        refuse_setup("RankContext::empty_cache")?;
+        refuse_if_capturing(&refusals::RANK_EMPTY_CACHE)?;
         self.inner.default_pool.empty_cache()
     }
 }

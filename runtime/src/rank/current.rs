@@ -2,6 +2,8 @@
 //! functions `symmem::group`, `symmem::window`, `symmem::current_stream`, `symmem::synchronize`
 //! and what the macro's expansion and `alloc` call.
 
+use symmem_rules::refusals;
+
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use crate::pool::Pool;
 use crate::rank::context::{current_rank_opt, RankInner};
 use crate::rank::group::Group;
 use crate::rank::stream::Stream;
-use crate::thread::{rank_ptr, refuse_blocking};
+use crate::thread::{rank_ptr, refuse_if_capturing};
 use crate::window::{Target, WindowGuard};
 
 pub(crate) fn current_rank() -> Result<Rc<RankInner>> {
@@ -66,7 +68,7 @@ pub fn current_stream() -> Result<Stream> {
 
 /// Wait until the current rank's stream is idle. Refused during capture.
 pub fn synchronize() -> Result<()> {
-    refuse_blocking("symmem::synchronize")?;
+    refuse_if_capturing(&refusals::SYNCHRONIZE)?;
     current_rank()?.stream().synchronize()
 }
 

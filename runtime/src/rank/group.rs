@@ -1,5 +1,7 @@
 //! A group: a named communicator of ranks with its own symmetric pool.
 
+use symmem_rules::refusals;
+
 use std::sync::Arc;
 
 use crate::backend::direct::DirectAllReduce;
@@ -8,7 +10,7 @@ use crate::config::RankConfig;
 use crate::error::Result;
 use crate::pool::handle::PoolOwner;
 use crate::pool::{Pool, PoolStats, Source};
-use crate::thread::refuse_setup;
+use crate::thread::refuse_if_capturing;
 use crate::validation::DivergenceCheck;
 use crate::window::{Target, WindowGuard};
 
@@ -95,14 +97,14 @@ impl Group {
     /// segment if needed (a collective: every rank calls it with the same value). Call it
     /// before capturing graphs that allocate symmetric memory. Refused during capture.
     pub fn reserve_symmetric(&self, bytes: usize) -> Result<()> {
-        refuse_setup("Group::reserve_symmetric")?;
+        refuse_if_capturing(&refusals::GROUP_RESERVE_SYMMETRIC)?;
         self.shared.pool.reserve(bytes)
     }
 
     /// Release the symmetric pool's entirely free segments. Returns the bytes released.
     /// Refused during capture.
     pub fn empty_cache(&self) -> Result<usize> {
-        refuse_setup("Group::empty_cache")?;
+        refuse_if_capturing(&refusals::GROUP_EMPTY_CACHE)?;
         self.shared.pool.empty_cache()
     }
 

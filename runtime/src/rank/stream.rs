@@ -1,10 +1,12 @@
 //! A rank's stream handle.
 
+use symmem_rules::refusals;
+
 use std::sync::Arc;
 
 use crate::backend::traits::{HostOp, StreamBackend};
 use crate::error::Result;
-use crate::thread::refuse_blocking;
+use crate::thread::refuse_if_capturing;
 
 /// A rank's stream handle.
 #[derive(Clone)]
@@ -21,7 +23,7 @@ impl std::fmt::Debug for Stream {
 impl Stream {
     /// Wait until all work queued on the stream has finished. Refused during capture.
     pub fn synchronize(&self) -> Result<()> {
-        refuse_blocking("Stream::synchronize")?;
+        refuse_if_capturing(&refusals::STREAM_SYNCHRONIZE)?;
         self.inner.synchronize()
     }
 
