@@ -11,6 +11,7 @@
 
 mod alloc;
 pub mod backend;
+mod bootstrap;
 mod buffer;
 pub mod capture;
 mod collective;
