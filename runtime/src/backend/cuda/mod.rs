@@ -66,6 +66,7 @@ pub mod bootstrap {
 }
 mod comm;
 mod device;
+mod ffi;
 mod interop;
 pub mod probe;
 mod util;
@@ -81,8 +82,8 @@ use cudarc::nccl::sys as nccl;
 use comm::{AbortRegistry, CommSettings};
 pub use comm::{NcclComm, NCCL_WIN_COLL_SYMMETRIC};
 pub use device::{CudaDevice, CudaGraph, CudaRankStream};
+use ffi::nccl_check;
 pub use interop::{view, view_mut, BufferCudaExt, BufferView, BufferViewMut};
-use util::nccl_check;
 pub use version::{NcclVersion, SymmetricPolicy};
 
 use crate::launch::BackendReport;
