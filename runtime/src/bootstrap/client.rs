@@ -9,7 +9,7 @@ use super::error::BootstrapError;
 use super::wire::{encode_hello, read_reply, write_by, ReplyError};
 
 /// A rank other than 0: connect (retrying), send the hello, read the answer.
-pub(super) fn client(
+pub fn client(
     env: &LaunchEnv,
     addrs: &[SocketAddr],
     tag: u64,

@@ -168,7 +168,7 @@ impl LaunchEnv {
             source,
             port_origin,
         };
-        env.validate()?;
+        validate(&env)?;
         Ok(env)
     }
 
@@ -192,62 +192,62 @@ impl LaunchEnv {
             source: EnvSource::Explicit,
             port_origin: PortOrigin::Explicit,
         };
-        env.validate()?;
+        validate(&env)?;
         Ok(env)
-    }
-
-    /// Check the fields (they are public, so they may have been changed).
-    pub(super) fn validate(&self) -> Result<(), BootstrapError> {
-        let (rank_var, size_var, _) = self.source.variables();
-        if self.world_size == 0 {
-            return Err(BootstrapError::ZeroWorldSize { var: size_var });
-        }
-        if self.rank >= self.world_size {
-            return Err(BootstrapError::RankOutOfRange {
-                rank: self.rank,
-                world_size: self.world_size,
-                rank_var,
-                size_var,
-            });
-        }
-        if self.master_addr.trim().is_empty() {
-            return Err(BootstrapError::MissingVariables {
-                missing: vec!["MASTER_ADDR"],
-                launcher: Some(self.source),
-            });
-        }
-        if self.master_port == 0 {
-            return Err(BootstrapError::InvalidNumber {
-                var: "MASTER_PORT",
-                value: "0".into(),
-                expected: "a TCP port (1 to 65535)",
-            });
-        }
-        if self.world_size > MAX_WORLD_SIZE {
-            return Err(BootstrapError::InvalidNumber {
-                var: size_var,
-                value: self.world_size.to_string(),
-                expected: "a world size of at most 1048576",
-            });
-        }
-        Ok(())
     }
 
     /// `master_addr:master_port` as text (IPv6 addresses in brackets).
     pub fn endpoint(&self) -> String {
-        let host = self.host();
+        let host = host(self);
         if host.contains(':') {
             format!("[{host}]:{}", self.master_port)
         } else {
             format!("{host}:{}", self.master_port)
         }
     }
+}
 
-    /// `master_addr` without surrounding whitespace and IPv6 brackets.
-    pub(super) fn host(&self) -> &str {
-        let h = self.master_addr.trim();
-        h.strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(h)
+/// Check the fields of `env` (they are public, so they may have been changed).
+pub fn validate(env: &LaunchEnv) -> Result<(), BootstrapError> {
+    let (rank_var, size_var, _) = env.source.variables();
+    if env.world_size == 0 {
+        return Err(BootstrapError::ZeroWorldSize { var: size_var });
     }
+    if env.rank >= env.world_size {
+        return Err(BootstrapError::RankOutOfRange {
+            rank: env.rank,
+            world_size: env.world_size,
+            rank_var,
+            size_var,
+        });
+    }
+    if env.master_addr.trim().is_empty() {
+        return Err(BootstrapError::MissingVariables {
+            missing: vec!["MASTER_ADDR"],
+            launcher: Some(env.source),
+        });
+    }
+    if env.master_port == 0 {
+        return Err(BootstrapError::InvalidNumber {
+            var: "MASTER_PORT",
+            value: "0".into(),
+            expected: "a TCP port (1 to 65535)",
+        });
+    }
+    if env.world_size > MAX_WORLD_SIZE {
+        return Err(BootstrapError::InvalidNumber {
+            var: size_var,
+            value: env.world_size.to_string(),
+            expected: "a world size of at most 1048576",
+        });
+    }
+    Ok(())
+}
+
+/// `env.master_addr` without surrounding whitespace and IPv6 brackets.
+pub fn host(env: &LaunchEnv) -> &str {
+    let h = env.master_addr.trim();
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h)
 }

@@ -182,7 +182,7 @@ fn missing_context(launcher: Option<EnvSource>, missing: &[&'static str]) -> Str
 }
 
 /// Ranks as a comma-separated list, the first 32 only.
-pub(super) fn list_ranks(r: &[usize]) -> String {
+pub fn list_ranks(r: &[usize]) -> String {
     const SHOWN: usize = 32;
     let mut s: Vec<String> = r.iter().take(SHOWN).map(|x| x.to_string()).collect();
     if r.len() > SHOWN {

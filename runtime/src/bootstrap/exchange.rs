@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::client::client;
 use super::deadline::{deadline_after, left};
-use super::env::LaunchEnv;
+use super::env::{host, validate, LaunchEnv};
 use super::error::BootstrapError;
 use super::server::{bind, serve};
 use super::wire::{tag_hash, MAX_PAYLOAD, UNIQUE_ID_BYTES};
@@ -28,7 +28,7 @@ pub fn exchange_unique_id(
     make_id: impl FnOnce() -> [u8; UNIQUE_ID_BYTES],
     timeout: Duration,
 ) -> Result<[u8; UNIQUE_ID_BYTES], BootstrapError> {
-    env.validate()?;
+    validate(env)?;
     if env.world_size == 1 {
         return Ok(make_id());
     }
@@ -63,7 +63,7 @@ pub fn all_gather_bytes(
     mine: &[u8],
     timeout: Duration,
 ) -> Result<Vec<Vec<u8>>, BootstrapError> {
-    env.validate()?;
+    validate(env)?;
     if mine.len() > MAX_PAYLOAD {
         return Err(BootstrapError::PayloadTooLarge {
             len: mine.len(),
@@ -114,7 +114,7 @@ fn rendezvous(
 /// Resolve `MASTER_ADDR`, in a helper thread so that a slow resolver cannot outlast the
 /// deadline.
 fn resolve(env: &LaunchEnv, deadline: Instant) -> Result<Vec<SocketAddr>, BootstrapError> {
-    let host = env.host().to_string();
+    let host = host(env).to_string();
     let port = env.master_port;
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, port)]);

@@ -14,7 +14,7 @@ use super::wire::{
 };
 
 /// Listen on the first of `addrs` that can be bound (rank 0).
-pub(super) fn bind(
+pub fn bind(
     env: &LaunchEnv,
     addrs: &[SocketAddr],
 ) -> Result<(TcpListener, SocketAddr), BootstrapError> {
@@ -53,7 +53,7 @@ fn refuse(s: &mut TcpStream, message: &str) {
 type Arrival = (TcpStream, SocketAddr, Result<Hello, HelloError>);
 
 /// Rank 0: collect every peer's hello, then answer all.
-pub(super) fn serve(
+pub fn serve(
     listener: TcpListener,
     addr: SocketAddr,
     world_size: usize,

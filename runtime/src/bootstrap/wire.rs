@@ -17,14 +17,14 @@ pub const UNIQUE_ID_BYTES: usize = 128;
 /// Largest contribution of one rank to an exchange (16 MiB).
 pub const MAX_PAYLOAD: usize = 16 << 20;
 
-pub(super) const MAGIC: [u8; 4] = *b"SYMM";
-pub(super) const PROTOCOL_VERSION: u32 = 1;
-pub(super) const STATUS_OK: u32 = 0;
-pub(super) const STATUS_REFUSED: u32 = 1;
-pub(super) const MAX_MESSAGE: usize = 64 << 10;
+pub const MAGIC: [u8; 4] = *b"SYMM";
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const STATUS_OK: u32 = 0;
+pub const STATUS_REFUSED: u32 = 1;
+pub const MAX_MESSAGE: usize = 64 << 10;
 
 /// FNV-1a, stable across processes and Rust versions.
-pub(super) fn tag_hash(tag: &str) -> u64 {
+pub fn tag_hash(tag: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in tag.bytes() {
         h ^= u64::from(b);
@@ -34,14 +34,14 @@ pub(super) fn tag_hash(tag: &str) -> u64 {
 }
 
 /// A hello, as rank 0 read it.
-pub(super) struct Hello {
-    pub(super) tag: u64,
-    pub(super) rank: u32,
-    pub(super) world_size: u32,
-    pub(super) payload: Vec<u8>,
+pub struct Hello {
+    pub tag: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    pub payload: Vec<u8>,
 }
 
-pub(super) enum HelloError {
+pub enum HelloError {
     /// Not our magic: some other client. Ignored.
     Stray,
     /// Our magic, another protocol version.
@@ -53,7 +53,7 @@ pub(super) enum HelloError {
 }
 
 /// Read exactly `buf.len()` bytes before `deadline` (each read's timeout is the time left).
-pub(super) fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+pub fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
     let mut pos = 0;
     while pos < buf.len() {
         if Instant::now() >= deadline {
@@ -78,19 +78,19 @@ pub(super) fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> s
     Ok(())
 }
 
-pub(super) fn read_u32(s: &mut TcpStream, deadline: Instant) -> std::io::Result<u32> {
+pub fn read_u32(s: &mut TcpStream, deadline: Instant) -> std::io::Result<u32> {
     let mut b = [0u8; 4];
     read_by(s, &mut b, deadline)?;
     Ok(u32::from_le_bytes(b))
 }
 
-pub(super) fn write_by(s: &mut TcpStream, data: &[u8], timeout: Duration) -> std::io::Result<()> {
+pub fn write_by(s: &mut TcpStream, data: &[u8], timeout: Duration) -> std::io::Result<()> {
     s.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     s.write_all(data)?;
     s.flush()
 }
 
-pub(super) fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, HelloError> {
+pub fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, HelloError> {
     let mut magic = [0u8; 4];
     read_by(s, &mut magic, deadline).map_err(|_| HelloError::Io)?;
     if magic != MAGIC {
@@ -118,7 +118,7 @@ pub(super) fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, 
     })
 }
 
-pub(super) fn encode_hello(tag: u64, rank: u32, world_size: u32, payload: &[u8]) -> Vec<u8> {
+pub fn encode_hello(tag: u64, rank: u32, world_size: u32, payload: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(28 + payload.len());
     m.extend_from_slice(&MAGIC);
     m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
@@ -130,7 +130,7 @@ pub(super) fn encode_hello(tag: u64, rank: u32, world_size: u32, payload: &[u8])
     m
 }
 
-pub(super) fn encode_ok(all: &[Vec<u8>]) -> Vec<u8> {
+pub fn encode_ok(all: &[Vec<u8>]) -> Vec<u8> {
     let total: usize = all.iter().map(|p| 4 + p.len()).sum();
     let mut m = Vec::with_capacity(16 + total);
     m.extend_from_slice(&MAGIC);
@@ -144,7 +144,7 @@ pub(super) fn encode_ok(all: &[Vec<u8>]) -> Vec<u8> {
     m
 }
 
-pub(super) fn encode_refusal(message: &str) -> Vec<u8> {
+pub fn encode_refusal(message: &str) -> Vec<u8> {
     let mut msg = message.as_bytes();
     if msg.len() > MAX_MESSAGE {
         msg = &msg[..MAX_MESSAGE];
@@ -158,7 +158,7 @@ pub(super) fn encode_refusal(message: &str) -> Vec<u8> {
     m
 }
 
-pub(super) enum ReplyError {
+pub enum ReplyError {
     /// The connection closed or failed before any byte of a reply: retry.
     Lost(String),
     /// No reply before the deadline.
@@ -167,7 +167,7 @@ pub(super) enum ReplyError {
     Foreign(String),
 }
 
-pub(super) fn read_reply(
+pub fn read_reply(
     s: &mut TcpStream,
     world_size: usize,
     deadline: Instant,

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 // ---------------------------------------------------------------------------------------------
 
 /// Convert a driver error into [`Error::Cuda`], naming the call and what to check.
-pub(crate) fn cuda_err(call: &'static str, e: DriverError, hint: &'static str) -> Error {
+pub fn cuda_err(call: &'static str, e: DriverError, hint: &'static str) -> Error {
     let name = e
         .error_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -80,7 +80,7 @@ fn nccl_message(r: nccl::ncclResult_t, comm: nccl::ncclComm_t) -> String {
 /// `comm` is NULL or a live communicator (its last error goes into the message).
 /// Inline: it follows every collective launch; the error is built out of line.
 #[inline(always)]
-pub(crate) fn nccl_check(
+pub fn nccl_check(
     call: &'static str,
     r: nccl::ncclResult_t,
     comm: nccl::ncclComm_t,
@@ -115,12 +115,12 @@ fn nccl_error(
 /// Switches the calling thread's stream-capture interaction mode to *relaxed* while alive, so
 /// that allocations and frees (`cuMemAlloc`, `cuMemFree`) are legal while this thread captures a
 /// graph in thread-local mode. Restores the previous mode on drop.
-pub(crate) struct RelaxedCapture {
+pub struct RelaxedCapture {
     prev: Option<cu::CUstreamCaptureMode>,
 }
 
 impl RelaxedCapture {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         let mut mode = cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_RELAXED;
         // SAFETY: plain in/out parameter. On failure nothing was exchanged, and nothing is
         // restored on drop.
@@ -145,7 +145,7 @@ impl Drop for RelaxedCapture {
 // ---------------------------------------------------------------------------------------------
 
 /// `cuMemAlloc` of `bytes` in the current context (an error, not UB, without one).
-pub(crate) fn mem_alloc(bytes: usize, hint: &'static str) -> Result<cu::CUdeviceptr> {
+pub fn mem_alloc(bytes: usize, hint: &'static str) -> Result<cu::CUdeviceptr> {
     let mut p: cu::CUdeviceptr = 0;
     // SAFETY: out-parameter.
     cu_check(
@@ -160,13 +160,13 @@ pub(crate) fn mem_alloc(bytes: usize, hint: &'static str) -> Result<cu::CUdevice
 ///
 /// # Safety
 /// `ptr` came from [`mem_alloc`], is not freed yet, and no queued work uses it any more.
-pub(crate) unsafe fn mem_free(ptr: cu::CUdeviceptr, hint: &'static str) -> Result<()> {
+pub unsafe fn mem_free(ptr: cu::CUdeviceptr, hint: &'static str) -> Result<()> {
     // SAFETY: the caller's contract.
     cu_check("cuMemFree", unsafe { cu::cuMemFree_v2(ptr) }, hint)
 }
 
 /// Free and total memory of the current context's device (`cuMemGetInfo`), `None` on failure.
-pub(crate) fn mem_get_info() -> Option<(usize, usize)> {
+pub fn mem_get_info() -> Option<(usize, usize)> {
     let (mut free, mut total) = (0usize, 0usize);
     // SAFETY: out-parameters.
     let r = unsafe { cu::cuMemGetInfo_v2(&mut free, &mut total) };
@@ -175,7 +175,7 @@ pub(crate) fn mem_get_info() -> Option<(usize, usize)> {
 
 /// The recommended granularity of pinned device allocations on GPU `ordinal`
 /// (`cuMemGetAllocationGranularity`), `None` when the driver cannot tell.
-pub(crate) fn recommended_granularity(ordinal: usize) -> Option<usize> {
+pub fn recommended_granularity(ordinal: usize) -> Option<usize> {
     // SAFETY: zeroed is a valid bit pattern for this plain C struct; we set the fields used.
     let mut prop: cu::CUmemAllocationProp = unsafe { std::mem::zeroed() };
     prop.type_ = cu::CUmemAllocationType::CU_MEM_ALLOCATION_TYPE_PINNED;
@@ -198,24 +198,24 @@ pub(crate) fn recommended_granularity(ordinal: usize) -> Option<usize> {
 ///
 /// The owner drops it only with the allocating context current and no queued work using the
 /// memory (or [`DeviceAlloc::leak`]s it when it cannot know).
-pub(crate) struct DeviceAlloc {
+pub struct DeviceAlloc {
     ptr: cu::CUdeviceptr,
 }
 
 impl DeviceAlloc {
     /// `bytes` (at least 1) in the current context.
-    pub(crate) fn new(bytes: usize, hint: &'static str) -> Result<Self> {
+    pub fn new(bytes: usize, hint: &'static str) -> Result<Self> {
         let _relaxed = RelaxedCapture::new();
         mem_alloc(bytes.max(1), hint).map(|ptr| DeviceAlloc { ptr })
     }
 
     /// The device address.
-    pub(crate) fn ptr(&self) -> cu::CUdeviceptr {
+    pub fn ptr(&self) -> cu::CUdeviceptr {
         self.ptr
     }
 
     /// Give the memory up without freeing it (queued work may still touch it).
-    pub(crate) fn leak(self) {
+    pub fn leak(self) {
         std::mem::forget(self);
     }
 }
@@ -236,7 +236,7 @@ impl Drop for DeviceAlloc {
 ///
 /// # Safety
 /// `stream` is a live stream.
-pub(crate) unsafe fn stream_synchronize(stream: cu::CUstream, hint: &'static str) -> Result<()> {
+pub unsafe fn stream_synchronize(stream: cu::CUstream, hint: &'static str) -> Result<()> {
     // SAFETY: the caller's contract.
     cu_check(
         "cuStreamSynchronize",
@@ -249,7 +249,7 @@ pub(crate) unsafe fn stream_synchronize(stream: cu::CUstream, hint: &'static str
 ///
 /// # Safety
 /// `stream` is a live stream.
-pub(crate) unsafe fn stream_query(stream: cu::CUstream, hint: &'static str) -> Result<bool> {
+pub unsafe fn stream_query(stream: cu::CUstream, hint: &'static str) -> Result<bool> {
     // SAFETY: the caller's contract.
     match unsafe { cu::cuStreamQuery(stream) } {
         cu::CUresult::CUDA_SUCCESS => Ok(true),
@@ -263,7 +263,7 @@ pub(crate) unsafe fn stream_query(stream: cu::CUstream, hint: &'static str) -> R
 /// # Safety
 /// `dst` holds at least `src.len()` bytes and outlives the queued copy; `stream` is live. A
 /// copy from pageable memory returns once `src` is staged.
-pub(crate) unsafe fn memcpy_htod_async(
+pub unsafe fn memcpy_htod_async(
     dst: cu::CUdeviceptr,
     src: &[u8],
     stream: cu::CUstream,
@@ -282,7 +282,7 @@ pub(crate) unsafe fn memcpy_htod_async(
 /// # Safety
 /// `src` holds at least `dst.len()` bytes; `dst` is not read until the copy completed (the
 /// caller synchronises `stream` before); `stream` is live.
-pub(crate) unsafe fn memcpy_dtoh_async(
+pub unsafe fn memcpy_dtoh_async(
     dst: &mut [u8],
     src: cu::CUdeviceptr,
     stream: cu::CUstream,
@@ -300,7 +300,7 @@ pub(crate) unsafe fn memcpy_dtoh_async(
 ///
 /// # Safety
 /// Both hold `bytes` and outlive the queued copy; `stream` is live.
-pub(crate) unsafe fn memcpy_dtod_async(
+pub unsafe fn memcpy_dtod_async(
     dst: cu::CUdeviceptr,
     src: cu::CUdeviceptr,
     bytes: usize,
@@ -319,7 +319,7 @@ pub(crate) unsafe fn memcpy_dtod_async(
 ///
 /// # Safety
 /// `dst` holds `bytes` and outlives the queued fill; `stream` is live.
-pub(crate) unsafe fn memset_d8_async(
+pub unsafe fn memset_d8_async(
     dst: cu::CUdeviceptr,
     value: u8,
     bytes: usize,
@@ -342,7 +342,7 @@ pub(crate) unsafe fn memset_d8_async(
 ///
 /// # Safety
 /// `stream` is a live stream.
-pub(crate) unsafe fn begin_capture(stream: cu::CUstream, hint: &'static str) -> Result<()> {
+pub unsafe fn begin_capture(stream: cu::CUstream, hint: &'static str) -> Result<()> {
     // SAFETY: the caller's contract.
     cu_check(
         "cuStreamBeginCapture",
@@ -361,10 +361,7 @@ pub(crate) unsafe fn begin_capture(stream: cu::CUstream, hint: &'static str) -> 
 ///
 /// # Safety
 /// `stream` is a live stream.
-pub(crate) unsafe fn end_capture(
-    stream: cu::CUstream,
-    hint: &'static str,
-) -> Result<CapturedGraph> {
+pub unsafe fn end_capture(stream: cu::CUstream, hint: &'static str) -> Result<CapturedGraph> {
     let mut graph: cu::CUgraph = std::ptr::null_mut();
     // SAFETY: out-parameter; the stream is live (the caller's contract).
     let r = unsafe { cu::cuStreamEndCapture(stream, &mut graph) };
@@ -374,12 +371,12 @@ pub(crate) unsafe fn end_capture(
 }
 
 /// A graph returned by [`end_capture`] (`CUgraph`), destroyed on drop.
-pub(crate) struct CapturedGraph(cu::CUgraph);
+pub struct CapturedGraph(cu::CUgraph);
 
 impl CapturedGraph {
     /// `cuGraphInstantiate`; the graph itself is destroyed (the executable graph does not need
     /// it).
-    pub(crate) fn instantiate(self, hint: &'static str) -> Result<GraphExec> {
+    pub fn instantiate(self, hint: &'static str) -> Result<GraphExec> {
         let mut exec: cu::CUgraphExec = std::ptr::null_mut();
         // SAFETY: `self.0` is a valid graph.
         let r = unsafe { cu::cuGraphInstantiateWithFlags(&mut exec, self.0, 0) };
@@ -401,14 +398,14 @@ impl Drop for CapturedGraph {
 
 /// An executable graph (`CUgraphExec`), destroyed on drop (the owner binds its context first;
 /// an in-flight launch is freed by the driver once it completes).
-pub(crate) struct GraphExec(cu::CUgraphExec);
+pub struct GraphExec(cu::CUgraphExec);
 
 impl GraphExec {
     /// `cuGraphLaunch` on `stream`.
     ///
     /// # Safety
     /// `stream` is a live stream of the graph's context, bound to the thread.
-    pub(crate) unsafe fn launch(&self, stream: cu::CUstream, hint: &'static str) -> Result<()> {
+    pub unsafe fn launch(&self, stream: cu::CUstream, hint: &'static str) -> Result<()> {
         // SAFETY: the executable graph is live; the stream by the caller's contract.
         cu_check(
             "cuGraphLaunch",
@@ -429,13 +426,18 @@ impl Drop for GraphExec {
 // NCCL
 // ---------------------------------------------------------------------------------------------
 
+/// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+): the `winFlags` of
+/// `ncclCommWindowRegister` that registers a window for NCCL's symmetric kernels (cudarc's
+/// bindings do not export the macro).
+pub const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
+
 /// A symbol of the NCCL library cudarc loaded, as a value of type `F` (a function pointer).
 /// The error names the symbol.
 ///
 /// # Safety
 /// NCCL is loaded (a communicator exists, made through it: cudarc would panic otherwise), and
 /// `F` is the symbol's C signature (`nccl.h`). `name` ends in NUL.
-pub(crate) unsafe fn nccl_symbol<F: Copy>(name: &str) -> std::result::Result<F, String> {
+pub unsafe fn nccl_symbol<F: Copy>(name: &str) -> std::result::Result<F, String> {
     // SAFETY: the library is loaded (the caller's contract) and stays loaded for the life of
     // the process (cudarc keeps it in a static).
     let lib = unsafe { nccl::culib() };
@@ -448,7 +450,7 @@ pub(crate) unsafe fn nccl_symbol<F: Copy>(name: &str) -> std::result::Result<F, 
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn comm_user_rank(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
+pub unsafe fn comm_user_rank(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
     let mut rank = 0;
     // SAFETY: out-parameter; `comm` is live (the caller's contract).
     let r = unsafe { nccl::ncclCommUserRank(comm, &mut rank) };
@@ -460,7 +462,7 @@ pub(crate) unsafe fn comm_user_rank(comm: nccl::ncclComm_t, hint: &'static str) 
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
+pub unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
     let mut size = 0;
     // SAFETY: out-parameter; `comm` is live (the caller's contract).
     let r = unsafe { nccl::ncclCommCount(comm, &mut size) };
@@ -472,7 +474,7 @@ pub(crate) unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> R
 ///
 /// # Safety
 /// `comm` is a live communicator.
-pub(crate) unsafe fn comm_async_error(comm: nccl::ncclComm_t, hint: &'static str) -> Result<()> {
+pub unsafe fn comm_async_error(comm: nccl::ncclComm_t, hint: &'static str) -> Result<()> {
     let mut async_err = nccl::ncclResult_t::ncclSuccess;
     // SAFETY: out-parameter; `comm` is live (the caller's contract).
     let r = unsafe { nccl::ncclCommGetAsyncError(comm, &mut async_err) };
@@ -484,7 +486,7 @@ pub(crate) unsafe fn comm_async_error(comm: nccl::ncclComm_t, hint: &'static str
 ///
 /// # Safety
 /// `comm` is a live communicator, not used again.
-pub(crate) unsafe fn comm_abort(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_abort(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
     // SAFETY: the caller's contract.
     unsafe { nccl::ncclCommAbort(comm) }
 }
@@ -493,7 +495,7 @@ pub(crate) unsafe fn comm_abort(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
 ///
 /// # Safety
 /// `comm` is a live communicator, used by nobody else.
-pub(crate) unsafe fn comm_finalize(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_finalize(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
     // SAFETY: the caller's contract.
     unsafe { nccl::ncclCommFinalize(comm) }
 }
@@ -502,7 +504,7 @@ pub(crate) unsafe fn comm_finalize(comm: nccl::ncclComm_t) -> nccl::ncclResult_t
 ///
 /// # Safety
 /// `comm` is a live communicator (finalized or never used), not used again.
-pub(crate) unsafe fn comm_destroy(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_destroy(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
     // SAFETY: the caller's contract.
     unsafe { nccl::ncclCommDestroy(comm) }
 }
@@ -512,7 +514,7 @@ pub(crate) unsafe fn comm_destroy(comm: nccl::ncclComm_t) -> nccl::ncclResult_t 
 ///
 /// # Safety
 /// `comm` is a live communicator; every rank of it makes the same call.
-pub(crate) unsafe fn comm_split(
+pub unsafe fn comm_split(
     comm: nccl::ncclComm_t,
     color: i32,
     key: i32,
@@ -526,7 +528,7 @@ pub(crate) unsafe fn comm_split(
 ///
 /// # Safety
 /// The context of the communicator's GPU is current.
-pub(crate) unsafe fn mem_alloc_symmetric(size: usize, hint: &'static str) -> Result<*mut c_void> {
+pub unsafe fn mem_alloc_symmetric(size: usize, hint: &'static str) -> Result<*mut c_void> {
     let mut ptr: *mut c_void = std::ptr::null_mut();
     // SAFETY: out-parameter; the context by the caller's contract.
     let r = unsafe { nccl::ncclMemAlloc(&mut ptr, size) };
@@ -539,7 +541,7 @@ pub(crate) unsafe fn mem_alloc_symmetric(size: usize, hint: &'static str) -> Res
 /// # Safety
 /// `ptr` came from [`mem_alloc_symmetric`], is not registered any more, and no queued work
 /// uses it.
-pub(crate) unsafe fn mem_free_symmetric(ptr: *mut c_void, hint: &'static str) -> Result<()> {
+pub unsafe fn mem_free_symmetric(ptr: *mut c_void, hint: &'static str) -> Result<()> {
     // SAFETY: the caller's contract.
     let r = unsafe { nccl::ncclMemFree(ptr) };
     nccl_check("ncclMemFree", r, std::ptr::null_mut(), hint)
@@ -552,7 +554,7 @@ pub(crate) unsafe fn mem_free_symmetric(ptr: *mut c_void, hint: &'static str) ->
 /// # Safety
 /// `comm` is live; `ptr` is a live `ncclMemAlloc` allocation of `size` bytes whose offset from
 /// its cuMem base is a multiple of 4096.
-pub(crate) unsafe fn window_register(
+pub unsafe fn window_register(
     comm: nccl::ncclComm_t,
     ptr: *mut c_void,
     size: usize,
@@ -567,7 +569,7 @@ pub(crate) unsafe fn window_register(
 ///
 /// # Safety
 /// `comm` is live and `win` one of its windows, registered once and not used by queued work.
-pub(crate) unsafe fn window_deregister(
+pub unsafe fn window_deregister(
     comm: nccl::ncclComm_t,
     win: nccl::ncclWindow_t,
 ) -> nccl::ncclResult_t {
@@ -580,7 +582,7 @@ pub(crate) unsafe fn window_deregister(
 /// # Safety
 /// `comm` and `stream` are live; `send` and `recv` hold `count` elements of `dtype` and outlive
 /// the queued work.
-pub(crate) unsafe fn all_reduce(
+pub unsafe fn all_reduce(
     send: *const c_void,
     recv: *mut c_void,
     count: usize,
@@ -598,7 +600,7 @@ pub(crate) unsafe fn all_reduce(
 /// # Safety
 /// `comm` and `stream` are live; `send` holds `count` elements of `dtype` and `recv` `count`
 /// per rank; both outlive the queued work.
-pub(crate) unsafe fn all_gather(
+pub unsafe fn all_gather(
     send: *const c_void,
     recv: *mut c_void,
     count: usize,

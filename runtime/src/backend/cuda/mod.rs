@@ -79,10 +79,11 @@ pub use cudarc;
 use cudarc::driver::{CudaContext, CudaStream};
 use cudarc::nccl::sys as nccl;
 
+pub use comm::NcclComm;
 use comm::{AbortRegistry, CommSettings};
-pub use comm::{NcclComm, NCCL_WIN_COLL_SYMMETRIC};
 pub use device::{CudaDevice, CudaGraph, CudaRankStream};
 use ffi::nccl_check;
+pub use ffi::NCCL_WIN_COLL_SYMMETRIC;
 pub use interop::{view, view_mut, BufferCudaExt, BufferView, BufferViewMut};
 pub use version::{NcclVersion, SymmetricPolicy};
 

@@ -18,15 +18,19 @@ use crate::backend::StreamBackend;
 use crate::error::{Error, Result};
 use crate::lock::OwnerLock;
 
+mod collectives;
+mod exchange;
+mod segments;
+
 /// Fallback allocation granularity when the driver cannot tell (2 MiB, usual on NVIDIA GPUs).
 const DEFAULT_GRANULARITY: usize = 2 << 20;
 
 /// Settings every communicator of a launch shares (from the NCCL version policy).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct CommSettings {
+pub struct CommSettings {
     /// Whether symmetric windows may be registered (`ncclCommWindowRegister` exists and the
     /// version policy allows it).
-    pub(crate) windows: bool,
+    pub windows: bool,
 }
 
 /// One rank's NCCL communicator of a group.
@@ -36,21 +40,21 @@ pub(crate) struct CommSettings {
 /// `ncclCommWindowRegister(..., NCCL_WIN_COLL_SYMMETRIC)`; NCCL picks its symmetric kernels
 /// by itself for pointers inside such windows.
 pub struct NcclComm {
-    pub(super) core: Arc<CommCore>,
-    pub(super) rank: usize,
-    pub(super) size: usize,
-    pub(super) ctx: Arc<CudaContext>,
-    pub(super) stream: Arc<CudaRankStream>,
+    core: Arc<CommCore>,
+    rank: usize,
+    size: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaRankStream>,
     /// Internal stream of the validation exchange (usable while the rank's stream captures).
-    pub(super) side: Arc<CudaStream>,
+    side: Arc<CudaStream>,
     /// Freed at the end of `drop` itself, before the fields are dropped (the context and the
     /// streams they hold may be the last owners of the context).
-    pub(super) scratch: Mutex<ManuallyDrop<Scratch>>,
-    pub(super) granularity: usize,
-    pub(super) settings: CommSettings,
-    pub(super) symmetric: AtomicBool,
-    pub(super) next_window: AtomicU64,
-    pub(super) registry: Arc<AbortRegistry>,
+    scratch: Mutex<ManuallyDrop<Scratch>>,
+    granularity: usize,
+    settings: CommSettings,
+    symmetric: AtomicBool,
+    next_window: AtomicU64,
+    registry: Arc<AbortRegistry>,
 }
 
 impl std::fmt::Debug for NcclComm {
@@ -68,7 +72,7 @@ impl NcclComm {
     /// The raw stream of `stream`: the communicator's own rank stream without a downcast (the
     /// usual case, checked by address), any other CUDA rank stream by downcasting.
     #[inline(always)]
-    pub(super) fn cu_stream_for(&self, stream: &dyn StreamBackend) -> Result<cu::CUstream> {
+    fn cu_stream_for(&self, stream: &dyn StreamBackend) -> Result<cu::CUstream> {
         if std::ptr::addr_eq(
             stream as *const dyn StreamBackend,
             Arc::as_ptr(&self.stream),
@@ -149,7 +153,7 @@ impl NcclComm {
         })
     }
 
-    pub(super) fn name(&self) -> Arc<str> {
+    fn name(&self) -> Arc<str> {
         self.core.name()
     }
 
@@ -164,13 +168,13 @@ impl NcclComm {
         self.granularity
     }
 
-    pub(super) fn aborted(&self, cause: String) -> Error {
+    fn aborted(&self, cause: String) -> Error {
         self.core.aborted(cause)
     }
 
     /// Run an NCCL call with the communicator, unless it was aborted.
     #[inline(always)]
-    pub(super) fn with_comm(
+    fn with_comm(
         &self,
         call: &'static str,
         f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,

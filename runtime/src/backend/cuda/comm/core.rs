@@ -49,11 +49,11 @@ type BroadcastFn = unsafe extern "C" fn(
 /// [`CommCore`].
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub(crate) struct NcclFns {
-    pub(super) all_reduce: ReduceFn,
-    pub(super) reduce_scatter: ReduceFn,
-    pub(super) all_gather: GatherFn,
-    pub(super) broadcast: BroadcastFn,
+pub struct NcclFns {
+    pub all_reduce: ReduceFn,
+    pub reduce_scatter: ReduceFn,
+    pub all_gather: GatherFn,
+    pub broadcast: BroadcastFn,
 }
 
 impl NcclFns {
@@ -61,7 +61,7 @@ impl NcclFns {
     /// Only called once a communicator exists, so the library is loaded. A missing symbol (a
     /// library that is not NCCL, or a broken one) is an error, as it would be a panic inside
     /// cudarc's own wrapper.
-    pub(super) fn resolve() -> Result<NcclFns> {
+    pub fn resolve() -> Result<NcclFns> {
         static FNS: std::sync::OnceLock<std::result::Result<NcclFns, String>> =
             std::sync::OnceLock::new();
         let fns = FNS.get_or_init(|| {
@@ -85,10 +85,10 @@ impl NcclFns {
 }
 
 /// The raw communicator and whether it is still usable.
-pub(super) struct RawComm {
-    pub(super) comm: nccl::ncclComm_t,
+pub struct RawComm {
+    pub comm: nccl::ncclComm_t,
     /// `Some(cause)` once aborted: no call may use `comm` any more.
-    pub(super) aborted: Option<String>,
+    pub aborted: Option<String>,
 }
 
 // SAFETY: an ncclComm_t may be used from any thread; access is serialised by the mutex.
@@ -99,14 +99,14 @@ unsafe impl Send for RawComm {}
 /// lock's flags, the communicator handle, the stream and `ncclAllReduce`'s address
 /// (`docs/design.md`, "The launch path"). A group's direct entry points here.
 #[repr(C, align(64))]
-pub(crate) struct CommCore {
-    pub(super) raw: OwnerLock<RawComm>,
+pub struct CommCore {
+    pub raw: OwnerLock<RawComm>,
     /// The raw handle of the rank stream the communicator was made for.
-    pub(super) cu_stream: cu::CUstream,
+    pub cu_stream: cu::CUstream,
     /// NCCL's collective entry points (`ncclAllReduce` first, still in the first line).
-    pub(super) fns: NcclFns,
+    pub fns: NcclFns,
     /// The group's name, for errors.
-    pub(super) name: Mutex<Arc<str>>,
+    pub name: Mutex<Arc<str>>,
 }
 
 // The launch reads the lock, the handle, the stream and `ncclAllReduce` in one cache line.
@@ -123,15 +123,15 @@ unsafe impl Sync for CommCore {}
 
 impl CommCore {
     #[inline]
-    pub(super) fn lock(&self) -> OwnerGuard<'_, RawComm> {
+    pub fn lock(&self) -> OwnerGuard<'_, RawComm> {
         self.raw.lock()
     }
 
-    pub(super) fn name(&self) -> Arc<str> {
+    pub fn name(&self) -> Arc<str> {
         self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    pub(super) fn aborted(&self, cause: String) -> Error {
+    pub fn aborted(&self, cause: String) -> Error {
         Error::Aborted {
             group: self.name().to_string(),
             cause,
@@ -141,7 +141,7 @@ impl CommCore {
     /// Run an NCCL call with the communicator, unless it was aborted. Inline, with the
     /// aborted and failed cases out of line: this wraps every collective launch.
     #[inline(always)]
-    pub(super) fn with_comm(
+    pub fn with_comm(
         &self,
         call: &'static str,
         f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,
@@ -165,7 +165,7 @@ impl CommCore {
 
     /// `ncclAllReduce` on raw stream `s`.
     #[inline(always)]
-    pub(super) fn launch_all_reduce(
+    pub fn launch_all_reduce(
         &self,
         s: cu::CUstream,
         send: Operand,
@@ -192,7 +192,7 @@ impl CommCore {
     }
 
     /// Abort the communicator (unblocks kernels waiting for peers). Idempotent.
-    pub(crate) fn abort(&self, cause: &str) {
+    pub fn abort(&self, cause: &str) {
         let mut raw = self.lock();
         if raw.aborted.is_some() {
             return;
@@ -206,7 +206,7 @@ impl CommCore {
 
 /// NCCL's data type of `d`. Inline: the launch path (in another file) maps its arguments.
 #[inline]
-pub(super) fn nccl_dtype(d: DType) -> nccl::ncclDataType_t {
+pub fn nccl_dtype(d: DType) -> nccl::ncclDataType_t {
     use nccl::ncclDataType_t as T;
     match d {
         DType::U8 => T::ncclUint8,
@@ -223,7 +223,7 @@ pub(super) fn nccl_dtype(d: DType) -> nccl::ncclDataType_t {
 
 /// NCCL's reduction of `op`. Inline, as [`nccl_dtype`].
 #[inline]
-pub(super) fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
+pub fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
     use nccl::ncclRedOp_t as O;
     match op {
         ReduceOp::Sum => O::ncclSum,

@@ -6,22 +6,22 @@ use crate::backend::cuda::ffi::DeviceAlloc;
 use crate::error::Result;
 
 /// Bytes per rank of a validation-exchange record (a 4-byte length, then the data).
-pub(super) const RECORD: usize = 256;
+pub const RECORD: usize = 256;
 
 /// Device scratch memory of a communicator (freed in field order).
-pub(super) struct Scratch {
+pub struct Scratch {
     /// One f32 for barriers.
-    pub(super) barrier: DeviceAlloc,
+    pub barrier: DeviceAlloc,
     /// Send record of the validation exchange (`RECORD` bytes).
-    pub(super) xsend: DeviceAlloc,
+    pub xsend: DeviceAlloc,
     /// Gathered records (`RECORD * size` bytes).
-    pub(super) xrecv: DeviceAlloc,
+    pub xrecv: DeviceAlloc,
 }
 
 impl Scratch {
     /// The scratch of a communicator of `size` ranks, in the current context (what was
     /// allocated is freed again on failure).
-    pub(super) fn new(size: usize) -> Result<Scratch> {
+    pub fn new(size: usize) -> Result<Scratch> {
         let barrier = DeviceAlloc::new(256, HINT_MEM)?;
         let xsend = DeviceAlloc::new(RECORD, HINT_MEM)?;
         let xrecv = DeviceAlloc::new(RECORD * size, HINT_MEM)?;

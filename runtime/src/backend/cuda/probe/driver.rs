@@ -11,10 +11,10 @@ use super::spec::LibSpec;
 static CUDA: OnceLock<Loaded> = OnceLock::new();
 
 /// `CUresult f(int*)` (`cuDriverGetVersion`, `cuDeviceGetCount`), also `ncclGetVersion`'s shape.
-pub(super) type CuIntOut = unsafe extern "C" fn(*mut c_int) -> c_int;
+pub type CuIntOut = unsafe extern "C" fn(*mut c_int) -> c_int;
 
 /// The CUDA driver, loaded once with its version read (a failure is not cached).
-pub(super) fn cuda_loaded() -> Result<&'static Loaded, ProbeError> {
+pub fn cuda_loaded() -> Result<&'static Loaded, ProbeError> {
     cached(&CUDA, LibSpec::cuda, |lib, info| {
         // SAFETY: `cuDriverGetVersion(int*)` is the driver's signature; it needs no cuInit.
         if let Ok(f) = unsafe { lib.get::<CuIntOut>("cuDriverGetVersion") } {

@@ -112,11 +112,7 @@ fn ld_path_text(p: &Option<String>) -> String {
 }
 
 /// The diagnosis part of [`ProbeError::LibraryNotFound`].
-pub(super) fn diagnosis_text(
-    extra_tried: &[String],
-    failures: &[String],
-    on_disk: &[PathBuf],
-) -> String {
+pub fn diagnosis_text(extra_tried: &[String], failures: &[String], on_disk: &[PathBuf]) -> String {
     let mut d = String::new();
     if !extra_tried.is_empty() {
         d.push_str(&format!(

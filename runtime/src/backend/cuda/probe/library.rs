@@ -37,7 +37,7 @@ fn load_error_text(e: &libloading::Error) -> String {
 /// Whether a failed load of `name` just means "no file of that name" (glibc words it
 /// `<name>: cannot open shared object file: No such file or directory`). A missing
 /// *dependency* of a file that exists names the dependency instead, and is reported.
-pub(super) fn is_not_found(name: &str, msg: &str) -> bool {
+pub fn is_not_found(name: &str, msg: &str) -> bool {
     msg.contains("No such file or directory") && msg.starts_with(name)
 }
 
@@ -116,7 +116,7 @@ fn library_path(lib: &Library, symbol: &str) -> Option<PathBuf> {
 
 /// Load the first candidate of `spec` that loads and check its required symbol; the library
 /// is returned open.
-pub(super) fn load(spec: &LibSpec) -> Result<(Library, LibInfo), ProbeError> {
+pub fn load(spec: &LibSpec) -> Result<(Library, LibInfo), ProbeError> {
     let mut failures = Vec::new();
     for name in &spec.candidates {
         // SAFETY: loading a shared library runs its initialisers. These are the vendor libraries
@@ -195,14 +195,14 @@ pub fn probe_library(spec: &LibSpec) -> Result<LibInfo, ProbeError> {
 }
 
 /// A probed library, kept loaded for the life of the process.
-pub(super) struct Loaded {
-    pub(super) lib: Library,
-    pub(super) info: LibInfo,
+pub struct Loaded {
+    pub lib: Library,
+    pub info: LibInfo,
 }
 
 /// Return the cached library, or load it with `spec` and `finish` (which fills in the version)
 /// and cache it. Failures are not cached.
-pub(super) fn cached(
+pub fn cached(
     cell: &'static OnceLock<Loaded>,
     spec: impl FnOnce() -> LibSpec,
     finish: impl FnOnce(&Library, &mut LibInfo) -> Result<(), ProbeError>,

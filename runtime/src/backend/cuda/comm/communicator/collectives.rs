@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use cudarc::nccl::sys as nccl;
 
-use super::communicator::NcclComm;
-use super::core::{nccl_dtype, nccl_op, CommCore};
-use super::hints::HINT_COLL;
+use super::NcclComm;
+use crate::backend::cuda::comm::core::{nccl_dtype, nccl_op, CommCore};
+use crate::backend::cuda::comm::hints::HINT_COLL;
 use crate::backend::cuda::ffi::{self, cuda_err};
 use crate::backend::{CommBackend, DirectAllReduce, Operand, StreamBackend, SymSegment};
 use crate::dtype::{DType, ReduceOp};

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 use cudarc::driver::sys as cu;
 use cudarc::nccl::sys as nccl;
 
-use super::communicator::NcclComm;
-use super::hints::{HINT_COLL, HINT_MEM};
-use super::scratch::RECORD;
+use super::NcclComm;
+use crate::backend::cuda::comm::hints::{HINT_COLL, HINT_MEM};
+use crate::backend::cuda::comm::scratch::RECORD;
 use crate::backend::cuda::ffi::{self, cuda_err, DeviceAlloc, RelaxedCapture};
 use crate::backend::cuda::util::round_up;
 use crate::error::{Error, Result};

@@ -5,17 +5,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::nccl::sys as nccl;
 
-use super::communicator::NcclComm;
-use super::hints::{HINT_MEM, HINT_WIN};
-use crate::backend::cuda::ffi::{self, cuda_err, RelaxedCapture};
+use super::NcclComm;
+use crate::backend::cuda::comm::hints::{HINT_MEM, HINT_WIN};
+use crate::backend::cuda::ffi::{self, cuda_err, RelaxedCapture, NCCL_WIN_COLL_SYMMETRIC};
 use crate::backend::cuda::util::round_up;
 use crate::backend::{StreamBackend, SymSegment};
 use crate::error::{Error, Result};
-
-/// `NCCL_WIN_COLL_SYMMETRIC` from `nccl.h` (2.27+): the `winFlags` of
-/// `ncclCommWindowRegister` that registers a window for NCCL's symmetric kernels (cudarc's
-/// bindings do not export the macro).
-pub const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
 
 /// Whether the missing symmetric support was logged (once per process).
 static LOGGED_NO_SYMMETRIC: AtomicBool = AtomicBool::new(false);
