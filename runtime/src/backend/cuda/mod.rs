@@ -60,8 +60,8 @@
 //! false); 2.28.0 to 2.30.6 work, with a known symmetric-kernel race and a registration-during-
 //! capture caveat (symmem never registers during capture); 2.30.7 and later are fine.
 
-#[doc = include_str!("../../bootstrap/overview.md")]
 pub mod bootstrap {
+    #![doc = include_str!("../../bootstrap/overview.md")]
     pub use crate::bootstrap::*;
 }
 mod comm;

@@ -40,7 +40,7 @@ pub fn probe_cuda() -> Result<LibInfo, ProbeError> {
 }
 
 /// Whether the probed CUDA driver exports `symbol` (false when it cannot be loaded); see
-/// [`nccl_has_symbol`].
+/// [`nccl_has_symbol`](super::nccl_has_symbol).
 pub fn cuda_has_symbol(symbol: &str) -> bool {
     // SAFETY: only looking the symbol up, not calling it.
     cuda_loaded().is_ok_and(|l| unsafe { l.lib.get::<*mut c_void>(symbol) }.is_ok())

@@ -58,7 +58,7 @@ fn driver_hint(code: c_int) -> &'static str {
 /// probed libcuda (never through cudarc, so nothing panics). `Ok(0)` when the driver reports
 /// `CUDA_ERROR_NO_DEVICE` (e.g. `CUDA_VISIBLE_DEVICES=""`).
 ///
-/// Errors: the errors of [`probe_cuda`]; [`ProbeError::Driver`] when `cuInit` or
+/// Errors: the errors of [`probe_cuda`](super::probe_cuda); [`ProbeError::Driver`] when `cuInit` or
 /// `cuDeviceGetCount` fails otherwise (stub library, driver too old, ...).
 pub fn gpu_count() -> Result<usize, ProbeError> {
     let l = cuda_loaded()?;
