@@ -1,4 +1,4 @@
-//! A rank other than 0 in the rendezvous: connect to rank 0 (retrying), send the hello, read the answer.
+//! A rank other than 0 in the rendezvous: connect (retrying), send the hello, read the answer.
 
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -1,8 +1,8 @@
-//! The launch as the environment describes it (`LaunchEnv`): rank, world size, local rank, and
-//! rank 0's address and port, read from the variables of torchrun, Open MPI or Slurm.
+//! The launch as the environment describes it (`LaunchEnv`), read from the launcher's variables.
 //!
-//! Which variables are read, in which order, and how the port is chosen: `overview.md` (the
-//! public docs of `symmem::cuda::bootstrap`), "Environment".
+//! Rank, world size, local rank, and rank 0's address and port, from torchrun's, Open MPI's or
+//! Slurm's variables. Which are read, in which order, and how the port is chosen: `overview.md`
+//! (the public docs of `symmem::cuda::bootstrap`), "Environment".
 
 use super::error::BootstrapError;
 use super::origin::{EnvSource, PortOrigin, DEFAULT_PORT};

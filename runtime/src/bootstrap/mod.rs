@@ -1,6 +1,7 @@
-//! The multi-process rank bootstrap: the launcher's environment and a TCP rendezvous of small
-//! byte strings (the NCCL unique id). Nothing in it is CUDA-specific: it builds without the
-//! `cuda` feature, and so do its tests.
+//! The multi-process rank bootstrap: the launcher's environment and a TCP rendezvous (no CUDA).
+//!
+//! It shares small byte strings (the NCCL unique id) among the ranks. Nothing in it is
+//! CUDA-specific: it builds without the `cuda` feature, and so do its tests.
 //!
 //! The user-facing description (environment, exchange, wire format) is `overview.md`, the docs
 //! of its public path `symmem::cuda::bootstrap`.

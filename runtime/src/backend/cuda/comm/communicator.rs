@@ -1,5 +1,7 @@
-//! One rank's NCCL communicator of a group (`NcclComm`): its creation from a raw handle, what
-//! it holds, and its teardown.
+//! One rank's NCCL communicator of a group (`NcclComm`): its creation, what it holds, teardown.
+//!
+//! Its child modules add the collectives, the symmetric segments and the validation exchange;
+//! being children, they use its private fields.
 
 use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,5 +1,4 @@
-//! The core of a communicator that a collective launch reads (`CommCore`, laid out in one cache
-//! line) and NCCL's collective entry points (`NcclFns`) it calls.
+//! What a collective launch reads: `CommCore` (one cache line) and NCCL's entry points (`NcclFns`).
 
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,4 @@
-//! The hints of a communicator's errors: what to check when a collective, an allocation or a
-//! window registration fails.
+//! The hints of a communicator's errors: what to check when a call fails.
 
 /// A collective (or the communicator) failed.
 pub const HINT_COLL: &str = "check that every rank calls the same collectives in the same order with the same counts and types (SYMMEM_VALIDATE=1 checks it); set NCCL_DEBUG=WARN for NCCL's own diagnostics";

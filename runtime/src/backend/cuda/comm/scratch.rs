@@ -1,5 +1,4 @@
-//! A communicator's device scratch memory: the barrier's word and the validation exchange's
-//! records.
+//! A communicator's device scratch memory: the barrier word and the validation records.
 
 use super::hints::HINT_MEM;
 use crate::backend::cuda::ffi::DeviceAlloc;

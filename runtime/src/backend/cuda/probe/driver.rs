@@ -1,5 +1,4 @@
-//! The CUDA driver library (`libcuda`): probed with cudarc's names, loaded once, its version and
-//! symbols.
+//! The CUDA driver library (`libcuda`): probed once with cudarc's names; its version and symbols.
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;

@@ -1,5 +1,4 @@
-//! The errors of the library and device probes, each naming what was looked for, where, and
-//! what to do.
+//! The errors of the probes, each naming what was looked for, where, and what to do.
 
 use std::path::PathBuf;
 

@@ -1,5 +1,4 @@
-//! The GPUs the driver sees: `cuInit` and `cuDeviceGetCount` through the probed libcuda, and
-//! the driver's words for a failure.
+//! The GPUs the driver sees: `cuInit` and `cuDeviceGetCount` through the probed libcuda.
 
 use std::ffi::{c_char, c_int, c_uint, CStr};
 

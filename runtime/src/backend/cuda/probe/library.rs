@@ -1,5 +1,6 @@
-//! Loading a library the way cudarc does, checking its required symbol, and explaining a
-//! failure; the probes of libraries the runtime does not use itself (NVRTC, cuBLAS, cuBLASLt).
+//! Loading one library the way cudarc does, checking its required symbol, explaining a failure.
+//!
+//! Also the probes of libraries the runtime does not use itself (NVRTC, cuBLAS, cuBLASLt).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::path::PathBuf;

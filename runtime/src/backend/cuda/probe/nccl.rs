@@ -1,5 +1,4 @@
-//! The NCCL library (`libnccl`): probed with cudarc's names, loaded once, its version and
-//! symbols.
+//! The NCCL library (`libnccl`): probed once with cudarc's names; its version and symbols.
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;

@@ -1,5 +1,6 @@
-//! What to look for: the specs (`LibSpec`) of the libraries symmem probes, with cudarc's names
-//! and the folders to search when nothing loads.
+//! What to look for: the specs (`LibSpec`) of the libraries symmem probes.
+//!
+//! With cudarc's names, and the folders to search when nothing loads.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
-//! The collectives of an NCCL communicator: the `CommBackend` impl, its launches on the rank's
-//! stream, and the direct all-reduce entry.
+//! The collectives of an NCCL communicator: its `CommBackend` impl and the direct all-reduce entry.
 
 use std::any::Any;
 use std::sync::atomic::Ordering;

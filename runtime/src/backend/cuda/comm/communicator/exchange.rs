@@ -1,5 +1,6 @@
-//! The validation exchange: small host records all-gathered over NCCL on the communicator's own
-//! stream, bounded by a timeout (usable while the rank's stream captures).
+//! The validation exchange: host records all-gathered over NCCL on the communicator's own stream.
+//!
+//! Bounded by a timeout, and usable while the rank's stream captures.
 
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,4 @@
-//! Symmetric segments: `ncclMemAlloc` memory registered as NCCL windows for the symmetric
-//! kernels, and their teardown.
+//! Symmetric segments: `ncclMemAlloc` memory registered as NCCL windows, and their teardown.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
