@@ -26,8 +26,8 @@ use cudarc::driver::{sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice
 
 use cudarc::driver::CudaContext;
 
-use crate::backend::cuda::comm::NcclComm;
 use crate::backend::cuda::device::{CudaDevice, CudaRankStream};
+use crate::backend::cuda::nccl::NcclComm;
 use crate::buffer::Buffer;
 use crate::dtype::Element;
 use crate::error::{Error, Result};

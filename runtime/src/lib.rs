@@ -13,6 +13,7 @@
 // (`tests/module_graph.rs` checks that the graph has no circle).
 mod alloc;
 pub mod backend;
+mod bootstrap;
 mod buffer;
 pub mod capture;
 mod config;

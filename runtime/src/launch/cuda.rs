@@ -7,10 +7,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use cudarc::nccl::sys as nccl;
 
 use crate::backend::cuda::availability::{log_policy_once, nvls_off, require, unavailable};
-use crate::backend::cuda::bootstrap;
-use crate::backend::cuda::comm::{AbortRegistry, CommSettings, NcclComm};
 use crate::backend::cuda::device::CudaDevice;
-use crate::backend::cuda::util::nccl_check;
+use crate::backend::cuda::ffi::nccl_check;
+use crate::backend::cuda::nccl::{AbortRegistry, CommSettings, NcclComm};
+use crate::bootstrap;
 use crate::config::RankConfig;
 use crate::error::{Error, Result};
 use crate::launch::threads::{check_world_size, run_ranks, RankStarter};

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 
 use cudarc::driver::{sys as cu, CudaContext, CudaStream};
 
-use super::util::{cu_check, cuda_err, RelaxedCapture};
-use crate::backend::{BackendKind, DeviceBackend, GraphBackend, StreamBackend};
-use crate::{Error, Result};
+use crate::backend::cuda::ffi::{self, cuda_err, GraphExec, RelaxedCapture};
+use crate::backend::traits::{BackendKind, DeviceBackend, GraphBackend, StreamBackend};
+use crate::error::{Error, Result};
 
 /// Alignment the pools ask of default-pool segments.
 const SEGMENT_ALIGN: u64 = 4096;
@@ -92,14 +92,8 @@ impl CudaDevice {
     }
 
     fn raw_alloc(bytes: usize) -> Result<u64> {
-        let mut p: cu::CUdeviceptr = 0;
-        // SAFETY: out-parameter; the context is current.
-        cu_check(
-            "cuMemAlloc",
-            unsafe { cu::cuMemAlloc_v2(&mut p, bytes) },
-            HINT_ALLOC,
-        )?;
-        Ok(p)
+        // The context is current.
+        ffi::mem_alloc(bytes, HINT_ALLOC)
     }
 }
 
@@ -126,7 +120,7 @@ impl DeviceBackend for CudaDevice {
         // cuMemAlloc guarantees 256 bytes; large allocations are 2 MiB aligned in practice. If
         // not, over-allocate and remember the raw address.
         // SAFETY: just allocated, unused.
-        unsafe { cu::cuMemFree_v2(p) };
+        let _ = unsafe { ffi::mem_free(p, HINT_ALLOC) };
         let padded = bytes
             .checked_add(SEGMENT_ALIGN as usize)
             .ok_or(Error::InvalidArgument {
@@ -153,16 +147,9 @@ impl DeviceBackend for CudaDevice {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ptr)
             .unwrap_or(ptr);
-        let r = cu::cuMemFree_v2(raw);
-        if r != cu::CUresult::CUDA_SUCCESS {
-            eprintln!(
-                "symmem: cuMemFree of a default-pool segment failed: {}",
-                cuda_err(
-                    "cuMemFree",
-                    cudarc::driver::result::DriverError(r),
-                    HINT_COPY
-                )
-            );
+        // SAFETY: the caller's contract (a segment of ours, unused by queued work).
+        if let Err(e) = unsafe { ffi::mem_free(raw, HINT_COPY) } {
+            eprintln!("symmem: cuMemFree of a default-pool segment failed: {e}");
         }
     }
 
@@ -176,10 +163,8 @@ impl DeviceBackend for CudaDevice {
 
     fn mem_info(&self) -> Option<(usize, usize)> {
         self.bind().ok()?;
-        let (mut free, mut total) = (0usize, 0usize);
-        // SAFETY: out-parameters; the context is current.
-        let r = unsafe { cu::cuMemGetInfo_v2(&mut free, &mut total) };
-        (r == cu::CUresult::CUDA_SUCCESS).then_some((free, total))
+        // The context is current.
+        ffi::mem_get_info()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -239,11 +224,12 @@ impl CudaRankStream {
 
     fn sync(&self) -> Result<()> {
         // SAFETY: the stream is live.
-        cu_check(
-            "cuStreamSynchronize",
-            unsafe { cu::cuStreamSynchronize(self.cu_stream()) },
-            "a kernel or collective on the rank's stream failed; the first failing operation is reported by compute-sanitizer, or set NCCL_DEBUG=WARN for NCCL",
-        )
+        unsafe {
+            ffi::stream_synchronize(
+                self.cu_stream(),
+                "a kernel or collective on the rank's stream failed; the first failing operation is reported by compute-sanitizer, or set NCCL_DEBUG=WARN for NCCL",
+            )
+        }
     }
 }
 
@@ -258,13 +244,7 @@ impl StreamBackend for CudaRankStream {
         // which does not wait for the rank's non-blocking stream), then waited for.
         // SAFETY: `dst` holds at least `src.len()` bytes (checked by Buffer); `src` lives until
         // the synchronisation below.
-        cu_check(
-            "cuMemcpyHtoDAsync",
-            unsafe {
-                cu::cuMemcpyHtoDAsync_v2(dst, src.as_ptr().cast(), src.len(), self.cu_stream())
-            },
-            HINT_COPY,
-        )?;
+        unsafe { ffi::memcpy_htod_async(dst, src, self.cu_stream(), HINT_COPY) }?;
         self.sync()
     }
 
@@ -275,13 +255,7 @@ impl StreamBackend for CudaRankStream {
         }
         self.bind()?;
         // SAFETY: as above; `dst` lives until the synchronisation below.
-        cu_check(
-            "cuMemcpyDtoHAsync",
-            unsafe {
-                cu::cuMemcpyDtoHAsync_v2(dst.as_mut_ptr().cast(), src, dst.len(), self.cu_stream())
-            },
-            HINT_COPY,
-        )?;
+        unsafe { ffi::memcpy_dtoh_async(dst, src, self.cu_stream(), HINT_COPY) }?;
         self.sync()
     }
 
@@ -292,11 +266,7 @@ impl StreamBackend for CudaRankStream {
         self.bind()?;
         // SAFETY: both buffers hold `bytes` (checked by Buffer) and outlive the queued copy
         // (blocks return to their pool only in stream order; see the module docs).
-        cu_check(
-            "cuMemcpyDtoDAsync",
-            unsafe { cu::cuMemcpyDtoDAsync_v2(dst, src, bytes, self.cu_stream()) },
-            HINT_COPY,
-        )
+        unsafe { ffi::memcpy_dtod_async(dst, src, bytes, self.cu_stream(), HINT_COPY) }
     }
 
     fn memset(&self, dst: u64, value: u8, bytes: usize) -> Result<()> {
@@ -305,11 +275,7 @@ impl StreamBackend for CudaRankStream {
         }
         self.bind()?;
         // SAFETY: as above.
-        cu_check(
-            "cuMemsetD8Async",
-            unsafe { cu::cuMemsetD8Async(dst, value, bytes, self.cu_stream()) },
-            HINT_COPY,
-        )
+        unsafe { ffi::memset_d8_async(dst, value, bytes, self.cu_stream(), HINT_COPY) }
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -329,40 +295,22 @@ impl StreamBackend for CudaRankStream {
         }
         self.bind()?;
         // SAFETY: the stream is live.
-        cu_check(
-            "cuStreamBeginCapture",
-            unsafe {
-                cu::cuStreamBeginCapture_v2(
-                    self.cu_stream(),
-                    cu::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-                )
-            },
-            "the stream could not start capturing; is another capture running on it?",
-        )?;
+        unsafe {
+            ffi::begin_capture(
+                self.cu_stream(),
+                "the stream could not start capturing; is another capture running on it?",
+            )
+        }?;
         self.capturing.store(true, Ordering::Release);
         Ok(())
     }
 
     fn end_capture(&self) -> Result<Box<dyn GraphBackend>> {
         self.bind()?;
-        let mut graph: cu::CUgraph = std::ptr::null_mut();
-        // SAFETY: out-parameter; the stream is live.
-        let r = unsafe { cu::cuStreamEndCapture(self.cu_stream(), &mut graph) };
+        // SAFETY: the stream is live. A failed capture's partial graph is destroyed.
+        let graph = unsafe { ffi::end_capture(self.cu_stream(), HINT_CAPTURE) };
         self.capturing.store(false, Ordering::Release);
-        if let Err(e) = cu_check("cuStreamEndCapture", r, HINT_CAPTURE) {
-            if !graph.is_null() {
-                // SAFETY: the graph was returned to us and is not used elsewhere.
-                unsafe { cu::cuGraphDestroy(graph) };
-            }
-            return Err(e);
-        }
-        let mut exec: cu::CUgraphExec = std::ptr::null_mut();
-        // SAFETY: `graph` is a valid graph.
-        let r = unsafe { cu::cuGraphInstantiateWithFlags(&mut exec, graph, 0) };
-        // The executable graph is independent of the graph it was built from.
-        // SAFETY: `graph` is ours.
-        unsafe { cu::cuGraphDestroy(graph) };
-        cu_check("cuGraphInstantiate", r, HINT_CAPTURE)?;
+        let exec = graph?.instantiate(HINT_CAPTURE)?;
         Ok(Box::new(CudaGraph {
             exec,
             stream: self.stream.clone(),
@@ -374,15 +322,9 @@ impl StreamBackend for CudaRankStream {
             return;
         }
         let _ = self.bind();
-        let mut graph: cu::CUgraph = std::ptr::null_mut();
-        // SAFETY: out-parameter; the stream is live. An invalidated capture returns an error and
-        // no graph: either way the stream leaves capture mode.
-        unsafe {
-            let _ = cu::cuStreamEndCapture(self.cu_stream(), &mut graph);
-            if !graph.is_null() {
-                cu::cuGraphDestroy(graph);
-            }
-        }
+        // SAFETY: the stream is live. An invalidated capture returns an error and no graph:
+        // either way the stream leaves capture mode, and a graph returned is destroyed.
+        let _ = unsafe { ffi::end_capture(self.cu_stream(), HINT_CAPTURE) };
         self.capturing.store(false, Ordering::Release);
     }
 
@@ -393,7 +335,8 @@ impl StreamBackend for CudaRankStream {
 
 /// An instantiated CUDA graph (`CUgraphExec`), launched on the stream it was captured on.
 pub struct CudaGraph {
-    exec: cu::CUgraphExec,
+    /// Destroyed first on drop, with the context bound (see `Drop`).
+    exec: GraphExec,
     stream: Arc<CudaStream>,
 }
 
@@ -407,19 +350,20 @@ impl GraphBackend for CudaGraph {
             .context()
             .bind_to_thread()
             .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))?;
-        // SAFETY: the executable graph and the stream are live.
-        cu_check(
-            "cuGraphLaunch",
-            unsafe { cu::cuGraphLaunch(self.exec, self.stream.cu_stream()) },
-            "the graph could not be launched; an earlier kernel may have failed (see compute-sanitizer)",
-        )
+        // SAFETY: the stream is live and its context bound.
+        unsafe {
+            self.exec.launch(
+                self.stream.cu_stream(),
+                "the graph could not be launched; an earlier kernel may have failed (see compute-sanitizer)",
+            )
+        }
     }
 }
 
 impl Drop for CudaGraph {
     fn drop(&mut self) {
+        // `exec` is destroyed right after this (the first field): an in-flight launch is freed
+        // by the driver once it completes.
         let _ = self.stream.context().bind_to_thread();
-        // SAFETY: ours; an in-flight launch is freed by the driver once it completes.
-        unsafe { cu::cuGraphExecDestroy(self.exec) };
     }
 }

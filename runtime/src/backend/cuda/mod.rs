@@ -61,18 +61,26 @@
 //! capture caveat (symmem never registers during capture); 2.30.7 and later are fine.
 
 pub(crate) mod availability;
-pub mod bootstrap;
-pub(crate) mod comm;
 pub(crate) mod device;
+pub(crate) mod ffi;
+pub(crate) mod nccl;
 pub mod probe;
 pub(crate) mod util;
 pub mod version;
 
+/// The TCP rendezvous of one-process-per-rank launches (it lives in `crate::bootstrap`, which
+/// has no CUDA in it; this is its public path).
+pub mod bootstrap {
+    #![doc = include_str!("../../bootstrap/overview.md")]
+    pub use crate::bootstrap::*;
+}
+
 pub use cudarc;
 
 pub use availability::{gpu_count, nccl_version};
-pub use comm::{NcclComm, NCCL_WIN_COLL_SYMMETRIC};
 pub use device::{CudaDevice, CudaGraph, CudaRankStream};
+pub use ffi::NCCL_WIN_COLL_SYMMETRIC;
+pub use nccl::NcclComm;
 pub use version::{NcclVersion, SymmetricPolicy};
 
 pub use crate::interop::{

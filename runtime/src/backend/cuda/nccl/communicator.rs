@@ -1,0 +1,213 @@
+//! One rank's NCCL communicator of a group (`NcclComm`): its creation, what it holds, teardown.
+//!
+//! Its child modules add the collectives, the symmetric segments and the validation exchange;
+//! being children, they use its private fields.
+
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use cudarc::driver::{sys as cu, CudaContext, CudaStream};
+use cudarc::nccl::sys as nccl;
+
+use super::abort::AbortRegistry;
+use super::core::{CommCore, NcclFns, RawComm};
+use super::hints::{HINT_COLL, HINT_MEM};
+use super::scratch::Scratch;
+use crate::backend::cuda::device::CudaRankStream;
+use crate::backend::cuda::ffi::{self, cuda_err};
+use crate::backend::traits::StreamBackend;
+use crate::error::{Error, Result};
+use crate::sync::owner_lock::OwnerLock;
+
+mod collectives;
+mod exchange;
+mod segments;
+
+/// Fallback allocation granularity when the driver cannot tell (2 MiB, usual on NVIDIA GPUs).
+const DEFAULT_GRANULARITY: usize = 2 << 20;
+
+/// Settings every communicator of a launch shares (from the NCCL version policy).
+#[derive(Clone, Copy, Debug)]
+pub struct CommSettings {
+    /// Whether symmetric windows may be registered (`ncclCommWindowRegister` exists and the
+    /// version policy allows it).
+    pub windows: bool,
+}
+
+/// One rank's NCCL communicator of a group.
+///
+/// Collectives are queued on the rank's stream with the communicator's lock held only while
+/// NCCL enqueues. Symmetric segments are `ncclMemAlloc` memory registered with
+/// `ncclCommWindowRegister(..., NCCL_WIN_COLL_SYMMETRIC)`; NCCL picks its symmetric kernels
+/// by itself for pointers inside such windows.
+pub struct NcclComm {
+    core: Arc<CommCore>,
+    rank: usize,
+    size: usize,
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaRankStream>,
+    /// Internal stream of the validation exchange (usable while the rank's stream captures).
+    side: Arc<CudaStream>,
+    /// Freed at the end of `drop` itself, before the fields are dropped (the context and the
+    /// streams they hold may be the last owners of the context).
+    scratch: Mutex<ManuallyDrop<Scratch>>,
+    granularity: usize,
+    settings: CommSettings,
+    symmetric: AtomicBool,
+    next_window: AtomicU64,
+    registry: Arc<AbortRegistry>,
+}
+
+impl std::fmt::Debug for NcclComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NcclComm")
+            .field("name", &self.name())
+            .field("rank", &self.rank)
+            .field("size", &self.size)
+            .field("symmetric", &self.symmetric.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl NcclComm {
+    /// The raw stream of `stream`: the communicator's own rank stream without a downcast (the
+    /// usual case, checked by address), any other CUDA rank stream by downcasting.
+    #[inline(always)]
+    fn cu_stream_for(&self, stream: &dyn StreamBackend) -> Result<cu::CUstream> {
+        if std::ptr::addr_eq(
+            stream as *const dyn StreamBackend,
+            Arc::as_ptr(&self.stream),
+        ) {
+            return Ok(self.core.cu_stream);
+        }
+        cu_stream_of(stream)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn cu_stream_of(stream: &dyn StreamBackend) -> Result<cu::CUstream> {
+    stream.as_any().downcast_ref::<CudaRankStream>().map(CudaRankStream::cu_stream).ok_or_else(|| Error::WrongDevice {
+        op: "collective",
+        detail: "an NCCL communicator needs a CUDA stream (this rank's stream is from another backend)".into(),
+    })
+}
+
+/// Recommended allocation granularity of GPU `ordinal` (what `ncclMemAlloc` rounds to).
+fn granularity(ordinal: usize) -> usize {
+    match ffi::recommended_granularity(ordinal) {
+        Some(g) if g > 0 && g.is_power_of_two() => g.max(4096),
+        _ => DEFAULT_GRANULARITY,
+    }
+}
+
+impl NcclComm {
+    /// Wrap a freshly initialised communicator of this rank's GPU. Takes ownership of `comm`
+    /// (destroyed on drop, or on failure here).
+    pub(crate) fn from_raw(
+        comm: nccl::ncclComm_t,
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaRankStream>,
+        registry: Arc<AbortRegistry>,
+        settings: CommSettings,
+    ) -> Result<NcclComm> {
+        let destroy = |e: Error| {
+            // SAFETY: ours, unused elsewhere.
+            unsafe { ffi::comm_destroy(comm) };
+            e
+        };
+        // SAFETY: `comm` is live.
+        let rank = unsafe { ffi::comm_user_rank(comm, HINT_COLL) }.map_err(destroy)?;
+        // SAFETY: as above.
+        let size = unsafe { ffi::comm_count(comm, HINT_COLL) }.map_err(destroy)?;
+        let fns = NcclFns::resolve().map_err(destroy)?;
+        ctx.bind_to_thread()
+            .map_err(|e| destroy(cuda_err("cuCtxSetCurrent", e, HINT_MEM)))?;
+        let side = ctx
+            .new_stream()
+            .map_err(|e| destroy(cuda_err("cuStreamCreate", e, HINT_MEM)))?;
+        let size = size.max(1) as usize;
+        let scratch = Scratch::new(size).map_err(destroy)?;
+        let core = Arc::new(CommCore {
+            raw: OwnerLock::new(RawComm {
+                comm,
+                aborted: None,
+            }),
+            cu_stream: stream.cu_stream(),
+            fns,
+            name: Mutex::new(Arc::from("world")),
+        });
+        registry.register(&core);
+        Ok(NcclComm {
+            core,
+            rank: rank.max(0) as usize,
+            size,
+            granularity: granularity(ctx.ordinal()),
+            ctx,
+            stream,
+            side,
+            scratch: Mutex::new(ManuallyDrop::new(scratch)),
+            symmetric: AtomicBool::new(settings.windows),
+            settings,
+            next_window: AtomicU64::new(0),
+            registry,
+        })
+    }
+
+    fn name(&self) -> Arc<str> {
+        self.core.name()
+    }
+
+    /// The raw `ncclComm_t` (for calling NCCL directly, e.g. in benchmarks). Valid while this
+    /// communicator lives and is not aborted; do not destroy it.
+    pub fn raw_comm(&self) -> nccl::ncclComm_t {
+        self.core.lock().comm
+    }
+
+    /// The allocation granularity symmetric segments are rounded to.
+    pub fn granularity(&self) -> usize {
+        self.granularity
+    }
+
+    fn aborted(&self, cause: String) -> Error {
+        self.core.aborted(cause)
+    }
+
+    /// Run an NCCL call with the communicator, unless it was aborted.
+    #[inline(always)]
+    fn with_comm(
+        &self,
+        call: &'static str,
+        f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,
+    ) -> Result<()> {
+        self.core.with_comm(call, f)
+    }
+}
+
+impl Drop for NcclComm {
+    fn drop(&mut self) {
+        let _ = self.ctx.bind_to_thread();
+        if !self.stream.is_capturing() {
+            let _ = self.stream.synchronize();
+        }
+        {
+            let mut raw = self.core.lock();
+            if raw.aborted.is_none() {
+                // SAFETY: live communicator, used by nobody else any more (we hold the only
+                // strong reference to the core besides transient ones in abort_all, which take
+                // this same lock and see `aborted`).
+                unsafe {
+                    ffi::comm_finalize(raw.comm);
+                    ffi::comm_destroy(raw.comm);
+                }
+                raw.aborted = Some("the communicator was destroyed".into());
+            }
+        }
+        // SAFETY: the side stream is live; it is idle after finalize.
+        let _ = unsafe { ffi::stream_synchronize(self.side.cu_stream(), HINT_COLL) };
+        let s = self.scratch.get_mut().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: no queued work uses the scratch any more, and it is never used again.
+        unsafe { ManuallyDrop::drop(s) };
+    }
+}

@@ -1,0 +1,229 @@
+//! The rendezvous' wire format: hellos, replies and refusals, and reading them before a deadline.
+//!
+//! Little endian. Hello = `b"SYMM"`, version `u32`, tag `u64` (FNV-1a of the tag string), rank
+//! `u32`, world size `u32`, length `u32`, bytes. Reply = `b"SYMM"`, version `u32`, status `u32`
+//! (0 ok, 1 refused), then for ok: count `u32` and `count` times (length `u32`, bytes); for
+//! refused: length `u32` and a UTF-8 message. (Also in the public docs, `overview.md`.)
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::deadline::{left, REPLY_GRACE};
+
+/// Length of an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).
+pub const UNIQUE_ID_BYTES: usize = 128;
+
+/// Largest contribution of one rank to an exchange (16 MiB).
+pub const MAX_PAYLOAD: usize = 16 << 20;
+
+pub const MAGIC: [u8; 4] = *b"SYMM";
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const STATUS_OK: u32 = 0;
+pub const STATUS_REFUSED: u32 = 1;
+pub const MAX_MESSAGE: usize = 64 << 10;
+
+/// FNV-1a, stable across processes and Rust versions.
+pub fn tag_hash(tag: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in tag.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A hello, as rank 0 read it.
+pub struct Hello {
+    pub tag: u64,
+    pub rank: u32,
+    pub world_size: u32,
+    pub payload: Vec<u8>,
+}
+
+pub enum HelloError {
+    /// Not our magic: some other client. Ignored.
+    Stray,
+    /// Our magic, another protocol version.
+    Version(u32),
+    /// A contribution over the limit.
+    TooLarge(usize),
+    /// The connection failed or timed out before a full hello. Ignored (a rank retries).
+    Io,
+}
+
+/// Read exactly `buf.len()` bytes before `deadline` (each read's timeout is the time left).
+pub fn read_by(s: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> std::io::Result<()> {
+    let mut pos = 0;
+    while pos < buf.len() {
+        if Instant::now() >= deadline {
+            return Err(std::io::Error::new(ErrorKind::TimedOut, "timed out"));
+        }
+        s.set_read_timeout(Some(left(deadline)))?;
+        match s.read(&mut buf[pos..]) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ))
+            }
+            Ok(n) => pos += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(std::io::Error::new(ErrorKind::TimedOut, "timed out"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub fn read_u32(s: &mut TcpStream, deadline: Instant) -> std::io::Result<u32> {
+    let mut b = [0u8; 4];
+    read_by(s, &mut b, deadline)?;
+    Ok(u32::from_le_bytes(b))
+}
+
+pub fn write_by(s: &mut TcpStream, data: &[u8], timeout: Duration) -> std::io::Result<()> {
+    s.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    s.write_all(data)?;
+    s.flush()
+}
+
+pub fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, HelloError> {
+    let mut magic = [0u8; 4];
+    read_by(s, &mut magic, deadline).map_err(|_| HelloError::Io)?;
+    if magic != MAGIC {
+        return Err(HelloError::Stray);
+    }
+    let version = read_u32(s, deadline).map_err(|_| HelloError::Io)?;
+    if version != PROTOCOL_VERSION {
+        return Err(HelloError::Version(version));
+    }
+    let mut tag = [0u8; 8];
+    read_by(s, &mut tag, deadline).map_err(|_| HelloError::Io)?;
+    let rank = read_u32(s, deadline).map_err(|_| HelloError::Io)?;
+    let world_size = read_u32(s, deadline).map_err(|_| HelloError::Io)?;
+    let len = read_u32(s, deadline).map_err(|_| HelloError::Io)? as usize;
+    if len > MAX_PAYLOAD {
+        return Err(HelloError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    read_by(s, &mut payload, deadline).map_err(|_| HelloError::Io)?;
+    Ok(Hello {
+        tag: u64::from_le_bytes(tag),
+        rank,
+        world_size,
+        payload,
+    })
+}
+
+pub fn encode_hello(tag: u64, rank: u32, world_size: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(28 + payload.len());
+    m.extend_from_slice(&MAGIC);
+    m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    m.extend_from_slice(&tag.to_le_bytes());
+    m.extend_from_slice(&rank.to_le_bytes());
+    m.extend_from_slice(&world_size.to_le_bytes());
+    m.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+pub fn encode_ok(all: &[Vec<u8>]) -> Vec<u8> {
+    let total: usize = all.iter().map(|p| 4 + p.len()).sum();
+    let mut m = Vec::with_capacity(16 + total);
+    m.extend_from_slice(&MAGIC);
+    m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    m.extend_from_slice(&STATUS_OK.to_le_bytes());
+    m.extend_from_slice(&(all.len() as u32).to_le_bytes());
+    for p in all {
+        m.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        m.extend_from_slice(p);
+    }
+    m
+}
+
+pub fn encode_refusal(message: &str) -> Vec<u8> {
+    let mut msg = message.as_bytes();
+    if msg.len() > MAX_MESSAGE {
+        msg = &msg[..MAX_MESSAGE];
+    }
+    let mut m = Vec::with_capacity(16 + msg.len());
+    m.extend_from_slice(&MAGIC);
+    m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    m.extend_from_slice(&STATUS_REFUSED.to_le_bytes());
+    m.extend_from_slice(&(msg.len() as u32).to_le_bytes());
+    m.extend_from_slice(msg);
+    m
+}
+
+pub enum ReplyError {
+    /// The connection closed or failed before any byte of a reply: retry.
+    Lost(String),
+    /// No reply before the deadline.
+    Timeout,
+    /// Something that is not rank 0 of this protocol answered.
+    Foreign(String),
+}
+
+pub fn read_reply(
+    s: &mut TcpStream,
+    world_size: usize,
+    deadline: Instant,
+) -> Result<Result<Vec<Vec<u8>>, String>, ReplyError> {
+    let classify = |e: std::io::Error| {
+        if e.kind() == ErrorKind::TimedOut {
+            ReplyError::Timeout
+        } else {
+            ReplyError::Lost(e.to_string())
+        }
+    };
+    let mut magic = [0u8; 4];
+    read_by(s, &mut magic, deadline).map_err(classify)?;
+    if magic != MAGIC {
+        return Err(ReplyError::Foreign(format!(
+            "it answered {magic:02x?} instead of symmem's greeting"
+        )));
+    }
+    // The answer has begun: the rest may take a little longer than the deadline.
+    let deadline = deadline.max(Instant::now() + REPLY_GRACE);
+    let foreign = |e: std::io::Error| ReplyError::Foreign(format!("its answer broke off: {e}"));
+    let version = read_u32(s, deadline).map_err(foreign)?;
+    if version != PROTOCOL_VERSION {
+        return Err(ReplyError::Foreign(format!("it speaks bootstrap protocol version {version}, this rank {PROTOCOL_VERSION}: run the same symmem version on every rank")));
+    }
+    let status = read_u32(s, deadline).map_err(foreign)?;
+    match status {
+        STATUS_OK => {
+            let count = read_u32(s, deadline).map_err(foreign)? as usize;
+            if count != world_size {
+                return Err(ReplyError::Foreign(format!(
+                    "it sent {count} contributions for a world of {world_size}"
+                )));
+            }
+            let mut all = Vec::with_capacity(count);
+            for _ in 0..count {
+                let len = read_u32(s, deadline).map_err(foreign)? as usize;
+                if len > MAX_PAYLOAD {
+                    return Err(ReplyError::Foreign(format!(
+                        "it sent a contribution of {len} bytes, over the limit of {MAX_PAYLOAD}"
+                    )));
+                }
+                let mut p = vec![0u8; len];
+                read_by(s, &mut p, deadline).map_err(foreign)?;
+                all.push(p);
+            }
+            Ok(Ok(all))
+        }
+        STATUS_REFUSED => {
+            let len = read_u32(s, deadline).map_err(foreign)? as usize;
+            let mut msg = vec![0u8; len.min(MAX_MESSAGE)];
+            read_by(s, &mut msg, deadline).map_err(foreign)?;
+            Ok(Err(String::from_utf8_lossy(&msg).into_owned()))
+        }
+        other => Err(ReplyError::Foreign(format!(
+            "it sent an unknown status {other}"
+        ))),
+    }
+}
