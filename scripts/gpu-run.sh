@@ -31,7 +31,10 @@ echo "== building test binaries (release)"
 cargo test --release --workspace --no-run --message-format=json-render-diagnostics >"$json"
 echo "== building benches (release)"
 cargo bench --workspace --no-run --message-format=json-render-diagnostics >>"$json"
-if [ -f examples/tp_mlp.rs ] || [ -f examples/tp_mlp/main.rs ]; then
+# The example: the root package's thin examples/tp_mlp.rs runs the library of the workspace
+# member examples/tp_mlp/ (package tp-mlp), whose tests (tests/tp_mlp) the --workspace build above
+# already built.
+if [ -f examples/tp_mlp.rs ]; then
   echo "== building example tp_mlp (release)"
   if ! cargo build --release --example tp_mlp --message-format=json-render-diagnostics >>"$json"; then
     echo "warning: the tp_mlp example does not build; staging everything else" >&2
@@ -54,6 +57,13 @@ while IFS=$'\t' read -r kind name exe; do
   esac
 done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null)
                 | [(.target.kind[0]), .target.name, .executable] | @tsv' "$json" | sort -u)
+
+if [ -f examples/tp_mlp.rs ] && [ ! -x "$stage/examples/tp_mlp" ]; then
+  echo "warning: the tp_mlp example binary was not staged" >&2
+fi
+if [ -f examples/tp_mlp/Cargo.toml ] && [ ! -x "$stage/tests/tp_mlp" ]; then
+  echo "warning: the tp_mlp example's tests (examples/tp_mlp/tests/tp_mlp.rs) were not staged" >&2
+fi
 
 if [ ! -x "$stage/tests/gpu" ]; then
   echo "error: tests/gpu.rs was not built (is it in the facade crate?)" >&2

@@ -17,7 +17,7 @@ use std::ffi::c_void;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use symmem::cuda::cudarc::cublaslt::sys as lt;
+use cudarc::cublaslt::sys as lt;
 use symmem::{Buffer, DType, Element, Error};
 
 use crate::cuda::cuda_err;

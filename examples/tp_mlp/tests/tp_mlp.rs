@@ -1,29 +1,12 @@
 //! The `tp_mlp` example's model on the host backend: sharded results against the f64
 //! reference at tp 1 to 4 with odd sizes, where buffers come from, graph replays bit for bit,
 //! the generator against hand-computed values, and argument validation.
-//!
-//! The example's modules are included by path (examples cannot be linked as libraries).
-
-#[allow(dead_code)]
-#[path = "../examples/tp_mlp/config.rs"]
-mod config;
-#[allow(dead_code)]
-#[path = "../examples/tp_mlp/gen.rs"]
-mod gen;
-#[allow(dead_code)]
-#[path = "../examples/tp_mlp/host.rs"]
-mod host;
-#[allow(dead_code)]
-#[path = "../examples/tp_mlp/model.rs"]
-mod model;
-#[allow(dead_code)]
-#[path = "../examples/tp_mlp/reference.rs"]
-mod reference;
 
 use config::{check_tp, parse_tokens, resolve_tp, Backend, Config, Dtype};
 use host::HostKernels;
 use model::{Dims, TpMlp, TP_GROUP};
 use symmem::{bf16, f16, Element, Error, RankContext};
+use tp_mlp::{config, gen, host, model, reference};
 
 /// Hidden size of the tests (odd sizes throughout).
 const HIDDEN: usize = 24;

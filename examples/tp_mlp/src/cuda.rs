@@ -11,9 +11,9 @@
 use std::ffi::c_void;
 use std::sync::{Arc, OnceLock};
 
-use symmem::cuda::cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
-use symmem::cuda::cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
-use symmem::cuda::cudarc::nvrtc::{self, Ptx};
+use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
+use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+use cudarc::nvrtc::{self, Ptx};
 use symmem::cuda::{cuda_context, cuda_stream};
 use symmem::{Buffer, DType, Element, Error, RankContext};
 

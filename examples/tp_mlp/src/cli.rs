@@ -1,0 +1,121 @@
+//! The command line: clap's flags, their parsers, and the validated [`Config`] they give.
+
+use clap::Parser;
+use symmem::launch::BackendChoice;
+
+use crate::config::{parse_tokens, Config, ConfigError, Dtype, GemmMode, Preset};
+
+/// Command line of the example.
+#[derive(Parser, Debug)]
+#[command(
+    name = "tp_mlp",
+    about = "Tensor-parallel SwiGLU MLP whose all-reduce runs on NCCL symmetric memory (host backend without GPUs)",
+    after_help = "Exit codes: 0 pass, 1 check failed or run error, 2 bad arguments."
+)]
+pub struct Cli {
+    /// Backend: auto (GPUs if usable, else host threads), host or cuda.
+    #[arg(long, default_value = "auto", value_parser = parse_backend)]
+    pub backend: BackendChoice,
+    /// Tensor-parallel degree (default: 2 on host, the number of GPUs up to 8 on CUDA, lowered
+    /// to a divisor of --ffn).
+    #[arg(long)]
+    pub tp: Option<usize>,
+    /// Token count, or a comma-separated list run one after the other (e.g. 1,8,32,64,4096).
+    #[arg(long, default_value = "16")]
+    pub tokens: String,
+    /// Hidden size (default 256, or the preset's).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// FFN size of the full MLP (default 1024, or the preset's); --tp must divide it.
+    #[arg(long)]
+    pub ffn: Option<usize>,
+    /// Layers, stacked with a residual x = x + mlp_l(x).
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Storage type: f32, bf16 or f16 (the host backend computes in f32 and stores in it).
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    pub dtype: Dtype,
+    /// Model sizes: llama3-8b (hidden 4096, ffn 14336); --hidden/--ffn override it.
+    #[arg(long, value_parser = parse_preset)]
+    pub preset: Option<Preset>,
+    /// Also capture one step into a graph and time its replays.
+    #[arg(long)]
+    pub graph: bool,
+    /// Timed iterations of each measurement.
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed warm-up iterations before each measurement.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Seed of the weight and input generator.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Compare with the f64 host reference (default).
+    #[arg(long = "check", overrides_with = "no_check")]
+    pub check: bool,
+    /// Skip the reference check.
+    #[arg(long = "no-check", overrides_with = "check")]
+    pub no_check: bool,
+    /// Token rows the reference covers (default: all rows when cheap, else at least 4).
+    #[arg(long)]
+    pub check_rows: Option<usize>,
+    /// GEMMs on CUDA: auto (cuBLASLt, the fastest of its candidates timed per shape on the first
+    /// eager call, falling back to cublasGemmEx) or cublas (cublasGemmEx only).
+    #[arg(long, default_value = "auto", value_parser = parse_gemm)]
+    pub gemm: GemmMode,
+    /// Print sum and sum of squares of each weight tensor for hidden 8, ffn 16 and --seed
+    /// (and --layers), to compare with the Python twin, then exit.
+    #[arg(long)]
+    pub dump_checksum: bool,
+}
+
+/// `--backend`: auto, host or cuda.
+fn parse_backend(s: &str) -> Result<BackendChoice, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(BackendChoice::Auto),
+        "host" => Ok(BackendChoice::Host),
+        "cuda" => Ok(BackendChoice::Cuda),
+        other => Err(ConfigError(format!(
+            "unknown backend `{other}`; use auto, host or cuda"
+        ))),
+    }
+}
+
+/// `--dtype`: f32, bf16 or f16.
+fn parse_dtype(s: &str) -> Result<Dtype, ConfigError> {
+    s.parse()
+}
+
+/// `--gemm`: auto or cublas.
+fn parse_gemm(s: &str) -> Result<GemmMode, ConfigError> {
+    s.parse()
+}
+
+/// `--preset`: llama3-8b.
+fn parse_preset(s: &str) -> Result<Preset, ConfigError> {
+    s.parse()
+}
+
+impl Cli {
+    /// The validated configuration.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let (ph, pf) = self.preset.map(Preset::sizes).unwrap_or((256, 1024));
+        let cfg = Config {
+            tp: self.tp,
+            tokens: parse_tokens(&self.tokens)?,
+            hidden: self.hidden.unwrap_or(ph),
+            ffn: self.ffn.unwrap_or(pf),
+            layers: self.layers,
+            dtype: self.dtype,
+            graph: self.graph,
+            iters: self.iters,
+            warmup: self.warmup,
+            seed: self.seed,
+            check: !self.no_check,
+            check_rows: self.check_rows,
+            gemm: self.gemm,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}

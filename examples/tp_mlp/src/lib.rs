@@ -1,0 +1,41 @@
+//! Tensor-parallel Llama-style gated MLP (SwiGLU) on NCCL symmetric memory.
+//!
+//! ```text
+//! cargo run --release --example tp_mlp                       # defaults: GPUs if any, else 2 host ranks
+//! cargo run --release --example tp_mlp -- --backend host --tp 4 --layers 2 --graph
+//! cargo run --release --example tp_mlp -- --preset llama3-8b --dtype bf16 --tokens 1,8,32,64,4096 --graph
+//! cargo run --release --example tp_mlp -- --dump-checksum --seed 7   # compare with benches/py/tp_mlp_torch.py
+//! ```
+//!
+//! Gate and up projections are column parallel, the down projection row parallel, then one
+//! all-reduce over group `"tp"` per layer (Megatron). The down projection's output is allocated
+//! by a function annotated `#[symmetric_memory(group = "tp")]` (`model.rs`), so the all-reduce
+//! runs on symmetric memory; every other buffer comes from the default pool. Weights and input
+//! come from a seeded generator (`gen.rs`, shared with the Python twin); the output is checked
+//! against the unsharded model computed in f64 on the host (`reference.rs`).
+//!
+//! The table reports per token count the eager and the graph-replay time per step (`--graph`),
+//! the all-reduce time on a symmetric and on a plain buffer of the same size, the memory floor
+//! (weight bytes over the measured device copy bandwidth), the GEMM rate and the relative
+//! error; `RESULT {json}` lines repeat each measurement for scripts. Exit codes: 0 pass,
+//! 1 check failed or run error, 2 bad arguments.
+//!
+//! The example is this library (`tp-mlp`, a workspace member) and a thin `main` in the root
+//! package's `examples/tp_mlp.rs`, so that its integration tests (`tests/tp_mlp.rs`) use the
+//! model, the reference and the argument rules directly.
+
+mod app;
+pub mod cli;
+pub mod config;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod gen;
+pub mod host;
+#[cfg(feature = "cuda")]
+pub mod lt;
+pub mod model;
+pub mod reference;
+pub mod report;
+pub mod run;
+
+pub use app::run_cli;
