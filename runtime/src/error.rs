@@ -222,14 +222,3 @@ pub enum Error {
         what: String,
     },
 }
-
-impl Error {
-    /// Shorthand for the capture refusal of host-blocking operations.
-    pub(crate) fn blocking_in_capture(op: &'static str) -> Self {
-        Error::NotAllowedDuringCapture {
-            op,
-            why: "it blocks the host until the device finishes, which a graph cannot record",
-            fix: "move it before `symmem::capture(...)` or after it (for example read results after `graph.replay()`)",
-        }
-    }
-}

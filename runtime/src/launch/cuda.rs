@@ -8,7 +8,7 @@ use cudarc::nccl::sys as nccl;
 
 use crate::backend::cuda::availability::{log_policy_once, nvls_off, require, unavailable};
 use crate::backend::cuda::device::CudaDevice;
-use crate::backend::cuda::ffi::nccl_check;
+use crate::backend::cuda::ffi;
 use crate::backend::cuda::nccl::{AbortRegistry, CommSettings, NcclComm};
 use crate::bootstrap;
 use crate::config::RankConfig;
@@ -50,17 +50,9 @@ impl Gate {
 }
 
 fn unique_id() -> Result<nccl::ncclUniqueId> {
-    let mut id = std::mem::MaybeUninit::<nccl::ncclUniqueId>::zeroed();
-    // SAFETY: out-parameter.
-    let r = unsafe { nccl::ncclGetUniqueId(id.as_mut_ptr()) };
-    nccl_check(
-        "ncclGetUniqueId",
-        r,
-        std::ptr::null_mut(),
+    ffi::get_unique_id(
         "NCCL could not create its bootstrap id (no usable network interface?); set NCCL_SOCKET_IFNAME, e.g. NCCL_SOCKET_IFNAME=lo for one machine",
-    )?;
-    // SAFETY: initialised by NCCL on success.
-    Ok(unsafe { id.assume_init() })
+    )
 }
 
 /// Where a rank starts: its GPU, its place in the world, and what its communicators share.
@@ -97,15 +89,16 @@ fn start_rank(
     };
     let n = i32::try_from(start.world_size).map_err(|_| too_large("world_size"))?;
     let r = i32::try_from(start.rank).map_err(|_| too_large("rank"))?;
-    let mut comm: nccl::ncclComm_t = std::ptr::null_mut();
-    // SAFETY: out-parameter; the GPU's context is current on this thread.
-    let res = unsafe { nccl::ncclCommInitRank(&mut comm, n, start.id, r) };
-    nccl_check(
-        "ncclCommInitRank",
-        res,
-        std::ptr::null_mut(),
-        "the ranks could not connect; check that every rank uses its own GPU, and set NCCL_DEBUG=WARN (and NCCL_SOCKET_IFNAME) to see why",
-    )?;
+    // SAFETY: `CudaDevice::open` made the GPU's context current on this thread, and `require`
+    // (called by every entry point before this) loaded NCCL.
+    let comm = unsafe {
+        ffi::comm_init_rank(
+            n,
+            start.id,
+            r,
+            "the ranks could not connect; check that every rank uses its own GPU, and set NCCL_DEBUG=WARN (and NCCL_SOCKET_IFNAME) to see why",
+        )
+    }?;
     let comm = NcclComm::from_raw(
         comm,
         device.context().clone(),

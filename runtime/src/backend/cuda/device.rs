@@ -1,5 +1,7 @@
 //! One rank's GPU: its CUDA context, its stream, default-pool memory and graph capture.
 
+use symmem_rules::refusals::{self, Refusal};
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,6 +12,7 @@ use cudarc::driver::{sys as cu, CudaContext, CudaStream};
 use crate::backend::cuda::ffi::{self, cuda_err, GraphExec, RelaxedCapture};
 use crate::backend::traits::{BackendKind, DeviceBackend, GraphBackend, StreamBackend};
 use crate::error::{Error, Result};
+use crate::thread::capture_refusal;
 
 /// Alignment the pools ask of default-pool segments.
 const SEGMENT_ALIGN: u64 = 4096;
@@ -215,9 +218,10 @@ impl CudaRankStream {
             .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))
     }
 
-    fn refuse_capturing(&self, op: &'static str) -> Result<()> {
+    /// Refuse `refusal` while this stream captures (a host wait would invalidate the capture).
+    fn refuse_capturing(&self, refusal: &'static Refusal) -> Result<()> {
         if self.is_capturing() {
-            return Err(Error::blocking_in_capture(op));
+            return Err(capture_refusal(refusal));
         }
         Ok(())
     }
@@ -235,7 +239,7 @@ impl CudaRankStream {
 
 impl StreamBackend for CudaRankStream {
     fn copy_htod(&self, dst: u64, src: &[u8]) -> Result<()> {
-        self.refuse_capturing("copy to the device")?;
+        self.refuse_capturing(&refusals::BACKEND_COPY_TO_DEVICE)?;
         if src.is_empty() {
             return Ok(());
         }
@@ -249,7 +253,7 @@ impl StreamBackend for CudaRankStream {
     }
 
     fn copy_dtoh(&self, dst: &mut [u8], src: u64) -> Result<()> {
-        self.refuse_capturing("copy to the host")?;
+        self.refuse_capturing(&refusals::BACKEND_COPY_TO_HOST)?;
         if dst.is_empty() {
             return Ok(());
         }
@@ -280,7 +284,7 @@ impl StreamBackend for CudaRankStream {
 
     fn synchronize(&self) -> Result<()> {
         // Synchronising a capturing stream would invalidate the capture: refuse instead.
-        self.refuse_capturing("synchronize")?;
+        self.refuse_capturing(&refusals::BACKEND_SYNCHRONIZE)?;
         self.bind()?;
         self.sync()
     }

@@ -611,3 +611,31 @@ pub unsafe fn all_gather(
     // SAFETY: the caller's contract.
     unsafe { nccl::ncclAllGather(send, recv, count, dtype, comm, stream) }
 }
+
+/// `ncclGetUniqueId`: a new id for the ranks of a new world to share.
+pub fn get_unique_id(hint: &'static str) -> Result<nccl::ncclUniqueId> {
+    let mut id = std::mem::MaybeUninit::<nccl::ncclUniqueId>::zeroed();
+    // SAFETY: an out-parameter of the right type; NCCL is loaded (the caller probed it).
+    let r = unsafe { nccl::ncclGetUniqueId(id.as_mut_ptr()) };
+    nccl_check("ncclGetUniqueId", r, std::ptr::null_mut(), hint)?;
+    // SAFETY: NCCL initialised it on success.
+    Ok(unsafe { id.assume_init() })
+}
+
+/// `ncclCommInitRank`: join the world of `world_size` ranks that shares `id`, as `rank`
+/// (blocks until every rank joined). The raw communicator is the caller's to own.
+///
+/// # Safety
+/// The GPU's context is current on the calling thread and NCCL is loaded.
+pub unsafe fn comm_init_rank(
+    world_size: i32,
+    id: nccl::ncclUniqueId,
+    rank: i32,
+    hint: &'static str,
+) -> Result<nccl::ncclComm_t> {
+    let mut comm: nccl::ncclComm_t = std::ptr::null_mut();
+    // SAFETY: an out-parameter; the caller's contract for the rest.
+    let r = unsafe { nccl::ncclCommInitRank(&mut comm, world_size, id, rank) };
+    nccl_check("ncclCommInitRank", r, std::ptr::null_mut(), hint)?;
+    Ok(comm)
+}

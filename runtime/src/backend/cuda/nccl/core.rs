@@ -7,6 +7,7 @@ use cudarc::nccl::sys as nccl;
 
 use super::hints::HINT_COLL;
 use crate::backend::cuda::ffi::{self, nccl_check};
+use crate::backend::direct::AllReduceEntry;
 use crate::backend::operand::Operand;
 use crate::dtype::{DType, ReduceOp};
 use crate::error::{Error, Result};
@@ -230,5 +231,21 @@ pub fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
         ReduceOp::Max => O::ncclMax,
         ReduceOp::Min => O::ncclMin,
         ReduceOp::Avg => O::ncclAvg,
+    }
+}
+
+/// The direct all-reduce entry of a communicator: [`CommCore::launch_all_reduce`] on its own
+/// stream (`DirectAllReduce::new` makes the entry from it).
+impl AllReduceEntry for CommCore {
+    #[inline(always)]
+    fn all_reduce_entry(
+        &self,
+        send: Operand,
+        recv: Operand,
+        count: usize,
+        dtype: DType,
+        op: ReduceOp,
+    ) -> Result<()> {
+        self.launch_all_reduce(self.cu_stream, send, recv, count, dtype, op)
     }
 }

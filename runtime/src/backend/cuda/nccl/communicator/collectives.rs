@@ -53,31 +53,13 @@ impl CommBackend for NcclComm {
     }
 
     fn direct_all_reduce(&self, stream: &dyn StreamBackend) -> Option<DirectAllReduce> {
-        /// [`CommCore::launch_all_reduce`] on the communicator's own stream.
-        ///
-        /// # Safety
-        /// `ctx` is a live `CommCore` (see `DirectAllReduce`).
-        unsafe fn launch(
-            ctx: *const (),
-            send: Operand,
-            recv: Operand,
-            count: usize,
-            dtype: DType,
-            op: ReduceOp,
-        ) -> Result<()> {
-            // SAFETY: by the contract of `DirectAllReduce`, `ctx` came from the core below, which
-            // lives as long as the communicator.
-            let core = unsafe { &*(ctx as *const CommCore) };
-            core.launch_all_reduce(core.cu_stream, send, recv, count, dtype, op)
-        }
+        // The entry points at the core, which lives in an `Arc` as long as the communicator
+        // (and so as long as the group holding the entry).
         std::ptr::addr_eq(
             stream as *const dyn StreamBackend,
             Arc::as_ptr(&self.stream),
         )
-        .then_some(DirectAllReduce {
-            ctx: Arc::as_ptr(&self.core) as *const (),
-            launch,
-        })
+        .then(|| DirectAllReduce::new::<CommCore>(&self.core))
     }
 
     fn all_gather(
