@@ -16,6 +16,12 @@
 #
 # Usage: scripts/gpu-run.sh            (build and stage)
 #        scripts/gpu-run.sh --list     (also list what was staged)
+#
+# To compare the launch path with an older build in the same lease, build that commit's
+# `cuda_bench` (e.g. `git worktree add ../old <commit> && (cd ../old && cargo bench --no-run
+# --bench cuda_bench)`) and pass its executable in SYMMEM_BASELINE_BENCH: it is staged as
+# `bench/cuda_bench_base`, and the device script then runs the two alternately (new, base,
+# new, ..., three processes each) into cuda-bench.log and cuda-bench-base.log.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -63,6 +69,10 @@ if [ -f examples/tp_mlp.rs ] && [ ! -x "$stage/examples/tp_mlp" ]; then
 fi
 if [ -f examples/tp_mlp/Cargo.toml ] && [ ! -x "$stage/tests/tp_mlp" ]; then
   echo "warning: the tp_mlp example's tests (examples/tp_mlp/tests/tp_mlp.rs) were not staged" >&2
+fi
+
+if [ -n "${SYMMEM_BASELINE_BENCH:-}" ]; then
+  copy bench cuda_bench_base "$SYMMEM_BASELINE_BENCH"
 fi
 
 if [ ! -x "$stage/tests/gpu" ]; then
@@ -121,13 +131,25 @@ cat "$env_log"
 step 240 "$out/gpu-tests.log" "$bin/tests/gpu" --test-threads=1
 
 # 2. The CUDA bench.
-if [ -x "$bin/bench/cuda_bench" ]; then
+if [ -x "$bin/bench/cuda_bench" ] && [ -x "$bin/bench/cuda_bench_base" ]; then
+  # Side by side with a baseline build: alternate the two, three processes each (what fits
+  # the time budget next to the GPU suite and the example).
+  for i in 1 2 3; do
+    step 60 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
+    step 60 "$out/cuda-bench-base.log" "$bin/bench/cuda_bench_base" --bench
+  done
+  if [ -f benches/py/cuda_bench_summary.py ]; then
+    step 20 "$out/cuda-bench-base.log" python3 benches/py/cuda_bench_summary.py "$out/cuda-bench-base.log" --check
+  fi
+elif [ -x "$bin/bench/cuda_bench" ]; then
   step 120 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
   # Four more processes: the launch ratios move by a few percent from one process to the
   # next on these hosts, so the figure reported is the median over all five.
   for i in 2 3 4 5; do
     step 60 "$out/cuda-bench.log" "$bin/bench/cuda_bench" --bench
   done
+fi
+if [ -x "$bin/bench/cuda_bench" ]; then
   # Medians over the five processes, checked against the targets.
   if [ -f benches/py/cuda_bench_summary.py ]; then
     step 20 "$out/cuda-bench.log" python3 benches/py/cuda_bench_summary.py "$out/cuda-bench.log" --check

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch twin of the symmem `tp_mlp` example at tp=1 (one GPU).
 
-Llama-style SwiGLU MLP in the row-major form of `examples/tp_mlp/model.rs`:
+Llama-style SwiGLU MLP in the row-major form of `examples/tp_mlp/src/model.rs`:
 
     x: [tokens, hidden]   W_gate, W_up: [hidden, ffn]   W_down: [ffn, hidden]
     h = silu(x @ W_gate) * (x @ W_up)        y = h @ W_down        x <- x + y
@@ -10,7 +10,7 @@ stacked `--layers` times (one step = all layers). As in the Rust example, gate a
 stored side by side as one [hidden, 2*ffn] matrix (gate columns, then up columns) and computed
 by one GEMM; `--no-fuse` runs the two projections as separate GEMMs instead.
 
-Weights and the input come from the seeded generator of `examples/tp_mlp/gen.rs` (spec in
+Weights and the input come from the seeded generator of `examples/tp_mlp/src/gen.rs` (spec in
 README.md and in `_spec_doc` below), so both sides compute with the same numbers. Values are
 generated in float64 and rounded ONCE to the storage type exactly as the Rust example does
 (`T::from_f64` of the `half` crate 2.7.1 for bf16/f16, `as f32` for f32), carried to the GPU
@@ -64,7 +64,7 @@ EXIT_BAD_ARGS = 2
 EXIT_NO_CUDA = 3
 
 # ---------------------------------------------------------------------------------------------
-# The generator (spec shared with examples/tp_mlp/gen.rs)
+# The generator (spec shared with examples/tp_mlp/src/gen.rs)
 # ---------------------------------------------------------------------------------------------
 
 _spec_doc = """

@@ -11,7 +11,7 @@ use cudarc::driver::{sys as cu, CudaContext, CudaStream};
 use cudarc::nccl::sys as nccl;
 
 use super::abort::AbortRegistry;
-use super::core::{CommCore, NcclFns, RawComm};
+use super::core::{CommLaunchLine, NcclFns, RawComm};
 use super::hints::{HINT_COLL, HINT_MEM};
 use super::scratch::Scratch;
 use crate::backend::cuda::device::CudaRankStream;
@@ -42,7 +42,7 @@ pub struct CommSettings {
 /// `ncclCommWindowRegister(..., NCCL_WIN_COLL_SYMMETRIC)`; NCCL picks its symmetric kernels
 /// by itself for pointers inside such windows.
 pub struct NcclComm {
-    core: Arc<CommCore>,
+    core: Arc<CommLaunchLine>,
     rank: usize,
     size: usize,
     ctx: Arc<CudaContext>,
@@ -129,7 +129,7 @@ impl NcclComm {
             .map_err(|e| destroy(cuda_err("cuStreamCreate", e, HINT_MEM)))?;
         let size = size.max(1) as usize;
         let scratch = Scratch::new(size).map_err(destroy)?;
-        let core = Arc::new(CommCore {
+        let core = Arc::new(CommLaunchLine {
             raw: OwnerLock::new(RawComm {
                 comm,
                 aborted: None,

@@ -1,4 +1,4 @@
-//! What a collective launch reads: `CommCore` (one cache line) and NCCL's entry points (`NcclFns`).
+//! What a collective launch reads: `CommLaunchLine` (one cache line) and NCCL's entry points (`NcclFns`).
 
 use std::sync::{Arc, Mutex};
 
@@ -46,7 +46,7 @@ type BroadcastFn = unsafe extern "C" fn(
 /// The collectives' entry points in the NCCL library cudarc loaded, resolved once, so that a
 /// launch is one indirect call (cudarc's wrappers add a call and a once-initialised lookup per
 /// launch). `repr(C)` with `ncclAllReduce` first: it sits in the first cache line of
-/// [`CommCore`].
+/// [`CommLaunchLine`].
 #[derive(Clone, Copy)]
 #[repr(C)]
 pub struct NcclFns {
@@ -99,7 +99,7 @@ unsafe impl Send for RawComm {}
 /// lock's flags, the communicator handle, the stream and `ncclAllReduce`'s address
 /// (`docs/design.md`, "The launch path"). A group's direct entry points here.
 #[repr(C, align(64))]
-pub struct CommCore {
+pub struct CommLaunchLine {
     pub raw: OwnerLock<RawComm>,
     /// The raw handle of the rank stream the communicator was made for.
     pub cu_stream: cu::CUstream,
@@ -111,17 +111,17 @@ pub struct CommCore {
 
 // The launch reads the lock, the handle, the stream and `ncclAllReduce` in one cache line.
 const _: () = assert!(
-    std::mem::offset_of!(CommCore, fns) + std::mem::size_of::<ReduceFn>() <= 64,
-    "CommCore: ncclAllReduce's address must stay in the first cache line"
+    std::mem::offset_of!(CommLaunchLine, fns) + std::mem::size_of::<ReduceFn>() <= 64,
+    "CommLaunchLine: ncclAllReduce's address must stay in the first cache line"
 );
 
 // SAFETY: `cu_stream` is a plain handle, used only to queue work (which CUDA allows from any
 // thread); the function pointers are plain; the rest is `Send + Sync` on its own.
-unsafe impl Send for CommCore {}
+unsafe impl Send for CommLaunchLine {}
 // SAFETY: as above; `cu_stream` and the functions are never mutated after creation.
-unsafe impl Sync for CommCore {}
+unsafe impl Sync for CommLaunchLine {}
 
-impl CommCore {
+impl CommLaunchLine {
     #[inline]
     pub fn lock(&self) -> OwnerGuard<'_, RawComm> {
         self.raw.lock()
@@ -234,9 +234,9 @@ pub fn nccl_op(op: ReduceOp) -> nccl::ncclRedOp_t {
     }
 }
 
-/// The direct all-reduce entry of a communicator: [`CommCore::launch_all_reduce`] on its own
+/// The direct all-reduce entry of a communicator: [`CommLaunchLine::launch_all_reduce`] on its own
 /// stream (`DirectAllReduce::new` makes the entry from it).
-impl AllReduceEntry for CommCore {
+impl AllReduceEntry for CommLaunchLine {
     #[inline(always)]
     fn all_reduce_entry(
         &self,

@@ -9,7 +9,7 @@ use cudarc::nccl::sys as nccl;
 
 use super::NcclComm;
 use crate::backend::cuda::ffi::{self, cuda_err};
-use crate::backend::cuda::nccl::core::{nccl_dtype, nccl_op, CommCore};
+use crate::backend::cuda::nccl::core::{nccl_dtype, nccl_op, CommLaunchLine};
 use crate::backend::cuda::nccl::hints::HINT_COLL;
 use crate::backend::direct::DirectAllReduce;
 use crate::backend::operand::{Operand, SymSegment};
@@ -59,7 +59,7 @@ impl CommBackend for NcclComm {
             stream as *const dyn StreamBackend,
             Arc::as_ptr(&self.stream),
         )
-        .then(|| DirectAllReduce::new::<CommCore>(&self.core))
+        .then(|| DirectAllReduce::new::<CommLaunchLine>(&self.core))
     }
 
     fn all_gather(
