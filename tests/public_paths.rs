@@ -220,7 +220,7 @@ fn cuda_signatures() {
     let _: [u8; 128] = UniqueId([0; 128]).0;
     let _: fn(&NcclComm) -> cudarc::nccl::sys::ncclComm_t = NcclComm::raw_comm;
     let _: fn(&NcclComm) -> usize = NcclComm::granularity;
-    let _: i32 = NCCL_WIN_COLL_SYMMETRIC as i32;
+    let _: i32 = NCCL_WIN_COLL_SYMMETRIC;
     let _: fn(usize) -> Result<CudaDevice> = CudaDevice::open;
     let _: fn(&CudaDevice) -> &Arc<cudarc::driver::CudaContext> = CudaDevice::context;
     let _: fn(&CudaDevice) -> &Arc<CudaRankStream> = CudaDevice::rank_stream;
