@@ -65,12 +65,14 @@ impl Graph {
                 fix: "replay the graph outside the capture closure",
             });
         }
-        if let Some(rank) = crate::rank::current::current_rank_id() {
-            if rank != self.rank_id {
+        match crate::rank::current::current_rank_id() {
+            None => return Err(Error::NoRankContext),
+            Some(rank) if rank != self.rank_id => {
                 return Err(Error::Graph(
                     "this graph was captured on another rank's stream; replay it on the rank (thread) that captured it".into(),
                 ));
             }
+            Some(_) => {}
         }
         self.exec.launch()?;
         self.replays += 1;

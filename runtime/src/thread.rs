@@ -41,6 +41,9 @@ pub(crate) struct ThreadState {
     /// The capture in progress on this thread, erased (`*const pool::graph::CaptureBlocks`;
     /// null: none).
     pub(crate) capture: Cell<*const ()>,
+    /// Id of the rank installed on this thread (0: none); what a group's window and collectives
+    /// compare with their group's rank, so that only the rank's own thread acts as the rank.
+    pub(crate) rank_id: Cell<u64>,
     /// Set by `reset_routing` to the next guard id: guards with a smaller id were created
     /// before the reset and leave routing alone. (Guard ids only grow, so this replaces a
     /// per-guard epoch and keeps it off the fast path.)
@@ -57,6 +60,7 @@ const _: () = {
     assert!(std::mem::offset_of!(ThreadState, route) == 0);
     assert!(std::mem::offset_of!(ThreadState, top_guard) == 8);
     assert!(std::mem::offset_of!(ThreadState, capture) + 8 <= 64);
+    assert!(std::mem::offset_of!(ThreadState, rank_id) + 8 <= 64);
     assert!(std::mem::offset_of!(ThreadState, reset_floor) + 8 <= 64);
 };
 
@@ -70,6 +74,7 @@ thread_local! {
             next_guard: Cell::new(1),
             rank: Cell::new(std::ptr::null()),
             capture: Cell::new(std::ptr::null()),
+            rank_id: Cell::new(0),
             reset_floor: Cell::new(0),
             guard_ids: [const { Cell::new(0) }; GUARD_ID_SLOTS],
         }
@@ -86,6 +91,29 @@ pub fn is_capturing() -> bool {
 #[inline(always)]
 pub(crate) fn rank_ptr() -> *const () {
     THREAD.with(|t| t.rank.get())
+}
+
+/// Id of the rank installed on this thread (0: none).
+#[inline(always)]
+pub(crate) fn rank_id() -> u64 {
+    THREAD.with(|t| t.rank_id.get())
+}
+
+/// The error of a rank's operation called from a thread that is not the rank's.
+#[cold]
+#[inline(never)]
+pub(crate) fn wrong_thread(op: &'static str, group: &str, rank: usize) -> Error {
+    if rank_id() == 0 {
+        return Error::NoRankContext;
+    }
+    let thread = std::thread::current();
+    Error::WrongDevice {
+        op,
+        detail: format!(
+            "called on thread `{}`, which is not the thread of rank {rank} of group `{group}` (a rank is the one thread that installed it); call it from that rank's thread, or use the groups of this thread's rank (`symmem::group(name)`)",
+            thread.name().unwrap_or("unnamed")
+        ),
+    }
 }
 
 /// The erased pointer of the capture in progress on this thread (null: none).

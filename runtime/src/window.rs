@@ -135,7 +135,12 @@ struct Saved {
 
 #[inline]
 fn push(target: Route) -> (u64, Saved) {
-    THREAD.with(|r| {
+    THREAD.with(|r| push_in(r, target))
+}
+
+#[inline(always)]
+fn push_in(r: &ThreadState, target: Route) -> (u64, Saved) {
+    {
         let id = r.next_guard.get();
         r.next_guard.set(id.wrapping_add(1));
         let saved = Saved {
@@ -150,7 +155,28 @@ fn push(target: Route) -> (u64, Saved) {
         r.top_guard.set(id);
         r.depth.set(saved.depth + 1);
         (id, saved)
-    })
+    }
+}
+
+/// The route of a window on a group of another rank (or of a rank that is gone): a missing
+/// target named after the group, so allocations fail instead of using a pool this thread's rank
+/// does not keep alive.
+#[cold]
+#[inline(never)]
+fn foreign_route(name: &str) -> Route {
+    Route::encode(Target::Missing(intern_name(name)))
+}
+
+/// `name` as a `'static` string, leaked once per distinct name (cold error paths only).
+fn intern_name(name: &str) -> &'static str {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(n) = names.iter().find(|n| **n == name) {
+        return n;
+    }
+    let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(n);
+    n
 }
 
 #[inline]
@@ -214,6 +240,27 @@ impl WindowGuard<'_> {
     #[inline]
     pub(crate) fn enter(target: Target) -> Self {
         let (id, saved) = push(Route::encode(target));
+        WindowGuard {
+            id,
+            saved,
+            active: true,
+            _not_send: PhantomData,
+            _borrow: PhantomData,
+        }
+    }
+
+    /// A window routing to `pool` if the calling thread is rank `owner_rank`, else to a
+    /// missing target named `name` (allocations fail). Reads the thread state once.
+    #[inline]
+    pub(crate) fn enter_for_rank(owner_rank: u64, pool: *const Pool, name: &str) -> Self {
+        let (id, saved) = THREAD.with(|r| {
+            let target = if r.rank_id.get() == owner_rank {
+                Route::encode(Target::Group(pool))
+            } else {
+                foreign_route(name)
+            };
+            push_in(r, target)
+        });
         WindowGuard {
             id,
             saved,

@@ -70,7 +70,9 @@ fn pools_outlive_their_owner_while_buffers_or_graphs_need_them_and_no_longer() {
     .unwrap();
     assert!(symmem::host::live_segment_bytes() > base);
     for mut g in graphs {
-        g.replay().unwrap();
+        // Its launch has ended: replaying from a thread that is no rank fails at once (the
+        // recorded collectives would wait for peers that are gone).
+        assert!(matches!(g.replay(), Err(symmem::Error::NoRankContext)));
     }
     assert_eq!(
         symmem::host::live_segment_bytes(),

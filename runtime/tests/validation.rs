@@ -127,6 +127,49 @@ fn different_collective() {
     }
 }
 
+/// A rank that returns from its closure without calling a collective its peers wait in: the
+/// peers fail at once with `Aborted` naming it, not after the timeout (here 300 s).
+#[test]
+fn a_rank_that_returns_releases_its_peers_at_once() {
+    for validate in [true, false] {
+        let start = Instant::now();
+        let out = symmem::host::run_with(config(3, validate, Duration::from_secs(300)), |ctx| {
+            if ctx.rank() == 2 {
+                return None;
+            }
+            let world = ctx.world();
+            let mut b = symmem::alloc_from_host(&[1.0f32; 8]).unwrap();
+            Some(world.all_reduce(&mut b, ReduceOp::Sum))
+        })
+        .unwrap();
+        for r in out.into_iter().flatten() {
+            match r {
+                Err(Error::Aborted { cause, .. }) => assert!(
+                    cause.contains("rank 2") && cause.contains("returned from its closure"),
+                    "{cause}"
+                ),
+                other => panic!("validate={validate}: expected Aborted, got {other:?}"),
+            }
+        }
+        assert!(start.elapsed() < QUICK, "took {:?}", start.elapsed());
+    }
+    // A group without the departed rank is unaffected.
+    let out = symmem::host::run(3, |ctx| {
+        let world = ctx.world();
+        let pair = ctx
+            .split_group("pair", &world, (ctx.rank() == 2) as u32, 0)
+            .unwrap();
+        if ctx.rank() == 2 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let mut b = symmem::alloc_from_host(&[1.0f32; 8]).unwrap();
+        pair.all_reduce(&mut b, ReduceOp::Sum).is_ok() && b.to_host_vec().unwrap() == [2.0; 8]
+    })
+    .unwrap();
+    assert_eq!(out, vec![true; 3]);
+}
+
 #[test]
 fn a_rank_that_never_arrives_times_the_others_out() {
     for validate in [true, false] {
@@ -134,7 +177,10 @@ fn a_rank_that_never_arrives_times_the_others_out() {
         let start = Instant::now();
         let out = symmem::host::run_with(config(3, validate, timeout), |ctx| {
             if ctx.rank() == 2 {
-                return None; // takes another code path and never calls the collective
+                // Busy on another code path past the timeout (returning instead would be a
+                // departure: see `a_rank_that_returns_releases_its_peers_at_once`).
+                std::thread::sleep(timeout * 3);
+                return None;
             }
             let world = ctx.world();
             let mut b = symmem::alloc_from_host(&[1.0f32; 8]).unwrap();

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use crate::backend::host::comm::{AbortFlag, HostComm, HostShared};
+use crate::backend::host::comm::HostComm;
 use crate::backend::host::device::HostDevice;
+use crate::backend::host::shared::{AbortFlag, HostShared};
 use crate::config::RankConfig;
 use crate::error::Result;
 use crate::launch::threads::{check_world_size, run_ranks, RankStarter};
@@ -76,5 +77,9 @@ impl RankStarter for HostStarter {
 
     fn abort_all(&self, why: &str) {
         self.abort.set(why.to_string());
+    }
+
+    fn depart(&self, rank: usize, why: &str) {
+        self.abort.depart(rank, why.to_string());
     }
 }

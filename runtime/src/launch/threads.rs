@@ -24,6 +24,12 @@ pub(crate) trait RankStarter: Sync {
     fn abort_all(&self, why: &str);
     /// A rank's thread could not be spawned: release ranks waiting for it at start-up.
     fn spawn_failed(&self) {}
+    /// Rank `rank` returned from its closure: collectives that still need it must fail at once
+    /// instead of waiting for the timeout (backends that can tell do; groups without the rank
+    /// are unaffected).
+    fn depart(&self, rank: usize, why: &str) {
+        let _ = (rank, why);
+    }
 }
 
 /// `Err` unless `world_size` is at least 1 (`op` names the entry point in the error).
@@ -73,8 +79,9 @@ where
                         }
                     };
                     let out = catch_unwind(AssertUnwindSafe(|| f(&ctx)));
-                    if out.is_err() {
-                        starter.abort_all(&format!("rank {r} panicked"));
+                    match &out {
+                        Err(_) => starter.abort_all(&format!("rank {r} panicked")),
+                        Ok(_) => starter.depart(r, &format!("rank {r} returned from its closure")),
                     }
                     drop(ctx);
                     out.map(Ok)

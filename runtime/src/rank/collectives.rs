@@ -100,6 +100,7 @@ impl Group {
     /// line): one call frame less on the launch path of every layer.
     #[inline(always)]
     pub fn all_reduce<T: Element>(&self, buf: &mut Buffer<T>, op: ReduceOp) -> Result<()> {
+        self.on_rank_thread("all_reduce")?;
         let o = self.operand("all_reduce", buf)?;
         let count = buf.len();
         self.validate("all_reduce", move || {
@@ -119,6 +120,7 @@ impl Group {
         dst: &mut Buffer<T>,
         op: ReduceOp,
     ) -> Result<()> {
+        self.on_rank_thread("all_reduce_into")?;
         if src.len() != dst.len() {
             return Err(Error::LengthMismatch {
                 op: "all_reduce_into",
@@ -145,6 +147,7 @@ impl Group {
 
     /// All-gather: `dst[r * n .. (r + 1) * n] = src of rank r`, with `n = src.len()`.
     pub fn all_gather<T: Element>(&self, src: &Buffer<T>, dst: &mut Buffer<T>) -> Result<()> {
+        self.on_rank_thread("all_gather")?;
         let n = src.len();
         if dst.len() != n * self.size() {
             return Err(Error::LengthMismatch {
@@ -178,6 +181,7 @@ impl Group {
         dst: &mut Buffer<T>,
         op: ReduceOp,
     ) -> Result<()> {
+        self.on_rank_thread("reduce_scatter")?;
         let n = dst.len();
         if src.len() != n * self.size() {
             return Err(Error::LengthMismatch {
@@ -206,6 +210,7 @@ impl Group {
 
     /// Broadcast in place: every rank's `buf` becomes rank `root`'s `buf`.
     pub fn broadcast<T: Element>(&self, buf: &mut Buffer<T>, root: usize) -> Result<()> {
+        self.on_rank_thread("broadcast")?;
         if root >= self.size() {
             return Err(Error::InvalidArgument {
                 op: "broadcast",
@@ -231,6 +236,7 @@ impl Group {
 
     /// Wait until every rank of the group reaches this point (ordered on the stream).
     pub fn barrier(&self) -> Result<()> {
+        self.on_rank_thread("barrier")?;
         self.validate("barrier", String::new)?;
         self.comm().barrier(self.stream().as_ref())
     }

@@ -167,7 +167,10 @@ impl RankContext {
             world,
             config,
         });
-        THREAD.with(|t| t.rank.set(Rc::as_ptr(&inner) as *const ()));
+        THREAD.with(|t| {
+            t.rank.set(Rc::as_ptr(&inner) as *const ());
+            t.rank_id.set(id);
+        });
         Ok(RankContext { inner })
     }
 
@@ -270,6 +273,7 @@ impl Drop for RankContext {
         THREAD.with(|r| {
             if r.rank.get() == Rc::as_ptr(&self.inner) as *const () {
                 r.rank.set(std::ptr::null());
+                r.rank_id.set(0);
             }
             if r.depth.get() > 0 {
                 // Windows (forgotten guards) still point at this rank's pools: keep them alive

@@ -10,9 +10,9 @@ use crate::config::RankConfig;
 use crate::error::Result;
 use crate::pool::handle::PoolOwner;
 use crate::pool::{Pool, PoolStats, Source};
-use crate::thread::refuse_if_capturing;
+use crate::thread::{rank_id, refuse_if_capturing, wrong_thread};
 use crate::validation::DivergenceCheck;
-use crate::window::{Target, WindowGuard};
+use crate::window::WindowGuard;
 
 pub(crate) struct GroupShared {
     name: Arc<str>,
@@ -43,6 +43,9 @@ struct CollectivePath {
     direct_all_reduce: Option<DirectAllReduce>,
     /// Address of the group's symmetric pool (owned by `shared`).
     pool: usize,
+    /// Id of the rank the group belongs to: only that rank's thread routes to its pool or
+    /// launches its collectives.
+    rank_id: u64,
     /// Whether validation mode is on.
     validate: bool,
 }
@@ -81,9 +84,14 @@ impl Group {
 
     /// Enter this group's pool-routing window on the current thread: allocations through
     /// symmem go to the group's symmetric pool until the guard drops.
+    ///
+    /// Only on the thread of the group's rank: on another thread (a handle sent elsewhere, or
+    /// one that outlived its rank context) the window routes to nothing, and allocations inside
+    /// it fail with an error naming the group, so no thread is ever routed to a pool its rank
+    /// does not keep alive.
     #[inline]
     pub fn window(&self) -> WindowGuard<'_> {
-        WindowGuard::enter(Target::Group(self.pool_ptr()))
+        WindowGuard::enter_for_rank(self.fast.rank_id, self.pool_ptr(), self.name())
     }
 
     /// Run `f` inside this group's window.
@@ -98,6 +106,7 @@ impl Group {
     /// before capturing graphs that allocate symmetric memory. Refused during capture.
     pub fn reserve_symmetric(&self, bytes: usize) -> Result<()> {
         refuse_if_capturing(&refusals::GROUP_RESERVE_SYMMETRIC)?;
+        self.on_rank_thread("Group::reserve_symmetric")?;
         self.shared.pool.reserve(bytes)
     }
 
@@ -105,6 +114,7 @@ impl Group {
     /// Refused during capture.
     pub fn empty_cache(&self) -> Result<usize> {
         refuse_if_capturing(&refusals::GROUP_EMPTY_CACHE)?;
+        self.on_rank_thread("Group::empty_cache")?;
         self.shared.pool.empty_cache()
     }
 
@@ -141,6 +151,16 @@ impl Group {
         &self.shared.validator
     }
 
+    /// `Ok` on the thread of the group's rank; otherwise the error naming the thread and the
+    /// rank (or `NoRankContext` on a thread without a rank).
+    #[inline(always)]
+    pub(crate) fn on_rank_thread(&self, op: &'static str) -> Result<()> {
+        if rank_id() != self.fast.rank_id {
+            return Err(wrong_thread(op, self.name(), self.rank()));
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     pub(crate) fn pool_ptr(&self) -> *const Pool {
         self.fast.pool as *const Pool
@@ -174,6 +194,7 @@ pub(crate) fn make_group(
     let fast = CollectivePath {
         direct_all_reduce: comm.direct_all_reduce(stream.as_ref()),
         pool: Arc::as_ptr(&pool) as usize,
+        rank_id,
         validate: validator.enabled,
     };
     Group {

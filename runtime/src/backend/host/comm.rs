@@ -1,138 +1,25 @@
 //! Host communicators: cross-thread collectives over shared host memory.
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::backend::host::device::{host_alloc, host_free, HostStream};
+use crate::backend::host::shared::{HostShared, Place, Step};
 use crate::backend::operand::{Operand, SymSegment};
 use crate::backend::traits::{CommBackend, HostOp, StreamBackend};
 use crate::dtype::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
-
-/// Set when a rank of a launch fails; every wait of the launch then returns an error.
-#[derive(Default)]
-pub(crate) struct AbortFlag {
-    set: AtomicBool,
-    cause: Mutex<Option<(String, Option<usize>)>>,
-}
-
-impl AbortFlag {
-    pub(crate) fn set(&self, cause: String) {
-        self.set_by(cause, None)
-    }
-    pub(crate) fn set_by(&self, cause: String, rank: Option<usize>) {
-        let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
-        if c.is_none() {
-            *c = Some((cause, rank));
-        }
-        self.set.store(true, Ordering::Release);
-    }
-    fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-    fn cause(&self) -> String {
-        self.cause
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|c| c.0.clone())
-            .unwrap_or_default()
-    }
-}
-
-struct BarrierState {
-    arrived: usize,
-    generation: u64,
-}
-
-/// State shared by the ranks of one host communicator.
-pub(crate) struct HostShared {
-    size: usize,
-    abort: Arc<AbortFlag>,
-    state: Mutex<BarrierState>,
-    cv: Condvar,
-    /// Published operand addresses (first and second phase).
-    slots: Vec<AtomicU64>,
-    slots2: Vec<AtomicU64>,
-    exchange: Mutex<Vec<Vec<u8>>>,
-    split: Mutex<Vec<Option<Arc<HostShared>>>>,
-}
-
-impl HostShared {
-    pub(crate) fn new(size: usize, abort: Arc<AbortFlag>) -> Self {
-        HostShared {
-            size,
-            abort,
-            state: Mutex::new(BarrierState {
-                arrived: 0,
-                generation: 0,
-            }),
-            cv: Condvar::new(),
-            slots: (0..size).map(|_| AtomicU64::new(0)).collect(),
-            slots2: (0..size).map(|_| AtomicU64::new(0)).collect(),
-            exchange: Mutex::new(vec![Vec::new(); size]),
-            split: Mutex::new(vec![None; size]),
-        }
-    }
-
-    /// Wait for every rank; bounded by `timeout`, aborted by the launch's abort flag.
-    fn barrier(&self, group: &str, what: &str, timeout: Duration) -> Result<()> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if self.abort.is_set() {
-            return Err(Error::Aborted {
-                group: group.to_string(),
-                cause: self.abort.cause(),
-            });
-        }
-        let gen = st.generation;
-        st.arrived += 1;
-        if st.arrived == self.size {
-            st.arrived = 0;
-            st.generation += 1;
-            self.cv.notify_all();
-            return Ok(());
-        }
-        let start = Instant::now();
-        loop {
-            let left = timeout.saturating_sub(start.elapsed());
-            let (s, _) = self
-                .cv
-                .wait_timeout(st, left.min(Duration::from_millis(20)))
-                .unwrap_or_else(|e| e.into_inner());
-            st = s;
-            if st.generation != gen {
-                return Ok(());
-            }
-            if self.abort.is_set() {
-                return Err(Error::Aborted {
-                    group: group.to_string(),
-                    cause: self.abort.cause(),
-                });
-            }
-            if start.elapsed() >= timeout {
-                let arrived = st.arrived;
-                let err = Error::Timeout {
-                    group: group.to_string(),
-                    what: what.to_string(),
-                    seconds: timeout.as_secs_f64(),
-                    arrived,
-                    size: self.size,
-                };
-                self.abort.set(format!("{err}"));
-                self.cv.notify_all();
-                return Err(err);
-            }
-        }
-    }
-}
 
 /// One rank's host communicator.
 pub struct HostComm {
     shared: Arc<HostShared>,
     rank: usize,
     timeout: Duration,
+    /// This rank's count of collectives and exchanges on the communicator (part of every
+    /// barrier's [`Step`]).
+    seq: Arc<AtomicU64>,
     name: Mutex<Arc<str>>,
     /// Peer base addresses of each symmetric window, by window index.
     windows: Mutex<Vec<Arc<[u64]>>>,
@@ -144,6 +31,7 @@ impl HostComm {
             shared,
             rank,
             timeout,
+            seq: Arc::new(AtomicU64::new(0)),
             name: Mutex::new(Arc::from("world")),
             windows: Mutex::new(Vec::new()),
         }
@@ -187,25 +75,61 @@ impl HostComm {
             rank: self.rank,
             timeout: self.timeout,
             group: self.name(),
+            seq: self.seq.clone(),
         };
         let mut body = body;
         let op: HostOp = Box::new(move || body(&ctx));
         Self::host_stream(stream)?.enqueue(op)
     }
 
+    /// Host-side all-gather of `mine` for the step `what` (the exchange behind validation,
+    /// segment creation and split): every rank must be at the same exchange, numbered alike.
+    /// Peers read only the shared state's copies, never this rank's memory.
+    fn exchange_as(
+        &self,
+        what: &'static str,
+        mine: &[u8],
+        timeout: Duration,
+    ) -> Result<Vec<Vec<u8>>> {
+        let group = self.name();
+        let step = Step::bare(self.seq.fetch_add(1, Ordering::Relaxed), what);
+        self.shared
+            .exchange
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())[self.rank] = mine.to_vec();
+        self.shared.barrier(&group, self.rank, step, timeout)?;
+        let all = self
+            .shared
+            .exchange
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        self.shared.barrier(&group, self.rank, step, timeout)?;
+        Ok(all)
+    }
+
     /// Where each rank's operand lies: symmetric operands are found at the same offset of each
     /// peer's window part (no address exchange); plain ones are published per call.
     fn locate(&self, o: Operand) -> Result<Locate> {
         Ok(match o.sym {
-            Some(s) => Locate::Sym(self.peers(s.window())?, s.offset() as u64),
+            Some(s) => Locate::Sym(self.peers(s.window())?, s.window(), s.offset() as u64),
             None => Locate::Plain(o.ptr),
         })
     }
 }
 
 enum Locate {
-    Sym(Arc<[u64]>, u64),
+    Sym(Arc<[u64]>, u64, u64),
     Plain(u64),
+}
+
+impl Locate {
+    fn place(&self) -> Place {
+        match self {
+            Locate::Sym(_, window, offset) => Place::Sym(*window, *offset),
+            Locate::Plain(_) => Place::Plain,
+        }
+    }
 }
 
 /// What a queued collective needs when it runs.
@@ -214,23 +138,55 @@ struct Ctx {
     rank: usize,
     timeout: Duration,
     group: Arc<str>,
+    seq: Arc<AtomicU64>,
 }
 
 impl Ctx {
-    fn barrier(&self, what: &str) -> Result<()> {
-        self.shared.barrier(&self.group, what, self.timeout)
+    /// The step of this rank's next collective (numbered when it runs, so a replayed graph's
+    /// collectives are numbered like eager ones).
+    fn step(
+        &self,
+        what: &'static str,
+        dtype: DType,
+        op: Option<ReduceOp>,
+        count: usize,
+        root: usize,
+        loc: &Locate,
+    ) -> Step {
+        Step {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed),
+            what,
+            dtype: Some(dtype),
+            op,
+            count,
+            root,
+            place: loc.place(),
+        }
+    }
+
+    /// Cross a barrier of the collective `step` in its phase `what`.
+    fn barrier(&self, step: Step, what: &'static str) -> Result<()> {
+        self.shared
+            .barrier(&self.group, self.rank, Step { what, ..step }, self.timeout)
+    }
+
+    /// Run one collective's body inside the communicator (see `shared::Inside`).
+    fn run(&self, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        let inside = self.shared.enter();
+        let result = body();
+        inside.leave(result)
     }
 
     /// Every rank's address of the operand (publishing ours first when plain), then a barrier.
-    fn addresses(&self, loc: &Locate, what: &str) -> Result<Vec<u64>> {
+    fn addresses(&self, loc: &Locate, step: Step) -> Result<Vec<u64>> {
         match loc {
-            Locate::Sym(bases, off) => {
-                self.barrier(what)?;
+            Locate::Sym(bases, _, off) => {
+                self.barrier(step, step.what)?;
                 Ok(bases.iter().map(|b| b + off).collect())
             }
             Locate::Plain(p) => {
                 self.shared.slots[self.rank].store(*p, Ordering::Relaxed);
-                self.barrier(what)?;
+                self.barrier(step, step.what)?;
                 Ok(self
                     .shared
                     .slots
@@ -282,6 +238,7 @@ unsafe fn reduce_range<T: Element>(srcs: &[u64], start: usize, end: usize, op: R
 
 fn all_reduce_run<T: Element>(
     ctx: &Ctx,
+    step: Step,
     srcs: &[u64],
     recv: u64,
     count: usize,
@@ -299,7 +256,7 @@ fn all_reduce_run<T: Element>(
     let mine: Vec<T> = unsafe { reduce_range::<T>(srcs, start, end, op) };
     ctx.shared.slots2[ctx.rank].store(mine.as_ptr() as u64, Ordering::Relaxed);
     // After this barrier nobody reads a source any more: in-place use is safe.
-    ctx.barrier("all_reduce (reduce phase)")?;
+    ctx.barrier(step, "all_reduce (reduce phase)")?;
     // Phase 2 (all-gather): copy every rank's reduced chunk.
     for q in 0..n {
         let (s, e) = ((q * chunk).min(count), ((q + 1) * chunk).min(count));
@@ -310,21 +267,28 @@ fn all_reduce_run<T: Element>(
         // SAFETY: rank q's chunk vector lives until the barrier below.
         unsafe { std::ptr::copy_nonoverlapping(src, (recv as *mut T).add(s), e - s) };
     }
-    ctx.barrier("all_reduce (gather phase)")?;
+    ctx.barrier(step, "all_reduce (gather phase)")?;
     drop(mine);
     Ok(())
 }
 
-fn all_gather_run<T: Element>(ctx: &Ctx, srcs: &[u64], recv: u64, count: usize) -> Result<()> {
+fn all_gather_run<T: Element>(
+    ctx: &Ctx,
+    step: Step,
+    srcs: &[u64],
+    recv: u64,
+    count: usize,
+) -> Result<()> {
     for (q, &s) in srcs.iter().enumerate() {
         // SAFETY: each source holds `count` elements; `recv` holds `count * size`.
         unsafe { std::ptr::copy(s as *const T, (recv as *mut T).add(q * count), count) };
     }
-    ctx.barrier("all_gather (copy phase)")
+    ctx.barrier(step, "all_gather (copy phase)")
 }
 
 fn reduce_scatter_run<T: Element>(
     ctx: &Ctx,
+    step: Step,
     srcs: &[u64],
     recv: u64,
     count: usize,
@@ -333,7 +297,7 @@ fn reduce_scatter_run<T: Element>(
     let start = ctx.rank * count;
     // SAFETY: each source holds `count * size` elements.
     let mine: Vec<T> = unsafe { reduce_range::<T>(srcs, start, start + count, op) };
-    ctx.barrier("reduce_scatter (reduce phase)")?;
+    ctx.barrier(step, "reduce_scatter (reduce phase)")?;
     // SAFETY: `recv` holds `count` elements.
     unsafe { std::ptr::copy_nonoverlapping(mine.as_ptr(), recv as *mut T, count) };
     Ok(())
@@ -341,6 +305,7 @@ fn reduce_scatter_run<T: Element>(
 
 fn broadcast_run<T: Element>(
     ctx: &Ctx,
+    step: Step,
     srcs: &[u64],
     recv: u64,
     count: usize,
@@ -351,7 +316,7 @@ fn broadcast_run<T: Element>(
         // overlap.
         unsafe { std::ptr::copy(srcs[root] as *const T, recv as *mut T, count) };
     }
-    ctx.barrier("broadcast (copy phase)")
+    ctx.barrier(step, "broadcast (copy phase)")
 }
 
 impl CommBackend for HostComm {
@@ -372,7 +337,7 @@ impl CommBackend for HostComm {
         let mut mine = Vec::with_capacity(16);
         mine.extend_from_slice(&base.to_le_bytes());
         mine.extend_from_slice(&(bytes as u64).to_le_bytes());
-        let all = match self.exchange(&mine, self.timeout) {
+        let all = match self.exchange_as("symmetric segment creation", &mine, self.timeout) {
             Ok(a) => a,
             Err(e) => {
                 // SAFETY: just allocated, never shared.
@@ -427,8 +392,11 @@ impl CommBackend for HostComm {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
-            let srcs = ctx.addresses(&loc, "all_reduce")?;
-            dispatch!(dtype, all_reduce_run(ctx, &srcs, recv, count, op))
+            let step = ctx.step("all_reduce", dtype, Some(op), count, 0, &loc);
+            ctx.run(|| {
+                let srcs = ctx.addresses(&loc, step)?;
+                dispatch!(dtype, all_reduce_run(ctx, step, &srcs, recv, count, op))
+            })
         })
     }
 
@@ -443,8 +411,11 @@ impl CommBackend for HostComm {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
-            let srcs = ctx.addresses(&loc, "all_gather")?;
-            dispatch!(dtype, all_gather_run(ctx, &srcs, recv, count))
+            let step = ctx.step("all_gather", dtype, None, count, 0, &loc);
+            ctx.run(|| {
+                let srcs = ctx.addresses(&loc, step)?;
+                dispatch!(dtype, all_gather_run(ctx, step, &srcs, recv, count))
+            })
         })
     }
 
@@ -460,8 +431,11 @@ impl CommBackend for HostComm {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
-            let srcs = ctx.addresses(&loc, "reduce_scatter")?;
-            dispatch!(dtype, reduce_scatter_run(ctx, &srcs, recv, count, op))
+            let step = ctx.step("reduce_scatter", dtype, Some(op), count, 0, &loc);
+            ctx.run(|| {
+                let srcs = ctx.addresses(&loc, step)?;
+                dispatch!(dtype, reduce_scatter_run(ctx, step, &srcs, recv, count, op))
+            })
         })
     }
 
@@ -477,38 +451,29 @@ impl CommBackend for HostComm {
         let loc = self.locate(send)?;
         let recv = recv.ptr;
         self.enqueue(stream, move |ctx| {
-            let srcs = ctx.addresses(&loc, "broadcast")?;
-            dispatch!(dtype, broadcast_run(ctx, &srcs, recv, count, root))
+            let step = ctx.step("broadcast", dtype, None, count, root, &loc);
+            ctx.run(|| {
+                let srcs = ctx.addresses(&loc, step)?;
+                dispatch!(dtype, broadcast_run(ctx, step, &srcs, recv, count, root))
+            })
         })
     }
 
     fn barrier(&self, stream: &dyn StreamBackend) -> Result<()> {
-        self.enqueue(stream, |ctx| ctx.barrier("barrier"))
+        self.enqueue(stream, |ctx| {
+            let step = Step::bare(ctx.seq.fetch_add(1, Ordering::Relaxed), "barrier");
+            ctx.run(|| ctx.barrier(step, "barrier"))
+        })
     }
 
     fn exchange(&self, mine: &[u8], timeout: Duration) -> Result<Vec<Vec<u8>>> {
-        let group = self.name();
-        self.shared
-            .exchange
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())[self.rank] = mine.to_vec();
-        self.shared
-            .barrier(&group, "validation exchange", timeout)?;
-        let all = self
-            .shared
-            .exchange
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        self.shared
-            .barrier(&group, "validation exchange", timeout)?;
-        Ok(all)
+        self.exchange_as("host-side exchange", mine, timeout)
     }
 
     fn split(&self, color: u32, key: u32) -> Result<Arc<dyn CommBackend>> {
         let mut mine = color.to_le_bytes().to_vec();
         mine.extend_from_slice(&key.to_le_bytes());
-        let all = self.exchange(&mine, self.timeout)?;
+        let all = self.exchange_as("split", &mine, self.timeout)?;
         let parse = |d: &Vec<u8>| -> (u32, u32) {
             let c = u32::from_le_bytes(
                 d.get(0..4)
@@ -532,13 +497,22 @@ impl CommBackend for HostComm {
         let leader = members.iter().map(|m| m.1).min().unwrap_or(self.rank);
         let new_rank = members.iter().position(|m| m.1 == self.rank).unwrap_or(0);
         if leader == self.rank {
-            let sub = Arc::new(HostShared::new(members.len(), self.shared.abort.clone()));
+            let world: Vec<usize> = members
+                .iter()
+                .map(|m| self.shared.world_rank(m.1))
+                .collect();
+            let sub = Arc::new(HostShared::with_members(world, self.shared.abort.clone()));
             self.shared.split.lock().unwrap_or_else(|e| e.into_inner())[self.rank] = Some(sub);
         }
         let group = self.name();
-        self.shared.barrier(&group, "split", self.timeout)?;
+        let step = Step::bare(self.seq.fetch_add(1, Ordering::Relaxed), "split (publish)");
+        self.shared.barrier(&group, self.rank, step, self.timeout)?;
         let sub = self.shared.split.lock().unwrap_or_else(|e| e.into_inner())[leader].clone();
-        self.shared.barrier(&group, "split", self.timeout)?;
+        let step = Step {
+            what: "split (collect)",
+            ..step
+        };
+        self.shared.barrier(&group, self.rank, step, self.timeout)?;
         if leader == self.rank {
             self.shared.split.lock().unwrap_or_else(|e| e.into_inner())[self.rank] = None;
         }

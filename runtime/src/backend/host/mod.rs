@@ -14,6 +14,7 @@
 
 pub(crate) mod comm;
 pub(crate) mod device;
+pub(crate) mod shared;
 
 pub use comm::HostComm;
 pub use device::{live_segment_bytes, HostDevice, HostGraph, HostStream};
