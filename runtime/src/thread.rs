@@ -17,7 +17,8 @@ use symmem_rules::refusals::Refusal;
 
 use crate::error::{Error, Result};
 
-/// How many guard ids [`ThreadState::guard_ids`] records (deeper windows are trusted by depth).
+/// How many guard ids [`ThreadState::guard_ids`] records in line; deeper ones go to
+/// [`DEEP_GUARD_IDS`] (off the hot path: only windows nested more than this deep touch it).
 pub(crate) const GUARD_ID_SLOTS: usize = 64;
 
 /// The per-thread state.
@@ -79,6 +80,31 @@ thread_local! {
             guard_ids: [const { Cell::new(0) }; GUARD_ID_SLOTS],
         }
     };
+}
+
+thread_local! {
+    /// Ids of the live guards nested deeper than [`GUARD_ID_SLOTS`] (position - slots).
+    static DEEP_GUARD_IDS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Record the id of the guard at nesting position `pos` (>= [`GUARD_ID_SLOTS`]).
+#[cold]
+#[inline(never)]
+pub(crate) fn record_deep_guard(pos: usize, id: u64) {
+    DEEP_GUARD_IDS.with(|d| {
+        let mut d = d.borrow_mut();
+        let i = pos - GUARD_ID_SLOTS;
+        if d.len() <= i {
+            d.resize(i + 1, 0);
+        }
+        d[i] = id;
+    })
+}
+
+/// The id recorded for the guard at nesting position `pos` (>= [`GUARD_ID_SLOTS`]).
+#[cold]
+pub(crate) fn deep_guard(pos: usize) -> Option<u64> {
+    DEEP_GUARD_IDS.with(|d| d.borrow().get(pos - GUARD_ID_SLOTS).copied())
 }
 
 /// Whether the calling thread is capturing a graph.

@@ -39,7 +39,7 @@
 use std::marker::PhantomData;
 
 use crate::pool::Pool;
-use crate::thread::{ThreadState, THREAD};
+use crate::thread::{deep_guard, record_deep_guard, ThreadState, THREAD};
 
 /// Where allocations of the current thread go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,6 +150,8 @@ fn push_in(r: &ThreadState, target: Route) -> (u64, Saved) {
         };
         if let Some(slot) = r.guard_ids.get(saved.depth) {
             slot.set(id);
+        } else {
+            record_deep_guard(saved.depth, id);
         }
         r.route.set(target.word());
         r.top_guard.set(id);
@@ -203,8 +205,7 @@ fn pop_slow(r: &ThreadState, id: u64, saved: Saved) {
     let in_chain = r.depth.get() > saved.depth
         && match r.guard_ids.get(pos) {
             Some(slot) => slot.get() == id,
-            // Deeper than the recorded levels: trust the depth.
-            None => true,
+            None => deep_guard(pos) == Some(id),
         };
     if in_chain {
         // Inner guards were forgotten (`mem::forget`) or are still alive and will be dropped

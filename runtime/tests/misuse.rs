@@ -76,35 +76,32 @@ fn child_entry() {
 }
 
 /// Rank 1 copies a large broadcast from rank 0 while rank 0's wait times out: rank 0 must not
-/// return (and free its buffer) while rank 1 still reads it.
+/// return (and, by ending its closure, free its pools and unmap the buffer) while rank 1 still
+/// reads it.
 fn timeout_during_large_broadcast() {
     let n = 64 << 20; // 256 MiB of f32: the copy takes far longer than the timeout
-    let out = symmem::host::run_with(config(2, false, Duration::from_millis(2)), |ctx| {
+    // Both ranks enter the broadcast at the same moment, so its opening barrier passes and
+    // rank 0 (the root, which copies nothing) times out while rank 1 copies.
+    let go = Instant::now() + Duration::from_secs(2);
+    let out = symmem::host::run_with(config(2, false, Duration::from_millis(5)), |ctx| {
         let world = ctx.world();
         let mut b = symmem::alloc_zeroed::<f32>(n).unwrap();
-        let r = world.broadcast(&mut b, 0);
-        drop(b); // freed as soon as the call returns
-                 // Churn the allocator so a use after free would hit reused memory.
-        for _ in 0..4 {
-            drop(symmem::alloc_zeroed::<f32>(n).unwrap());
-        }
-        r
+        std::thread::sleep(go.saturating_duration_since(Instant::now()));
+        world.broadcast(&mut b, 0)
+        // Returning drops the buffer and the rank context: its segments are unmapped.
     })
     .unwrap();
     // Either rank may finish in time; a failure is a timeout or an abort, never a crash.
     for r in out {
         assert!(
-            matches!(
-                r,
-                Ok(()) | Err(Error::Timeout { .. }) | Err(Error::Aborted { .. })
-            ),
+            matches!(r, Ok(()) | Err(Error::Timeout { .. }) | Err(Error::Aborted { .. })),
             "{r:?}"
         );
     }
 }
 
-/// A rank panics in the middle of its reduction while its peers read its buffer; the others
-/// get errors, the panic is resumed by the launch, the process survives.
+/// A rank panics while its peers wait in a collective: the others get `Aborted`, the panic is
+/// resumed by the launch, the process survives.
 fn panic_during_reduction() {
     let r = std::panic::catch_unwind(|| {
         symmem::host::run_with(config(3, false, Duration::from_secs(30)), |ctx| {

@@ -357,6 +357,35 @@ fn deep_nesting_beyond_the_recorded_levels() {
     });
 }
 
+/// Out-of-order drops are detected at any depth, also beyond the levels the thread state
+/// records in line (the ids of deeper guards are kept off the hot path).
+#[test]
+fn out_of_order_drop_is_detected_beyond_the_recorded_levels() {
+    one_rank(|_, world, tp| {
+        let mut base = Vec::new();
+        for _ in 0..70 {
+            base.push(world.window());
+        }
+        let outer = world.window();
+        let inner = tp.window();
+        drop(outer);
+        // Two new windows take the levels of `outer` and `inner`.
+        let s1 = world.window();
+        let s2 = tp.window();
+        assert_eq!(route(), (Some("tp".into()), 72));
+        let p = catch_unwind(AssertUnwindSafe(move || drop(inner))).unwrap_err();
+        assert!(panic_text(&*p).contains("dropped after the window enclosing it had ended"));
+        // The live windows are untouched.
+        assert_eq!(route(), (Some("tp".into()), 72));
+        drop(s2);
+        drop(s1);
+        while let Some(g) = base.pop() {
+            drop(g);
+        }
+        assert_eq!(route(), (None, 0));
+    });
+}
+
 #[test]
 fn reset_routing_forgets_every_window() {
     one_rank(|_, world, tp| {
