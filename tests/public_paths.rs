@@ -95,6 +95,10 @@ fn signatures() {
     let _: fn(&Group) -> Result<usize> = Group::empty_cache;
     let _: fn(&Group) -> PoolStats = Group::stats;
     let _: fn(&Group) -> &Arc<dyn CommBackend> = Group::comm;
+    let _: fn(&Group, symmem::Collective, ReduceOp, DType) -> bool = Group::symmetric_kernels;
+    let _: fn(symmem::Collective, ReduceOp, DType) -> bool = symmem::symmetric_kernel_exists;
+    let _: fn(symmem::Collective, ReduceOp, DType) -> bool =
+        symmem::kernels::symmetric_kernel_exists;
     let _: fn(&Group, &mut Buffer<f32>, ReduceOp) -> Result<()> = Group::all_reduce::<f32>;
     let _: fn(&Group, &Buffer<f32>, &mut Buffer<f32>, ReduceOp) -> Result<()> =
         Group::all_reduce_into::<f32>;

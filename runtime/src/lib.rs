@@ -21,6 +21,7 @@ mod dtype;
 mod error;
 #[cfg(feature = "cuda")]
 mod interop;
+pub mod kernels;
 pub mod launch;
 #[doc(hidden)]
 pub mod macro_support;
@@ -40,6 +41,7 @@ pub use capture::{capture, Graph};
 pub use config::RankConfig;
 pub use dtype::{DType, Element, ReduceOp};
 pub use error::{Error, Result};
+pub use kernels::{symmetric_kernel_exists, Collective};
 pub use launch::{detect, run, BackendChoice, BackendReport};
 pub use names::validate_group_name;
 pub use pool::PoolStats;

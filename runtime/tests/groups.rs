@@ -302,3 +302,28 @@ fn handles_that_may_cross_threads() {
     send::<symmem::Error>();
     sync::<symmem::Error>();
 }
+
+/// The host backend's symmetric path serves every collective; NCCL's table is narrower.
+#[test]
+fn which_collectives_take_the_symmetric_path() {
+    use symmem::{symmetric_kernel_exists, Collective, DType};
+    let out = symmem::host::run(2, |ctx| {
+        let w = ctx.world();
+        [
+            w.symmetric_kernels(Collective::AllReduce, ReduceOp::Max, DType::I32),
+            w.symmetric_kernels(Collective::Broadcast, ReduceOp::Sum, DType::F64),
+        ]
+    })
+    .unwrap();
+    assert_eq!(out, vec![[true, true]; 2]);
+    assert!(symmetric_kernel_exists(
+        Collective::AllReduce,
+        ReduceOp::Sum,
+        DType::F32
+    ));
+    assert!(!symmetric_kernel_exists(
+        Collective::AllReduce,
+        ReduceOp::Avg,
+        DType::F32
+    ));
+}

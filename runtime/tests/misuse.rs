@@ -80,8 +80,8 @@ fn child_entry() {
 /// reads it.
 fn timeout_during_large_broadcast() {
     let n = 64 << 20; // 256 MiB of f32: the copy takes far longer than the timeout
-    // Both ranks enter the broadcast at the same moment, so its opening barrier passes and
-    // rank 0 (the root, which copies nothing) times out while rank 1 copies.
+                      // Both ranks enter the broadcast at the same moment, so its opening barrier passes and
+                      // rank 0 (the root, which copies nothing) times out while rank 1 copies.
     let go = Instant::now() + Duration::from_secs(2);
     let out = symmem::host::run_with(config(2, false, Duration::from_millis(5)), |ctx| {
         let world = ctx.world();
@@ -94,7 +94,10 @@ fn timeout_during_large_broadcast() {
     // Either rank may finish in time; a failure is a timeout or an abort, never a crash.
     for r in out {
         assert!(
-            matches!(r, Ok(()) | Err(Error::Timeout { .. }) | Err(Error::Aborted { .. })),
+            matches!(
+                r,
+                Ok(()) | Err(Error::Timeout { .. }) | Err(Error::Aborted { .. })
+            ),
             "{r:?}"
         );
     }

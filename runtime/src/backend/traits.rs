@@ -9,6 +9,7 @@ use crate::backend::direct::DirectAllReduce;
 use crate::backend::operand::{Operand, SymSegment};
 use crate::dtype::{DType, ReduceOp};
 use crate::error::{Error, Result};
+use crate::kernels::Collective;
 
 /// Which backend a rank runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,6 +103,14 @@ pub trait CommBackend: Send + Sync + 'static {
     fn size(&self) -> usize;
     /// Whether symmetric windows work on this communicator.
     fn symmetric_supported(&self) -> bool;
+    /// Whether `collective` with `op` on `dtype` runs on the backend's symmetric path when its
+    /// operands are symmetric buffers of this communicator. Default: whenever symmetric windows
+    /// work ([`CommBackend::symmetric_supported`]); NCCL answers from its kernel table
+    /// (`crate::kernels`).
+    fn symmetric_kernels(&self, collective: Collective, op: ReduceOp, dtype: DType) -> bool {
+        let _ = (collective, op, dtype);
+        self.symmetric_supported()
+    }
     /// Allocate and register a symmetric segment (collective: every rank calls it with the same
     /// size in the same order).
     fn create_symmetric_segment(&self, bytes: usize) -> Result<SymSegment>;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use crate::backend::direct::DirectAllReduce;
 use crate::backend::traits::{CommBackend, StreamBackend};
 use crate::config::RankConfig;
+use crate::dtype::{DType, ReduceOp};
 use crate::error::Result;
+use crate::kernels::Collective;
 use crate::pool::handle::PoolOwner;
 use crate::pool::{Pool, PoolStats, Source};
 use crate::thread::{rank_id, refuse_if_capturing, wrong_thread};
@@ -80,6 +82,17 @@ impl Group {
     /// no window, for example for an unsupported topology; buffers then take the plain path).
     pub fn symmetric_supported(&self) -> bool {
         self.shared.comm.symmetric_supported()
+    }
+
+    /// Whether `collective` with `op` on `dtype` takes the backend's fast symmetric path when its
+    /// operands come from this group's symmetric pool. On CUDA that is NCCL's symmetric-kernel
+    /// table (all-reduce `Sum`, reduce-scatter `Sum`/`Avg`, all-gather; `f32`, `f16`, `bf16`;
+    /// see `symmem::kernels`) and whether the communicator registers windows; NCCL further
+    /// needs every rank NVLink-connected, which it decides by itself. Anything else on a
+    /// symmetric buffer is correct but runs the regular kernels. The host backend's symmetric
+    /// path serves every collective.
+    pub fn symmetric_kernels(&self, collective: Collective, op: ReduceOp, dtype: DType) -> bool {
+        self.shared.comm.symmetric_kernels(collective, op, dtype)
     }
 
     /// Enter this group's pool-routing window on the current thread: allocations through

@@ -1,5 +1,6 @@
 //! The collectives of an NCCL communicator: its `CommBackend` impl and the direct all-reduce entry.
 
+use crate::kernels::{symmetric_kernel_exists, Collective};
 use std::any::Any;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +25,10 @@ impl CommBackend for NcclComm {
 
     fn size(&self) -> usize {
         self.size
+    }
+
+    fn symmetric_kernels(&self, collective: Collective, op: ReduceOp, dtype: DType) -> bool {
+        self.symmetric_supported() && symmetric_kernel_exists(collective, op, dtype)
     }
 
     fn symmetric_supported(&self) -> bool {
