@@ -257,7 +257,7 @@ fn threads_all_gather_with_stray_connections() {
     let _ = junk.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let _silent = connect();
     let mut other = connect();
-    let _ = other.write_all(&encode_hello(tag_hash("other"), 1, n as u32, b""));
+    let _ = other.write_all(&encode_hello("", tag_hash("other"), 1, n as u32, b""));
     for h in handles {
         let all = h.join().unwrap().unwrap();
         let want: Vec<Vec<u8>> = (0..n).map(|r| format!("rank{r}").into_bytes()).collect();
