@@ -6,12 +6,10 @@
 
 use super::error::BootstrapError;
 use super::origin::{EnvSource, PortOrigin, DEFAULT_PORT};
+use super::wire::MAX_JOB_ID;
 
 /// Largest world size accepted (2^20 ranks).
 pub const MAX_WORLD_SIZE: usize = 1 << 20;
-
-/// Longest job id accepted, in bytes (it travels in every hello).
-pub const MAX_JOB_ID: usize = 1024;
 
 /// Where a process is in a multi-process launch, and where rank 0 listens.
 #[derive(Clone, Debug, PartialEq, Eq)]

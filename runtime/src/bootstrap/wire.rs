@@ -16,13 +16,15 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use super::deadline::{left, REPLY_GRACE};
-use super::env::MAX_JOB_ID;
 
 /// Length of an NCCL unique id (`ncclUniqueId`, `NCCL_UNIQUE_ID_BYTES`).
 pub const UNIQUE_ID_BYTES: usize = 128;
 
 /// Largest contribution of one rank to an exchange (16 MiB).
 pub const MAX_PAYLOAD: usize = 16 << 20;
+
+/// Longest job id accepted, in bytes (it travels in every hello).
+pub const MAX_JOB_ID: usize = 1024;
 
 pub const MAGIC: [u8; 4] = *b"SYMM";
 /// 2: the hello carries the job id; status 2 (another job). Version 1 replies have the same
