@@ -6,9 +6,10 @@
 //! a normal run `child_rank` does nothing.
 #![cfg(feature = "cuda")]
 
-use std::io::Read;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use symmem::backend::cuda::bootstrap::{
@@ -86,6 +87,18 @@ fn child_rank() {
 }
 
 fn spawn_rank(rank: usize, world_size: usize, port: u16, seed: u8, timeout_ms: u64) -> Child {
+    spawn_rank_of(rank, world_size, port, seed, timeout_ms, None)
+}
+
+/// A child rank of job `job` (`SYMMEM_JOB_ID`; `None`: no job id).
+fn spawn_rank_of(
+    rank: usize,
+    world_size: usize,
+    port: u16,
+    seed: u8,
+    timeout_ms: u64,
+    job: Option<&str>,
+) -> Child {
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = Command::new(exe);
     cmd.args(["child_rank", "--exact", "--nocapture", "--test-threads=1"])
@@ -99,9 +112,14 @@ fn spawn_rank(rank: usize, world_size: usize, port: u16, seed: u8, timeout_ms: u
         .env("MASTER_PORT", port.to_string())
         .env_remove("SYMMEM_BOOTSTRAP_PORT")
         .env_remove("TORCHELASTIC_USE_AGENT_STORE")
+        .env_remove("TORCHELASTIC_RUN_ID")
+        .env_remove("SYMMEM_JOB_ID")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(job) = job {
+        cmd.env("SYMMEM_JOB_ID", job);
+    }
     cmd.spawn().expect("spawn child rank")
 }
 
@@ -411,4 +429,171 @@ fn rank_must_be_below_world_size() {
         matches!(err, BootstrapError::RankOutOfRange { .. }),
         "{err}"
     );
+}
+
+/// Wait until one of `children` exits (at most `limit`): its index.
+fn first_to_exit(children: &mut [Child], limit: Duration) -> Option<usize> {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        for (i, c) in children.iter_mut().enumerate() {
+            if c.try_wait().expect("try_wait").is_some() {
+                return Some(i);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Assert that a finished child printed rank 0's id for `seed`.
+fn assert_got_id(rank: usize, seed: u8, (ok, out): (bool, String)) {
+    assert!(ok, "rank {rank} failed:\n{out}");
+    let line = line_with(&out, "SYMMEM_TEST_ID")
+        .unwrap_or_else(|| panic!("rank {rank} printed no id:\n{out}"));
+    assert_eq!(
+        line,
+        format!("SYMMEM_TEST_ID rank={rank} id={}", hex(&make_id(seed, 0))),
+        "rank {rank}:\n{out}"
+    );
+}
+
+#[test]
+fn a_stranger_job_on_the_same_port_is_refused() {
+    let port = free_port();
+    // Job A (world of 2) has rank 0 up; job B's rank 1 uses the same port.
+    let a0 = spawn_rank_of(0, 2, port, 11, 30_000, Some("job-A"));
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let b1 = spawn_rank_of(1, 2, port, 22, 30_000, Some("job-B"));
+    let (ok, out) = finish(b1, Duration::from_secs(25));
+    let took = t0.elapsed();
+    assert!(ok, "job B's rank crashed:\n{out}");
+    let err = line_with(&out, "SYMMEM_TEST_ERR")
+        .unwrap_or_else(|| panic!("job B's rank joined job A:\n{out}"));
+    assert!(
+        err.contains("rank=1")
+            && err.contains(r#"this is job "job-A", you are job "job-B""#)
+            && err.contains("two jobs share MASTER_ADDR:MASTER_PORT")
+            && err.contains("SYMMEM_JOB_ID"),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "refused only after {took:?}"
+    );
+    // Job A's own rank 1 still completes the exchange.
+    let a1 = spawn_rank_of(1, 2, port, 11, 30_000, Some("job-A"));
+    assert_got_id(0, 11, finish(a0, Duration::from_secs(60)));
+    assert_got_id(1, 11, finish(a1, Duration::from_secs(60)));
+}
+
+#[test]
+fn a_second_process_for_a_connected_rank_is_refused() {
+    let port = free_port();
+    // World of 3, no job id: rank 1 is started twice while rank 0 waits for rank 2.
+    let a0 = spawn_rank(0, 3, port, 33, 30_000);
+    std::thread::sleep(Duration::from_millis(300));
+    let first = spawn_rank(1, 3, port, 33, 30_000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = spawn_rank(1, 3, port, 33, 30_000);
+    let mut ones = vec![first, second];
+    // One of the two is refused at once (normally the second); the other stays connected.
+    let gone = first_to_exit(&mut ones, Duration::from_secs(15))
+        .expect("neither rank-1 process was refused");
+    let refused = ones.remove(gone);
+    let (ok, out) = finish(refused, Duration::from_secs(5));
+    assert!(ok, "the refused rank crashed:\n{out}");
+    let err = line_with(&out, "SYMMEM_TEST_ERR")
+        .unwrap_or_else(|| panic!("the refused rank got an id:\n{out}"));
+    assert!(
+        err.contains("rank=1")
+            && err.contains("rank 1 of this job is already connected from 127.0.0.1:"),
+        "{err}"
+    );
+    let a2 = spawn_rank(2, 3, port, 33, 30_000);
+    let kept = ones.pop().unwrap();
+    assert_got_id(0, 33, finish(a0, Duration::from_secs(60)));
+    assert_got_id(1, 33, finish(kept, Duration::from_secs(60)));
+    assert_got_id(2, 33, finish(a2, Duration::from_secs(60)));
+}
+
+/// A hello as the bootstrap's wire format (protocol version 2, `overview.md`) spells it, with a
+/// declared payload length but no payload.
+fn hello_header(job: &str, tag: u64, rank: u32, world_size: u32, declared_len: u32) -> Vec<u8> {
+    let mut m = b"SYMM".to_vec();
+    m.extend_from_slice(&2u32.to_le_bytes());
+    m.extend_from_slice(&(job.len() as u32).to_le_bytes());
+    m.extend_from_slice(job.as_bytes());
+    m.extend_from_slice(&tag.to_le_bytes());
+    m.extend_from_slice(&rank.to_le_bytes());
+    m.extend_from_slice(&world_size.to_le_bytes());
+    m.extend_from_slice(&declared_len.to_le_bytes());
+    m
+}
+
+fn connect_when_listening(port: u16) -> TcpStream {
+    let t0 = Instant::now();
+    loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => return s,
+            Err(_) if t0.elapsed() < Duration::from_secs(10) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("rank 0 never listened: {e}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_hellos_with_huge_lengths_are_refused_at_once() {
+    let port = free_port();
+    let (tx, rx) = mpsc::channel();
+    let root_tx = tx.clone();
+    std::thread::spawn(move || {
+        let env = LaunchEnv::new(0, 2, "127.0.0.1", port).unwrap();
+        let _ = root_tx.send((
+            0,
+            exchange_unique_id(&env, || make_id(7, 0), Duration::from_secs(20)),
+        ));
+    });
+    // Another exchange's tag, and another job, each declaring the largest length accepted and
+    // one far above it; no payload follows.
+    let hostile = [
+        hello_header("", 0x5eed, 1, 2, 16 << 20),
+        hello_header("", 0x5eed, 1, 2, u32::MAX),
+        hello_header("stranger", 0x5eed, 1, 2, u32::MAX),
+    ];
+    for (i, h) in hostile.iter().enumerate() {
+        let mut s = connect_when_listening(port);
+        s.write_all(h).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let t0 = Instant::now();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head)
+            .unwrap_or_else(|e| panic!("hostile hello {i} got no answer: {e}"));
+        assert!(
+            t0.elapsed() < Duration::from_secs(2),
+            "hostile hello {i} answered after {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(&head[..4], b"SYMM", "hostile hello {i}");
+        let status = u32::from_le_bytes([head[8], head[9], head[10], head[11]]);
+        // 1: refused (another exchange); 2: rank 0 belongs to another job.
+        assert_eq!(status, if i == 2 { 2 } else { 1 }, "hostile hello {i}");
+    }
+    // The real rank 1 still completes the exchange.
+    std::thread::spawn(move || {
+        let env = LaunchEnv::new(1, 2, "127.0.0.1", port).unwrap();
+        let _ = tx.send((
+            1,
+            exchange_unique_id(&env, || make_id(7, 1), Duration::from_secs(20)),
+        ));
+    });
+    for _ in 0..2 {
+        let (rank, got) = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a rank did not finish");
+        let id = got.unwrap_or_else(|e| panic!("rank {rank}: {e}"));
+        assert_eq!(id, make_id(7, 0), "rank {rank}");
+    }
 }

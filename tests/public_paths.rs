@@ -249,6 +249,8 @@ fn cuda_signatures() {
     let _: fn(usize, usize, &str, u16) -> std::result::Result<LaunchEnv, BootstrapError> =
         LaunchEnv::new;
     let _: fn(&LaunchEnv) -> String = LaunchEnv::endpoint;
+    let _: fn(&LaunchEnv) -> &str = LaunchEnv::job_id;
+    let _: fn(LaunchEnv, &str) -> LaunchEnv = LaunchEnv::with_job_id;
     let _: fn(
         &LaunchEnv,
         fn() -> [u8; UNIQUE_ID_BYTES],

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use super::deadline::{left, ANSWER_GRACE, PER_PEER_IO};
 use super::env::LaunchEnv;
 use super::error::BootstrapError;
-use super::wire::{encode_hello, read_reply, write_by, ReplyError};
+use super::wire::{encode_hello, read_reply, write_by, Refusal, ReplyError};
 
 /// A rank other than 0: connect (retrying), send the hello, read the answer.
 pub fn client(
@@ -17,7 +17,13 @@ pub fn client(
     started: Instant,
     deadline: Instant,
 ) -> Result<Vec<Vec<u8>>, BootstrapError> {
-    let hello = encode_hello(tag, env.rank as u32, env.world_size as u32, mine);
+    let hello = encode_hello(
+        env.job_id(),
+        tag,
+        env.rank as u32,
+        env.world_size as u32,
+        mine,
+    );
     let mut attempts = 0usize;
     let mut last_error = String::from("none");
     let mut backoff = Duration::from_millis(20);
@@ -42,11 +48,19 @@ pub fn client(
             }
             match read_reply(&mut s, env.world_size, deadline + ANSWER_GRACE) {
                 Ok(Ok(all)) => return Ok(all),
-                Ok(Err(message)) => {
+                Ok(Err(Refusal::Message(message))) => {
                     return Err(BootstrapError::Refused {
                         rank: env.rank,
                         addr: a,
                         message,
+                    })
+                }
+                Ok(Err(Refusal::OtherJob(rank0_job))) => {
+                    return Err(BootstrapError::JobMismatch {
+                        rank: env.rank,
+                        addr: a,
+                        job: env.job_id().to_string(),
+                        rank0_job,
                     })
                 }
                 Err(ReplyError::Timeout) => {

@@ -1,11 +1,12 @@
 //! The launch as the environment describes it (`LaunchEnv`), read from the launcher's variables.
 //!
-//! Rank, world size, local rank, and rank 0's address and port, from torchrun's, Open MPI's or
-//! Slurm's variables. Which are read, in which order, and how the port is chosen: `overview.md`
-//! (the public docs of `symmem::cuda::bootstrap`), "Environment".
+//! Rank, world size, local rank, rank 0's address and port, and the job identity, from
+//! torchrun's, Open MPI's or Slurm's variables. Which are read, in which order, and how the port
+//! is chosen: `overview.md` (the public docs of `symmem::cuda::bootstrap`), "Environment".
 
 use super::error::BootstrapError;
 use super::origin::{EnvSource, PortOrigin, DEFAULT_PORT};
+use super::wire::MAX_JOB_ID;
 
 /// Largest world size accepted (2^20 ranks).
 pub const MAX_WORLD_SIZE: usize = 1 << 20;
@@ -27,6 +28,10 @@ pub struct LaunchEnv {
     pub source: EnvSource,
     /// Where [`LaunchEnv::master_port`] came from.
     pub port_origin: PortOrigin,
+    /// The job identity (see [`LaunchEnv::job_id`]); "" when none.
+    job_id: String,
+    /// The variable it came from ("" when none, `with_job_id` when given in code).
+    job_var: &'static str,
 }
 
 fn get(lookup: &impl Fn(&str) -> Option<String>, var: &str) -> Option<String> {
@@ -54,6 +59,37 @@ fn parse_port(var: &'static str, value: &str) -> Result<u16, BootstrapError> {
             expected: "a TCP port (1 to 65535)",
         }),
     }
+}
+
+/// The job identity: `SYMMEM_JOB_ID`, else the job id of the launcher whose rank variables
+/// were read (torchrun: `TORCHELASTIC_RUN_ID`; Slurm: `SLURM_JOB_ID`, with `.SLURM_STEP_ID`
+/// when set; Open MPI: `OMPI_MCA_ess_base_jobid` (ORTE, Open MPI up to 4), else `PMIX_NAMESPACE`
+/// (PMIx, Open MPI 5)); else none (""). Only the launcher's own variable is read: another
+/// launcher's may differ between the ranks of one job (e.g. `SLURM_STEP_ID` under `mpirun`
+/// inside a Slurm allocation).
+fn job_identity(
+    lookup: &impl Fn(&str) -> Option<String>,
+    source: EnvSource,
+) -> (String, &'static str) {
+    if let Some(v) = get(lookup, "SYMMEM_JOB_ID") {
+        return (v, "SYMMEM_JOB_ID");
+    }
+    let found = match source {
+        EnvSource::Torchrun => {
+            get(lookup, "TORCHELASTIC_RUN_ID").map(|v| (v, "TORCHELASTIC_RUN_ID"))
+        }
+        EnvSource::Slurm => {
+            get(lookup, "SLURM_JOB_ID").map(|job| match get(lookup, "SLURM_STEP_ID") {
+                Some(step) => (format!("{job}.{step}"), "SLURM_JOB_ID"),
+                None => (job, "SLURM_JOB_ID"),
+            })
+        }
+        EnvSource::OpenMpi => get(lookup, "OMPI_MCA_ess_base_jobid")
+            .map(|v| (v, "OMPI_MCA_ess_base_jobid"))
+            .or_else(|| get(lookup, "PMIX_NAMESPACE").map(|v| (v, "PMIX_NAMESPACE"))),
+        EnvSource::Explicit => None,
+    };
+    found.unwrap_or((String::new(), ""))
 }
 
 impl LaunchEnv {
@@ -159,6 +195,7 @@ impl LaunchEnv {
                 None => (DEFAULT_PORT, PortOrigin::Default),
             }
         };
+        let (job_id, job_var) = job_identity(&lookup, source);
         let env = LaunchEnv {
             rank,
             world_size,
@@ -167,12 +204,15 @@ impl LaunchEnv {
             master_port,
             source,
             port_origin,
+            job_id,
+            job_var,
         };
         validate(&env)?;
         Ok(env)
     }
 
-    /// A launch given in code (local rank = rank).
+    /// A launch given in code (local rank = rank), with no job id (see
+    /// [`LaunchEnv::with_job_id`]).
     ///
     /// Errors: [`BootstrapError::ZeroWorldSize`], [`BootstrapError::RankOutOfRange`],
     /// [`BootstrapError::MissingVariables`] for an empty address, [`BootstrapError::InvalidNumber`]
@@ -191,9 +231,32 @@ impl LaunchEnv {
             master_port,
             source: EnvSource::Explicit,
             port_origin: PortOrigin::Explicit,
+            job_id: String::new(),
+            job_var: "",
         };
         validate(&env)?;
         Ok(env)
+    }
+
+    /// The job identity, "" when none: `SYMMEM_JOB_ID`, else the launcher's job id
+    /// (`TORCHELASTIC_RUN_ID`, `SLURM_JOB_ID[.SLURM_STEP_ID]`, `OMPI_MCA_ess_base_jobid` or
+    /// `PMIX_NAMESPACE`), or the one given to [`LaunchEnv::with_job_id`]. Rank 0 of the exchange
+    /// refuses a rank whose job id differs ([`BootstrapError::JobMismatch`]), so two jobs that
+    /// share a port cannot meet.
+    pub fn job_id(&self) -> &str {
+        &self.job_id
+    }
+
+    /// This launch with job id `id` (trimmed; "" for none), e.g. for a launch given in code.
+    /// An id longer than 1024 bytes fails the exchanges with [`BootstrapError::InvalidNumber`].
+    pub fn with_job_id(mut self, id: &str) -> Self {
+        self.job_id = id.trim().to_string();
+        self.job_var = if self.job_id.is_empty() {
+            ""
+        } else {
+            "with_job_id"
+        };
+        self
     }
 
     /// `master_addr:master_port` as text (IPv6 addresses in brackets).
@@ -239,6 +302,13 @@ pub fn validate(env: &LaunchEnv) -> Result<(), BootstrapError> {
             var: size_var,
             value: env.world_size.to_string(),
             expected: "a world size of at most 1048576",
+        });
+    }
+    if env.job_id.len() > MAX_JOB_ID {
+        return Err(BootstrapError::InvalidNumber {
+            var: env.job_var,
+            value: env.job_id.clone(),
+            expected: "a job id of at most 1024 bytes",
         });
     }
     Ok(())

@@ -132,6 +132,20 @@ pub enum BootstrapError {
         message: String,
     },
 
+    /// Rank 0 belongs to another job (its job id differs from this rank's): two jobs share the
+    /// port, or the ranks of one job disagree on the job id.
+    #[error("symmem: rank 0 ({addr}) refused rank {rank}: this is job {}, you are job {}: two jobs share MASTER_ADDR:MASTER_PORT; give each its own port (MASTER_PORT, or SYMMEM_BOOTSTRAP_PORT for symmem alone) or set SYMMEM_JOB_ID (one value per job, the same on all its ranks)", show_job(rank0_job), show_job(job))]
+    JobMismatch {
+        /// This rank.
+        rank: usize,
+        /// Rank 0's address.
+        addr: SocketAddr,
+        /// This rank's job id ("" for none).
+        job: String,
+        /// Rank 0's job id ("" for none).
+        rank0_job: String,
+    },
+
     /// The two ends do not agree (another program on the port, different symmem versions,
     /// inconsistent world sizes, ...).
     #[error("symmem: bootstrap protocol error with {peer}: {detail}")]
@@ -178,6 +192,15 @@ fn missing_context(launcher: Option<EnvSource>, missing: &[&'static str]) -> Str
             "found {src}, but rank 0's address is needed too: set MASTER_ADDR to the host of rank 0 (e.g. `export MASTER_ADDR=$(hostname)` on the first node, or the first host of `scontrol show hostnames $SLURM_JOB_NODELIST`) and MASTER_PORT to a free port (default {DEFAULT_PORT})"
         ),
         Some(src) => format!("found part of the {src}; set all of them"),
+    }
+}
+
+/// A job id in a message: quoted, or "(none)".
+fn show_job(id: &str) -> String {
+    if id.is_empty() {
+        "(none)".to_string()
+    } else {
+        format!("{id:?}")
     }
 }
 

@@ -13,7 +13,8 @@ use super::wire::{tag_hash, MAX_PAYLOAD, UNIQUE_ID_BYTES};
 
 /// Share rank 0's NCCL unique id with every rank over TCP (see the module docs): rank 0 calls
 /// `make_id` (after it could listen) and serves the id; the others fetch it. Returns the id on
-/// every rank. All ranks must call it with the same world size and address. Each waits at most
+/// every rank. All ranks must call it with the same world size, address and job id
+/// ([`LaunchEnv::job_id`]: rank 0 refuses a rank of another job). Each waits at most
 /// about `timeout` (a rank already connected to rank 0 waits up to 2 s more for rank 0's
 /// answer, which names the missing ranks when rank 0 gives up). With a world size of 1,
 /// returns `make_id()` without any network.
@@ -21,7 +22,8 @@ use super::wire::{tag_hash, MAX_PAYLOAD, UNIQUE_ID_BYTES};
 /// Errors: [`BootstrapError::AddressInUse`], [`BootstrapError::Bind`], [`BootstrapError::Resolve`]
 /// (rank 0's listening address); [`BootstrapError::PeersMissing`] (rank 0: some ranks never
 /// arrived); [`BootstrapError::ConnectTimeout`], [`BootstrapError::NoReply`],
-/// [`BootstrapError::Refused`] (other ranks); [`BootstrapError::Protocol`],
+/// [`BootstrapError::Refused`], [`BootstrapError::JobMismatch`] (other ranks);
+/// [`BootstrapError::Protocol`],
 /// [`BootstrapError::Io`], [`BootstrapError::InvalidId`].
 pub fn exchange_unique_id(
     env: &LaunchEnv,
@@ -100,6 +102,7 @@ fn rendezvous(
             listener,
             addr,
             env.world_size,
+            env.job_id(),
             tag_hash(tag),
             mine,
             started,

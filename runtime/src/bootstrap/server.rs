@@ -9,8 +9,8 @@ use super::deadline::{left, PER_PEER_IO, REPLY_GRACE};
 use super::env::LaunchEnv;
 use super::error::{list_ranks, BootstrapError};
 use super::wire::{
-    encode_ok, encode_refusal, read_hello, write_by, Hello, HelloError, MAX_PAYLOAD,
-    PROTOCOL_VERSION,
+    encode_ok, encode_other_job, encode_refusal, encode_refusal_as, read_hello, write_by, Hello,
+    HelloError, MAX_PAYLOAD, PROTOCOL_V1, PROTOCOL_VERSION,
 };
 
 /// Listen on the first of `addrs` that can be bound (rank 0).
@@ -46,17 +46,37 @@ pub fn bind(
 
 /// Best effort: tell a peer why it is refused (it fails at once instead of timing out).
 fn refuse(s: &mut TcpStream, message: &str) {
-    let _ = write_by(s, &encode_refusal(message), Duration::from_millis(500));
+    send_refusal(s, &encode_refusal(message));
+}
+
+/// Best effort: send an encoded refusal.
+fn send_refusal(s: &mut TcpStream, reply: &[u8]) {
+    let _ = write_by(s, reply, Duration::from_millis(500));
+}
+
+/// Whether the peer of `s` still holds its end open (no end of stream or error pending).
+fn is_open(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let open = match s.peek(&mut [0u8; 1]) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+    };
+    open && s.set_nonblocking(false).is_ok()
 }
 
 /// A connection and its hello, as a reader thread hands it to rank 0.
 type Arrival = (TcpStream, SocketAddr, Result<Hello, HelloError>);
 
-/// Rank 0: collect every peer's hello, then answer all.
+/// Rank 0: collect every peer's hello (of job `job_id` and exchange `tag`), then answer all.
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     listener: TcpListener,
     addr: SocketAddr,
     world_size: usize,
+    job_id: &str,
     tag: u64,
     mine: Vec<u8>,
     started: Instant,
@@ -70,7 +90,7 @@ pub fn serve(
     loop {
         // Hellos read by the per-connection threads.
         while let Ok((s, from, hello)) = rx.try_recv() {
-            peers.admit(s, from, hello, tag)?;
+            peers.admit(s, from, hello, job_id)?;
         }
         if peers.arrived == world_size {
             break;
@@ -81,7 +101,8 @@ pub fn serve(
         match listener.accept() {
             Ok((stream, from)) => {
                 let conn_deadline = (Instant::now() + PER_PEER_IO).min(deadline);
-                if spawn_reader(stream, from, conn_deadline, tx.clone()).is_err() {
+                let expected = (job_id.to_string(), tag);
+                if spawn_reader(stream, from, conn_deadline, expected, tx.clone()).is_err() {
                     // Could not start a reader: the connection is dropped; the rank retries.
                     peers.ignored += 1;
                 }
@@ -113,11 +134,13 @@ fn io_error(addr: SocketAddr, during: &'static str, source: std::io::Error) -> B
 }
 
 /// Read the hello of a new connection on a thread of its own (a slow peer cannot hold up the
-/// others), bounded by `conn_deadline`, and send it to rank 0's loop.
+/// others), bounded by `conn_deadline`, and send it to rank 0's loop. `expected` is this
+/// exchange's (job id, tag): a hello for another stops being read there.
 fn spawn_reader(
     stream: TcpStream,
     from: SocketAddr,
     conn_deadline: Instant,
+    expected: (String, u64),
     tx: mpsc::Sender<Arrival>,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
@@ -127,7 +150,7 @@ fn spawn_reader(
             let hello = match stream.set_nonblocking(false) {
                 Ok(()) => {
                     let _ = stream.set_nodelay(true);
-                    read_hello(&mut stream, conn_deadline)
+                    read_hello(&mut stream, conn_deadline, &expected.0, expected.1)
                 }
                 Err(_) => Err(HelloError::Io),
             };
@@ -136,9 +159,16 @@ fn spawn_reader(
         .map(drop)
 }
 
+/// A peer that arrived: its connection, its address and its contribution.
+struct Slot {
+    stream: TcpStream,
+    from: SocketAddr,
+    payload: Vec<u8>,
+}
+
 /// The peers rank 0 heard from, by rank (slot 0 is rank 0 itself and stays empty).
 struct Peers {
-    slots: Vec<Option<(TcpStream, Vec<u8>)>>,
+    slots: Vec<Option<Slot>>,
     /// Ranks arrived, rank 0 included.
     arrived: usize,
     /// Connections that were not peers of this exchange.
@@ -158,14 +188,15 @@ impl Peers {
         self.slots.len()
     }
 
-    /// Take one hello: a peer fills its slot, strays and other exchanges are ignored (counted),
-    /// and a peer that does not fit this exchange fails it.
+    /// Take one hello: a peer fills its slot; strays, other jobs, other exchanges and a second
+    /// connection for a rank already connected are ignored (counted; all but strays are told
+    /// why); a peer of this job that does not fit this exchange fails it.
     fn admit(
         &mut self,
         mut s: TcpStream,
         from: SocketAddr,
         hello: Result<Hello, HelloError>,
-        tag: u64,
+        job_id: &str,
     ) -> Result<(), BootstrapError> {
         let world_size = self.world_size();
         let hello = match hello {
@@ -176,7 +207,29 @@ impl Peers {
             }
             Err(HelloError::Version(v)) => {
                 let detail = format!("{from} speaks bootstrap protocol version {v}, rank 0 speaks {PROTOCOL_VERSION}: run the same symmem version on every rank");
-                return Err(self.protocol_failure(&mut s, from, detail));
+                // A version 1 peer reads a refusal in its own version (same layout), and so
+                // fails with this message instead of a version error of its own.
+                let reply_version = if v == PROTOCOL_V1 {
+                    PROTOCOL_V1
+                } else {
+                    PROTOCOL_VERSION
+                };
+                send_refusal(&mut s, &encode_refusal_as(reply_version, &detail));
+                let err = BootstrapError::Protocol {
+                    peer: from.to_string(),
+                    detail: detail.clone(),
+                };
+                return Err(self.give_up(&detail, err));
+            }
+            Err(HelloError::OtherJob) => {
+                send_refusal(&mut s, &encode_other_job(job_id));
+                self.ignored += 1;
+                return Ok(());
+            }
+            Err(HelloError::OtherTag) => {
+                refuse(&mut s, "rank 0 is running another exchange on this port (its tag differs): the ranks are out of step");
+                self.ignored += 1;
+                return Ok(());
             }
             Err(HelloError::TooLarge(len)) => {
                 let detail = format!(
@@ -185,11 +238,6 @@ impl Peers {
                 return Err(self.protocol_failure(&mut s, from, detail));
             }
         };
-        if hello.tag != tag {
-            refuse(&mut s, "rank 0 is running another exchange on this port (its tag differs): the ranks are out of step");
-            self.ignored += 1;
-            return Ok(());
-        }
         let r = hello.rank as usize;
         if hello.world_size as usize != world_size || r == 0 || r >= world_size {
             let detail = format!(
@@ -198,11 +246,23 @@ impl Peers {
             );
             return Err(self.protocol_failure(&mut s, from, detail));
         }
-        if self.slots[r].is_none() {
-            self.arrived += 1;
+        match &self.slots[r] {
+            // A rank that connects again after its first connection closed (it retried)
+            // replaces it; while the first is open the second is refused.
+            Some(first) if is_open(&first.stream) => {
+                let message = format!("rank {r} of this job is already connected from {}: two processes were started as rank {r} (check the launcher's rank variables), or another job with the same job id shares this port (give each job its own port, or its own SYMMEM_JOB_ID)", first.from);
+                refuse(&mut s, &message);
+                self.ignored += 1;
+                return Ok(());
+            }
+            Some(_) => {}
+            None => self.arrived += 1,
         }
-        // A rank that connects again (it retried) replaces its earlier connection.
-        self.slots[r] = Some((s, hello.payload));
+        self.slots[r] = Some(Slot {
+            stream: s,
+            from,
+            payload: hello.payload,
+        });
         Ok(())
     }
 
@@ -225,8 +285,8 @@ impl Peers {
 
     /// Fail: tell every connected peer `message`, then return `err`.
     fn give_up(&mut self, message: &str, err: BootstrapError) -> BootstrapError {
-        for (s, _) in self.slots.iter_mut().flatten() {
-            refuse(s, message);
+        for slot in self.slots.iter_mut().flatten() {
+            refuse(&mut slot.stream, message);
         }
         err
     }
@@ -261,7 +321,10 @@ impl Peers {
         let mut streams = Vec::with_capacity(world_size - 1);
         for p in self.slots.into_iter().skip(1) {
             // Every slot 1.. is filled once `arrived == world_size`.
-            let Some((s, payload)) = p else {
+            let Some(Slot {
+                stream: s, payload, ..
+            }) = p
+            else {
                 return Err(BootstrapError::Protocol {
                     peer: addr.to_string(),
                     detail: "internal: a rank slot is empty".into(),

@@ -257,7 +257,7 @@ fn threads_all_gather_with_stray_connections() {
     let _ = junk.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let _silent = connect();
     let mut other = connect();
-    let _ = other.write_all(&encode_hello(tag_hash("other"), 1, n as u32, b""));
+    let _ = other.write_all(&encode_hello("", tag_hash("other"), 1, n as u32, b""));
     for h in handles {
         let all = h.join().unwrap().unwrap();
         let want: Vec<Vec<u8>> = (0..n).map(|r| format!("rank{r}").into_bytes()).collect();
@@ -293,4 +293,171 @@ fn inconsistent_world_size_fails_fast() {
         "{root_err}"
     );
     assert!(t0.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn job_identity() {
+    let torch = [
+        ("RANK", "0"),
+        ("WORLD_SIZE", "2"),
+        ("MASTER_ADDR", "h"),
+        ("TORCHELASTIC_RUN_ID", "run7"),
+        ("SLURM_JOB_ID", "99"),
+    ];
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&torch)).unwrap().job_id(),
+        "run7"
+    );
+    let mut own = torch.to_vec();
+    own.push(("SYMMEM_JOB_ID", " mine "));
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&own)).unwrap().job_id(),
+        "mine"
+    );
+    // Only the launcher's own id: Slurm's is not read for torchrun variables.
+    let by_hand = [
+        ("RANK", "0"),
+        ("WORLD_SIZE", "2"),
+        ("MASTER_ADDR", "h"),
+        ("SLURM_JOB_ID", "99"),
+    ];
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&by_hand)).unwrap().job_id(),
+        ""
+    );
+    let slurm = [
+        ("SLURM_PROCID", "0"),
+        ("SLURM_NTASKS", "2"),
+        ("MASTER_ADDR", "h"),
+        ("SLURM_JOB_ID", "99"),
+    ];
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&slurm)).unwrap().job_id(),
+        "99"
+    );
+    let mut step = slurm.to_vec();
+    step.push(("SLURM_STEP_ID", "3"));
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&step)).unwrap().job_id(),
+        "99.3"
+    );
+    let ompi = [
+        ("OMPI_COMM_WORLD_RANK", "0"),
+        ("OMPI_COMM_WORLD_SIZE", "2"),
+        ("MASTER_ADDR", "h"),
+        ("PMIX_NAMESPACE", "prterun-h-1@1"),
+    ];
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&ompi)).unwrap().job_id(),
+        "prterun-h-1@1"
+    );
+    let mut orte = ompi.to_vec();
+    orte.push(("OMPI_MCA_ess_base_jobid", "3826286593"));
+    assert_eq!(
+        LaunchEnv::from_lookup(lookup(&orte)).unwrap().job_id(),
+        "3826286593"
+    );
+    let e = LaunchEnv::new(0, 2, "h", 1).unwrap();
+    assert_eq!(e.job_id(), "");
+    assert_eq!(e.with_job_id(" j ").job_id(), "j");
+    let long = "x".repeat(1025);
+    let mut too_long = torch.to_vec();
+    too_long.push(("SYMMEM_JOB_ID", &long));
+    assert!(matches!(
+        LaunchEnv::from_lookup(lookup(&too_long)),
+        Err(BootstrapError::InvalidNumber {
+            var: "SYMMEM_JOB_ID",
+            ..
+        })
+    ));
+    let e = LaunchEnv::new(1, 2, "127.0.0.1", free_port())
+        .unwrap()
+        .with_job_id(&long);
+    assert!(matches!(
+        exchange_unique_id(&e, || [0; 128], Duration::from_secs(1)),
+        Err(BootstrapError::InvalidNumber { .. })
+    ));
+}
+
+#[test]
+fn a_rank_of_another_job_is_refused_and_rank0_goes_on() {
+    let port = free_port();
+    let root = std::thread::spawn(move || {
+        let e = LaunchEnv::new(0, 2, "127.0.0.1", port)
+            .unwrap()
+            .with_job_id("A");
+        all_gather_bytes(&e, "t", b"a0", Duration::from_secs(20))
+    });
+    let t0 = Instant::now();
+    for (job, shown) in [("B", r#"you are job "B""#), ("", "you are job (none)")] {
+        let e = LaunchEnv::new(1, 2, "127.0.0.1", port)
+            .unwrap()
+            .with_job_id(job);
+        let err = all_gather_bytes(&e, "t", b"b1", Duration::from_secs(20)).unwrap_err();
+        match &err {
+            BootstrapError::JobMismatch {
+                rank: 1,
+                job: j,
+                rank0_job,
+                ..
+            } => assert_eq!((j.as_str(), rank0_job.as_str()), (job, "A")),
+            other => panic!("unexpected error: {other}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains(r#"this is job "A""#) && msg.contains(shown),
+            "{msg}"
+        );
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    let e = LaunchEnv::new(1, 2, "127.0.0.1", port)
+        .unwrap()
+        .with_job_id("A");
+    let all = all_gather_bytes(&e, "t", b"a1", Duration::from_secs(20)).unwrap();
+    assert_eq!(all, vec![b"a0".to_vec(), b"a1".to_vec()]);
+    assert_eq!(root.join().unwrap().unwrap(), all);
+}
+
+#[test]
+fn a_version_1_peer_reads_its_refusal() {
+    let port = free_port();
+    let root = std::thread::spawn(move || {
+        let e = LaunchEnv::new(0, 2, "127.0.0.1", port).unwrap();
+        exchange_unique_id(&e, || [1; 128], Duration::from_secs(20))
+    });
+    let t0 = Instant::now();
+    let mut s = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if t0.elapsed() < Duration::from_secs(5) => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("rank 0 never listened: {e}"),
+        }
+    };
+    // Version 1's hello: no job id.
+    let mut hello = MAGIC.to_vec();
+    hello.extend_from_slice(&1u32.to_le_bytes());
+    hello.extend_from_slice(&tag_hash("nccl-unique-id").to_le_bytes());
+    hello.extend_from_slice(&1u32.to_le_bytes());
+    hello.extend_from_slice(&2u32.to_le_bytes());
+    hello.extend_from_slice(&0u32.to_le_bytes());
+    s.write_all(&hello).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 16];
+    s.read_exact(&mut head).unwrap();
+    let word = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+    assert_eq!(
+        (&head[..4], word(4), word(8)),
+        (&MAGIC[..], 1, STATUS_REFUSED)
+    );
+    let mut msg = vec![0u8; word(12) as usize];
+    s.read_exact(&mut msg).unwrap();
+    let msg = String::from_utf8(msg).unwrap();
+    assert!(
+        msg.contains("version 1") && msg.contains("same symmem version"),
+        "{msg}"
+    );
+    let err = root.join().unwrap().unwrap_err();
+    assert!(matches!(err, BootstrapError::Protocol { .. }), "{err}");
 }

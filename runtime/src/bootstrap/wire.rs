@@ -1,9 +1,15 @@
 //! The rendezvous' wire format: hellos, replies and refusals, and reading them before a deadline.
 //!
-//! Little endian. Hello = `b"SYMM"`, version `u32`, tag `u64` (FNV-1a of the tag string), rank
-//! `u32`, world size `u32`, length `u32`, bytes. Reply = `b"SYMM"`, version `u32`, status `u32`
-//! (0 ok, 1 refused), then for ok: count `u32` and `count` times (length `u32`, bytes); for
-//! refused: length `u32` and a UTF-8 message. (Also in the public docs, `overview.md`.)
+//! Little endian, version 2. Hello = `b"SYMM"`, version `u32`, job id length `u32` (at most
+//! 1024) and UTF-8 bytes, tag `u64` (FNV-1a of the tag string), rank `u32`, world size `u32`,
+//! length `u32`, bytes. Reply = `b"SYMM"`, version `u32`, status `u32` (0 ok, 1 refused, 2 another
+//! job), then for ok: count `u32` and `count` times (length `u32`, bytes); for refused: length
+//! `u32` and a UTF-8 message; for another job: length `u32` and rank 0's job id. Version 1 had no
+//! job id and no status 2. (Also in the public docs, `overview.md`.)
+//!
+//! Rank 0 reads a hello field by field and stops at the first that is not its own (job id,
+//! then tag), so a foreign hello's declared length is never read; payloads are read in chunks,
+//! so memory grows with the bytes that arrive, not with the length declared.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -17,11 +23,21 @@ pub const UNIQUE_ID_BYTES: usize = 128;
 /// Largest contribution of one rank to an exchange (16 MiB).
 pub const MAX_PAYLOAD: usize = 16 << 20;
 
+/// Longest job id accepted, in bytes (it travels in every hello).
+pub const MAX_JOB_ID: usize = 1024;
+
 pub const MAGIC: [u8; 4] = *b"SYMM";
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: the hello carries the job id; status 2 (another job). Version 1 replies have the same
+/// layout as version 2's, without status 2.
+pub const PROTOCOL_VERSION: u32 = 2;
+/// The last version without the job id, whose refusals rank 0 can still write.
+pub const PROTOCOL_V1: u32 = 1;
 pub const STATUS_OK: u32 = 0;
 pub const STATUS_REFUSED: u32 = 1;
+pub const STATUS_OTHER_JOB: u32 = 2;
 pub const MAX_MESSAGE: usize = 64 << 10;
+/// Payloads are read (and their buffer grown) this many bytes at a time.
+const READ_CHUNK: usize = 64 << 10;
 
 /// FNV-1a, stable across processes and Rust versions.
 pub fn tag_hash(tag: &str) -> u64 {
@@ -33,9 +49,8 @@ pub fn tag_hash(tag: &str) -> u64 {
     h
 }
 
-/// A hello, as rank 0 read it.
+/// A hello of this job and exchange, as rank 0 read it.
 pub struct Hello {
-    pub tag: u64,
     pub rank: u32,
     pub world_size: u32,
     pub payload: Vec<u8>,
@@ -46,6 +61,10 @@ pub enum HelloError {
     Stray,
     /// Our magic, another protocol version.
     Version(u32),
+    /// Another job's hello (its job id differs): refused, the rest is not read.
+    OtherJob,
+    /// Another exchange's hello (its tag differs): refused, the rest is not read.
+    OtherTag,
     /// A contribution over the limit.
     TooLarge(usize),
     /// The connection failed or timed out before a full hello. Ignored (a rank retries).
@@ -84,13 +103,31 @@ pub fn read_u32(s: &mut TcpStream, deadline: Instant) -> std::io::Result<u32> {
     Ok(u32::from_le_bytes(b))
 }
 
+/// Read `len` bytes before `deadline`, growing the buffer as they arrive (a declared length
+/// alone allocates at most one chunk).
+pub fn read_vec_by(s: &mut TcpStream, len: usize, deadline: Instant) -> std::io::Result<Vec<u8>> {
+    let mut v = Vec::with_capacity(len.min(READ_CHUNK));
+    while v.len() < len {
+        let start = v.len();
+        v.resize(start + (len - start).min(READ_CHUNK), 0);
+        read_by(s, &mut v[start..], deadline)?;
+    }
+    Ok(v)
+}
+
 pub fn write_by(s: &mut TcpStream, data: &[u8], timeout: Duration) -> std::io::Result<()> {
     s.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
     s.write_all(data)?;
     s.flush()
 }
 
-pub fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, HelloError> {
+/// Read a hello for job `job_id` and exchange `tag`, stopping at the first field that differs.
+pub fn read_hello(
+    s: &mut TcpStream,
+    deadline: Instant,
+    job_id: &str,
+    tag: u64,
+) -> Result<Hello, HelloError> {
     let mut magic = [0u8; 4];
     read_by(s, &mut magic, deadline).map_err(|_| HelloError::Io)?;
     if magic != MAGIC {
@@ -100,28 +137,40 @@ pub fn read_hello(s: &mut TcpStream, deadline: Instant) -> Result<Hello, HelloEr
     if version != PROTOCOL_VERSION {
         return Err(HelloError::Version(version));
     }
-    let mut tag = [0u8; 8];
-    read_by(s, &mut tag, deadline).map_err(|_| HelloError::Io)?;
+    let job_len = read_u32(s, deadline).map_err(|_| HelloError::Io)? as usize;
+    if job_len > MAX_JOB_ID {
+        // No symmem sends that (`validate`): not a peer.
+        return Err(HelloError::Stray);
+    }
+    let job = read_vec_by(s, job_len, deadline).map_err(|_| HelloError::Io)?;
+    if job != job_id.as_bytes() {
+        return Err(HelloError::OtherJob);
+    }
+    let mut t = [0u8; 8];
+    read_by(s, &mut t, deadline).map_err(|_| HelloError::Io)?;
+    if u64::from_le_bytes(t) != tag {
+        return Err(HelloError::OtherTag);
+    }
     let rank = read_u32(s, deadline).map_err(|_| HelloError::Io)?;
     let world_size = read_u32(s, deadline).map_err(|_| HelloError::Io)?;
     let len = read_u32(s, deadline).map_err(|_| HelloError::Io)? as usize;
     if len > MAX_PAYLOAD {
         return Err(HelloError::TooLarge(len));
     }
-    let mut payload = vec![0u8; len];
-    read_by(s, &mut payload, deadline).map_err(|_| HelloError::Io)?;
+    let payload = read_vec_by(s, len, deadline).map_err(|_| HelloError::Io)?;
     Ok(Hello {
-        tag: u64::from_le_bytes(tag),
         rank,
         world_size,
         payload,
     })
 }
 
-pub fn encode_hello(tag: u64, rank: u32, world_size: u32, payload: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(28 + payload.len());
+pub fn encode_hello(job_id: &str, tag: u64, rank: u32, world_size: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(32 + job_id.len() + payload.len());
     m.extend_from_slice(&MAGIC);
     m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    m.extend_from_slice(&(job_id.len() as u32).to_le_bytes());
+    m.extend_from_slice(job_id.as_bytes());
     m.extend_from_slice(&tag.to_le_bytes());
     m.extend_from_slice(&rank.to_le_bytes());
     m.extend_from_slice(&world_size.to_le_bytes());
@@ -145,17 +194,40 @@ pub fn encode_ok(all: &[Vec<u8>]) -> Vec<u8> {
 }
 
 pub fn encode_refusal(message: &str) -> Vec<u8> {
+    encode_refusal_as(PROTOCOL_VERSION, message)
+}
+
+/// A refusal in protocol `version`'s words (the same layout in versions 1 and 2), so that a
+/// peer of that version reads the message instead of failing on the version.
+pub fn encode_refusal_as(version: u32, message: &str) -> Vec<u8> {
     let mut msg = message.as_bytes();
     if msg.len() > MAX_MESSAGE {
         msg = &msg[..MAX_MESSAGE];
     }
-    let mut m = Vec::with_capacity(16 + msg.len());
+    encode_status(version, STATUS_REFUSED, msg)
+}
+
+/// "Rank 0 belongs to another job", with rank 0's job id.
+pub fn encode_other_job(rank0_job: &str) -> Vec<u8> {
+    encode_status(PROTOCOL_VERSION, STATUS_OTHER_JOB, rank0_job.as_bytes())
+}
+
+fn encode_status(version: u32, status: u32, bytes: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(16 + bytes.len());
     m.extend_from_slice(&MAGIC);
-    m.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
-    m.extend_from_slice(&STATUS_REFUSED.to_le_bytes());
-    m.extend_from_slice(&(msg.len() as u32).to_le_bytes());
-    m.extend_from_slice(msg);
+    m.extend_from_slice(&version.to_le_bytes());
+    m.extend_from_slice(&status.to_le_bytes());
+    m.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    m.extend_from_slice(bytes);
     m
+}
+
+/// Why rank 0 did not answer with the result.
+pub enum Refusal {
+    /// Rank 0 refused this rank or gave up; its message.
+    Message(String),
+    /// Rank 0 belongs to another job; its job id.
+    OtherJob(String),
 }
 
 pub enum ReplyError {
@@ -171,7 +243,7 @@ pub fn read_reply(
     s: &mut TcpStream,
     world_size: usize,
     deadline: Instant,
-) -> Result<Result<Vec<Vec<u8>>, String>, ReplyError> {
+) -> Result<Result<Vec<Vec<u8>>, Refusal>, ReplyError> {
     let classify = |e: std::io::Error| {
         if e.kind() == ErrorKind::TimedOut {
             ReplyError::Timeout
@@ -210,17 +282,23 @@ pub fn read_reply(
                         "it sent a contribution of {len} bytes, over the limit of {MAX_PAYLOAD}"
                     )));
                 }
-                let mut p = vec![0u8; len];
-                read_by(s, &mut p, deadline).map_err(foreign)?;
-                all.push(p);
+                all.push(read_vec_by(s, len, deadline).map_err(foreign)?);
             }
             Ok(Ok(all))
         }
         STATUS_REFUSED => {
             let len = read_u32(s, deadline).map_err(foreign)? as usize;
-            let mut msg = vec![0u8; len.min(MAX_MESSAGE)];
-            read_by(s, &mut msg, deadline).map_err(foreign)?;
-            Ok(Err(String::from_utf8_lossy(&msg).into_owned()))
+            let msg = read_vec_by(s, len.min(MAX_MESSAGE), deadline).map_err(foreign)?;
+            Ok(Err(Refusal::Message(
+                String::from_utf8_lossy(&msg).into_owned(),
+            )))
+        }
+        STATUS_OTHER_JOB => {
+            let len = read_u32(s, deadline).map_err(foreign)? as usize;
+            let job = read_vec_by(s, len.min(MAX_JOB_ID), deadline).map_err(foreign)?;
+            Ok(Err(Refusal::OtherJob(
+                String::from_utf8_lossy(&job).into_owned(),
+            )))
         }
         other => Err(ReplyError::Foreign(format!(
             "it sent an unknown status {other}"
