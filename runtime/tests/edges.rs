@@ -1,0 +1,74 @@
+//! Edge cases: pool limits near `usize::MAX`, by-name windows on threads without a rank,
+//! the `SYMMEM_TIMEOUT_SECS` variable, integer averages and the capture reserve advice.
+
+mod common;
+
+use symmem::host::HostConfig;
+use symmem::{Error, RankConfig};
+use symmem_runtime as symmem;
+
+const MIB: usize = 1 << 20;
+
+fn limited(symmetric: Option<usize>, default: Option<usize>) -> HostConfig {
+    HostConfig {
+        world_size: 1,
+        rank: RankConfig {
+            symmetric_pool_limit: symmetric,
+            default_pool_limit: default,
+            ..RankConfig::default()
+        },
+    }
+}
+
+#[test]
+fn huge_requests_under_a_limit_near_usize_max_are_pool_limit_errors() {
+    let limit = usize::MAX - 4096;
+    symmem::host::run_with(limited(Some(limit), Some(limit)), |ctx| {
+        let world = ctx.world();
+        // Something reserved already, so that reserved + segment size overflows.
+        let keep = symmem::alloc::<u8>(4096).unwrap();
+        let keep_sym = world.with_window(|| symmem::alloc::<u8>(4096)).unwrap();
+        for n in [usize::MAX / 2, usize::MAX - MIB, usize::MAX] {
+            for sym in [false, true] {
+                let r = if sym {
+                    world.with_window(|| symmem::alloc::<u8>(n))
+                } else {
+                    symmem::alloc::<u8>(n)
+                };
+                match r {
+                    Err(Error::PoolLimit {
+                        requested,
+                        reserved,
+                        limit: l,
+                        ..
+                    }) if n > usize::MAX / 2 => {
+                        assert_eq!((requested, reserved, l), (n, 2 * MIB, limit));
+                    }
+                    // Within the limit: the host allocator refuses it.
+                    Err(Error::OutOfMemory { requested, .. }) if n == usize::MAX / 2 => {
+                        assert_eq!(requested, n);
+                    }
+                    other => panic!("alloc::<u8>({n}) (symmetric {sym}): {other:?}"),
+                }
+            }
+        }
+        // Both pools stay usable.
+        drop(symmem::alloc::<u8>(MIB).unwrap());
+        drop(world.with_window(|| symmem::alloc::<u8>(MIB)).unwrap());
+        drop((keep, keep_sym));
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_by_name_window_without_a_rank_reports_no_rank_context() {
+    // Not a rank thread: the test harness's own thread (`symmem::__private::enter` is
+    // `macro_support::enter`).
+    let _w = symmem::macro_support::enter("tp");
+    match symmem::alloc::<f32>(16) {
+        Err(Error::NoRankContext) => {}
+        other => panic!("expected NoRankContext, got {other:?}"),
+    }
+    let _w2 = symmem::macro_support::enter_unless(false, "world");
+    assert!(matches!(symmem::alloc::<u8>(1), Err(Error::NoRankContext)));
+}
