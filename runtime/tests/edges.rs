@@ -72,3 +72,62 @@ fn a_by_name_window_without_a_rank_reports_no_rank_context() {
     let _w2 = symmem::macro_support::enter_unless(false, "world");
     assert!(matches!(symmem::alloc::<u8>(1), Err(Error::NoRankContext)));
 }
+
+/// Set in the child processes of [`timeout_variable_never_panics`].
+const CHILD: &str = "SYMMEM_EDGES_TIMEOUT_CHILD";
+
+/// In a child process: print the default configuration's timeout.
+#[test]
+fn timeout_child() {
+    if std::env::var_os(CHILD).is_some() {
+        println!("timeout={:?}", RankConfig::default().timeout);
+    }
+}
+
+#[test]
+fn timeout_variable_never_panics() {
+    let year = format!(
+        "timeout={:?}",
+        std::time::Duration::from_secs(365 * 24 * 3600)
+    );
+    let cases: [(&str, &str, bool); 8] = [
+        ("2.5", "timeout=2.5s", false),
+        ("inf", &year, false),
+        ("1e300", &year, false),
+        ("-3", "timeout=300s", true),
+        ("NaN", "timeout=300s", true),
+        ("0", "timeout=300s", true),
+        ("soon", "timeout=300s", true),
+        ("", "timeout=300s", true),
+    ];
+    for (value, want, warns) in cases {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "timeout_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env("SYMMEM_TIMEOUT_SECS", value)
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(
+            out.status.success(),
+            "SYMMEM_TIMEOUT_SECS={value:?}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains(want),
+            "SYMMEM_TIMEOUT_SECS={value:?}: {stdout}"
+        );
+        assert_eq!(
+            stderr.contains("symmem: ignoring SYMMEM_TIMEOUT_SECS"),
+            warns,
+            "SYMMEM_TIMEOUT_SECS={value:?}: {stderr}"
+        );
+    }
+}
