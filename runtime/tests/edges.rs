@@ -4,7 +4,7 @@
 mod common;
 
 use symmem::host::HostConfig;
-use symmem::{Error, RankConfig};
+use symmem::{Error, RankConfig, ReduceOp};
 use symmem_runtime as symmem;
 
 const MIB: usize = 1 << 20;
@@ -130,4 +130,34 @@ fn timeout_variable_never_panics() {
             "SYMMEM_TIMEOUT_SECS={value:?}: {stderr}"
         );
     }
+}
+
+/// `all_reduce(Avg)` of each rank's `values(rank)` on `n` ranks, as rank 0 sees it.
+fn avg_on<T: symmem::Element>(n: usize, values: fn(usize) -> Vec<T>) -> Vec<T> {
+    let out = symmem::host::run(n, |ctx| {
+        let mut b = symmem::alloc_from_host(&values(ctx.rank())).unwrap();
+        ctx.world().all_reduce(&mut b, ReduceOp::Avg).unwrap();
+        b.to_host_vec().unwrap()
+    })
+    .unwrap();
+    assert!(out.iter().all(|v| *v == out[0]), "ranks disagree");
+    out[0].clone()
+}
+
+#[test]
+fn integer_avg_wraps_the_sum_then_divides_by_the_group_size() {
+    // As NCCL's ncclAvg: the sum wraps in the element type, then is divided (toward zero).
+    let u = avg_on::<u8>(3, |r| vec![200, 100 + r as u8, 255, 3]);
+    // 600 -> 88, 303 -> 47, 765 -> 253, 9.
+    assert_eq!(u, vec![88 / 3, 47 / 3, 253 / 3, 3]);
+    let i = avg_on::<i32>(3, |r| vec![i32::MAX, i32::MIN, -7 - r as i32]);
+    let wrapped = i32::MAX.wrapping_mul(3);
+    assert_eq!(i, vec![wrapped / 3, i32::MIN / 3, -8]);
+    // 256 ranks of u8: the group size does not fit the element type and must not be
+    // truncated (to 0: a division by zero).
+    let u = avg_on::<u8>(256, |r| vec![1, r as u8, 255]);
+    // Sums 256 -> 0, 32640 -> 128, 65280 -> 0; each divided by 256.
+    assert_eq!(u, vec![0, 0, 0]);
+    let i = avg_on::<i32>(256, |r| vec![r as i32, 1000]);
+    assert_eq!(i, vec![127, 1000]);
 }
