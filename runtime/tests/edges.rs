@@ -161,3 +161,79 @@ fn integer_avg_wraps_the_sum_then_divides_by_the_group_size() {
     let i = avg_on::<i32>(256, |r| vec![r as i32, 1000]);
     assert_eq!(i, vec![127, 1000]);
 }
+
+/// The capture of the issue: 2, 4 and 2 MiB with a free in between (the third reuses the first).
+fn two_four_two(world: &symmem::Group) -> symmem::Result<Vec<symmem::Buffer<u8>>> {
+    let _w = world.window();
+    let a = symmem::alloc::<u8>(2 * MIB)?;
+    let b = symmem::alloc::<u8>(4 * MIB)?;
+    drop(a);
+    let c = symmem::alloc::<u8>(2 * MIB)?;
+    Ok(vec![b, c])
+}
+
+#[test]
+fn capture_reserve_advice_gets_the_capture_past_the_failing_request() {
+    symmem::host::run(2, |ctx| {
+        let world = ctx.world();
+        // Following the figures: each retry gets past the request that failed before.
+        let mut failed_at = Vec::new();
+        let graph = loop {
+            match symmem::capture(|| two_four_two(&world)) {
+                Ok(g) => break g,
+                Err(Error::CaptureReserveExceeded {
+                    requested, reserve, ..
+                }) => {
+                    assert!(failed_at.len() < 2, "no progress: {failed_at:?}");
+                    failed_at.push((requested, reserve));
+                    world.reserve_symmetric(reserve).unwrap();
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // An empty pool cannot know the 4 MiB request when the first 2 MiB one fails; the
+        // second figure is the capture's whole peak (the third buffer reuses the first).
+        assert_eq!(failed_at, vec![(2 * MIB, 2 * MIB), (4 * MIB, 6 * MIB)]);
+        drop(graph);
+        // A pool with the first figure reserved already: one failure, and its figure makes
+        // the first retry succeed.
+        let tp = ctx.split_group("tp", &world, 0, 0).unwrap();
+        tp.reserve_symmetric(2 * MIB).unwrap();
+        let reserve = match symmem::capture(|| two_four_two(&tp)) {
+            Err(Error::CaptureReserveExceeded { reserve, .. }) => reserve,
+            other => panic!(
+                "expected CaptureReserveExceeded, got {:?}",
+                other.map(|_| ())
+            ),
+        };
+        tp.reserve_symmetric(reserve).unwrap();
+        let (mut g, bufs) = symmem::capture(|| two_four_two(&tp)).unwrap();
+        g.replay().unwrap();
+        drop((g, bufs));
+        assert_eq!(tp.stats().in_use_bytes, 0);
+    })
+    .unwrap();
+}
+
+#[test]
+fn capture_reserve_of_a_huge_request_saturates() {
+    symmem::host::run(1, |ctx| {
+        let world = ctx.world();
+        world.reserve_symmetric(MIB).unwrap();
+        let r = symmem::capture(|| -> symmem::Result<()> {
+            let _w = world.window();
+            let _small = symmem::alloc::<u8>(4096)?;
+            symmem::alloc::<u8>(usize::MAX).map(drop)
+        });
+        match r {
+            Err(Error::CaptureReserveExceeded { reserve, .. }) => {
+                assert_eq!(reserve, usize::MAX);
+            }
+            other => panic!(
+                "expected CaptureReserveExceeded, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    })
+    .unwrap();
+}
