@@ -73,8 +73,8 @@ pub(crate) fn env_timeout() -> Duration {
 /// Seconds as a timeout (see [`env_timeout`]); `None` when not a positive number.
 fn parse_timeout(v: &str) -> Option<Duration> {
     let secs = v.trim().parse::<f64>().ok()?;
-    // `!(secs > 0.0)` also catches NaN.
-    if !(secs > 0.0) {
+    // NaN is not greater than zero either.
+    if secs.is_nan() || secs <= 0.0 {
         return None;
     }
     let d = Duration::try_from_secs_f64(secs).unwrap_or(MAX_TIMEOUT);

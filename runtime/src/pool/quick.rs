@@ -265,9 +265,13 @@ mod tests {
         assert!(q.is_empty());
     }
 
-    /// The cache after putting `blocks` in `order` into an empty one (returned blocks to the
+    /// Positions a sequence of takes returned, cached bytes and blocks, the arena's largest free
+    /// block after a flush.
+    type Outcome = (Vec<Option<(u32, usize)>>, usize, usize, usize);
+
+    /// The cache after putting 40 blocks in `order` into an empty one (refused blocks go to the
     /// arena), then what a sequence of takes returns and the arena's free state after a flush.
-    fn after(order: &[usize]) -> (Vec<Option<(u32, usize)>>, usize, usize, usize) {
+    fn after(order: &[usize]) -> Outcome {
         let other = sharing_512();
         let sizes: Vec<usize> = (0..40)
             .map(|i| match i % 4 {
