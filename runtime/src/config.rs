@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 pub(crate) const TIMEOUT_VAR: &str = "SYMMEM_TIMEOUT_SECS";
 /// The timeout when `SYMMEM_TIMEOUT_SECS` is unset or not a positive number.
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The longest timeout `SYMMEM_TIMEOUT_SECS` gives: `inf`, and any larger number, mean one year
+/// ("no timeout" in practice). Bounded so that `Instant::now() + timeout` cannot overflow.
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// `SYMMEM_VALIDATE`: the default of [`RankConfig::validate`] (`1`, `true`, `yes`, `on`).
 pub(crate) const VALIDATE_VAR: &str = "SYMMEM_VALIDATE";
 /// `SYMMEM_BACKEND`: the backend `BackendChoice::from_env` picks (`auto`, `host`, `cuda`).
@@ -24,7 +27,8 @@ pub struct RankConfig {
     /// (default: `SYMMEM_VALIDATE=1` in the environment, else off).
     pub validate: bool,
     /// How long collectives' host-side waits (validation exchanges, host-backend barriers) wait
-    /// for peers before failing (default: `SYMMEM_TIMEOUT_SECS`, else 300 s).
+    /// for peers before failing (default: `SYMMEM_TIMEOUT_SECS`, else 300 s; the variable's `inf`
+    /// means one year).
     pub timeout: Duration,
     /// Upper bound on the bytes each symmetric pool may reserve (default: none).
     pub symmetric_pool_limit: Option<usize>,
@@ -44,13 +48,37 @@ impl Default for RankConfig {
 }
 
 /// `SYMMEM_TIMEOUT_SECS` as a duration, or the default (300 s).
+///
+/// A positive number of seconds (fractions allowed, below 1 ns means 1 ns); `inf` or more than
+/// [`MAX_TIMEOUT`] is capped to it. Anything else (zero, negative, NaN, not a number, not
+/// UTF-8) gives the default with a warning on stderr, once per process: a typo must not make
+/// a job fail to start, nor wait forever.
 pub(crate) fn env_timeout() -> Duration {
-    std::env::var(TIMEOUT_VAR)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_TIMEOUT)
+    let Some(v) = std::env::var_os(TIMEOUT_VAR) else {
+        return DEFAULT_TIMEOUT;
+    };
+    let text = v.to_string_lossy();
+    parse_timeout(&text).unwrap_or_else(|| {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            eprintln!(
+                "symmem: ignoring {TIMEOUT_VAR}={text:?}: not a positive number of seconds; using the default of {} s",
+                DEFAULT_TIMEOUT.as_secs()
+            )
+        });
+        DEFAULT_TIMEOUT
+    })
+}
+
+/// Seconds as a timeout (see [`env_timeout`]); `None` when not a positive number.
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let secs = v.trim().parse::<f64>().ok()?;
+    // NaN is not greater than zero either.
+    if secs.is_nan() || secs <= 0.0 {
+        return None;
+    }
+    let d = Duration::try_from_secs_f64(secs).unwrap_or(MAX_TIMEOUT);
+    Some(d.clamp(Duration::from_nanos(1), MAX_TIMEOUT))
 }
 
 /// Whether `SYMMEM_VALIDATE` asks for validation (`1`, `true`, `yes`, `on`).
@@ -74,5 +102,25 @@ pub(crate) fn env_backend() -> Result<Option<String>> {
             op: "BackendChoice::from_env",
             detail: "SYMMEM_BACKEND is not valid UTF-8; use `auto`, `host` or `cuda`".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_without_panicking() {
+        let secs = |v: &str| parse_timeout(v);
+        assert_eq!(secs("2.5"), Some(Duration::from_millis(2500)));
+        assert_eq!(secs(" 10 "), Some(Duration::from_secs(10)));
+        assert_eq!(secs("1e-12"), Some(Duration::from_nanos(1)));
+        for capped in ["inf", "+Infinity", "1e300", "1e12"] {
+            assert_eq!(secs(capped), Some(MAX_TIMEOUT), "{capped}");
+        }
+        for bad in ["0", "-1", "-inf", "NaN", "", "5s", "ten"] {
+            assert_eq!(secs(bad), None, "{bad}");
+        }
+        assert!(std::time::Instant::now().checked_add(MAX_TIMEOUT).is_some());
     }
 }

@@ -71,7 +71,9 @@ pub enum ReduceOp {
     Max,
     /// Minimum over ranks.
     Min,
-    /// Arithmetic mean over ranks (sum divided by the group size; integer division for integers).
+    /// Arithmetic mean over ranks: the sum divided by the group size. For integers, as NCCL's
+    /// `ncclAvg` computes it: the sum wraps in the element type (like `Sum`), then is divided
+    /// by the group size, truncating toward zero; it is the mean only when the sum fits.
     Avg,
 }
 
@@ -114,9 +116,12 @@ macro_rules! int_element {
                     ReduceOp::Min => a.min(b),
                 }
             }
+            /// Division by the full group size, truncating toward zero (NCCL's `ncclAvg`): done
+            /// in `i128`, so a size the element type cannot hold (256 ranks of `u8`) is not
+            /// truncated. The quotient's magnitude is at most `a`'s, so it fits.
             #[inline]
             fn div_count(a: Self, n: usize) -> Self {
-                a / (n as $t)
+                (a as i128 / n.max(1) as i128) as $t
             }
             #[inline]
             fn to_f64(self) -> f64 {
@@ -222,6 +227,13 @@ mod tests {
         assert_eq!(i32::combine(3, 4, ReduceOp::Max), 4);
         assert_eq!(f32::combine(3.0, 4.0, ReduceOp::Min), 3.0);
         assert_eq!(i64::div_count(9, 2), 4);
+        assert_eq!(i32::div_count(-7, 2), -3, "truncates toward zero");
+        // Group sizes beyond the element type are not truncated.
+        assert_eq!(u8::div_count(255, 256), 0);
+        assert_eq!(u8::div_count(255, 257), 0);
+        assert_eq!(i32::div_count(i32::MIN, (1usize << 32) + 1), 0);
+        assert_eq!(u64::div_count(u64::MAX, 3), u64::MAX / 3);
+        assert_eq!(i64::div_count(i64::MIN, 1), i64::MIN);
         assert_eq!(
             bf16::combine(bf16::from_f32(1.5), bf16::from_f32(2.0), ReduceOp::Sum).to_f32(),
             3.5

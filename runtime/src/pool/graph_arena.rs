@@ -80,7 +80,12 @@ impl GraphArena {
                     group: self.pool.label_arc().clone(),
                     requested: need,
                     available: self.pool.largest_free_block(),
-                    reserve: st.claimed_bytes + need,
+                    // What is known when the capture fails: its claims from this pool and
+                    // this request. One free block of that size gets the same capture past
+                    // this request (its earlier claims repeat, in order, and fit beside it);
+                    // later requests are unknown. Saturating: a request of nearly `usize::MAX`
+                    // is reported, not an overflow.
+                    reserve: st.claimed_bytes.saturating_add(need),
                 })?
         } else {
             self.pool.alloc(need)?

@@ -291,7 +291,8 @@ impl Pool {
     fn grow(&self, st: &mut PoolState, size: usize, request: usize) -> Result<()> {
         let reserved = st.arena.stats().reserved_bytes;
         if let Some(limit) = self.limit {
-            if reserved + size > limit {
+            // A sum beyond `usize` is beyond any limit (huge requests saturate their size).
+            if !matches!(reserved.checked_add(size), Some(total) if total <= limit) {
                 return Err(Error::PoolLimit {
                     pool: self.label.to_string(),
                     requested: request,

@@ -42,7 +42,8 @@ pub fn window(name: &str) -> Result<WindowGuard<'static>> {
 }
 
 /// Enter the window of `name` without failing: if the group is missing, allocations inside
-/// the window fail with [`Error::GroupNotFound`]. Used by `#[symmetric_memory]`.
+/// the window fail with [`Error::GroupNotFound`] ([`Error::NoRankContext`] on a thread without a
+/// rank). Used by `#[symmetric_memory]`.
 #[inline]
 pub(crate) fn enter_named(name: &'static str) -> WindowGuard<'static> {
     let p = rank_ptr() as *const RankInner;
@@ -72,14 +73,12 @@ pub fn synchronize() -> Result<()> {
     current_rank()?.stream().synchronize()
 }
 
-/// Error for a missing group at allocation time.
+/// Error for a missing group at allocation time: [`Error::NoRankContext`] on a thread without a
+/// rank (a by-name window entered there has no group table to look in).
 pub(crate) fn missing_group(name: &str) -> Error {
     match current_rank_opt() {
         Some(r) => r.not_found(name),
-        None => Error::GroupNotFound {
-            name: name.to_string(),
-            known: String::new(),
-        },
+        None => Error::NoRankContext,
     }
 }
 
