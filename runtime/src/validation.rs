@@ -26,6 +26,17 @@ impl DivergenceCheck {
         if !self.enabled {
             return Ok(());
         }
+        self.check_always(comm, what, descriptor)
+    }
+
+    /// [`DivergenceCheck::check`] whether validation mode is on or not (for rare collective
+    /// steps that would deadlock when ranks diverge, such as segment creation).
+    pub(crate) fn check_always(
+        &self,
+        comm: &dyn CommBackend,
+        what: &str,
+        descriptor: &str,
+    ) -> Result<()> {
         let mine = format!("{what}: {descriptor}");
         let all = comm.exchange(mine.as_bytes(), self.timeout)?;
         if all.iter().all(|d| d.as_slice() == mine.as_bytes()) {

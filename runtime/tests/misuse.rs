@@ -309,3 +309,47 @@ fn a_thread_that_is_not_the_rank_cannot_act_as_it() {
 fn a_forgotten_window_never_routes_to_a_freed_pool() {
     in_child("forgotten_window_on_a_dead_rank", Duration::from_secs(30));
 }
+
+/// A thread returning one of a pool's blocks while the rank creates a symmetric segment (a
+/// collective that waits for a slow peer) does not wait for the creation: the pool's lock is not
+/// held across the wait for peers.
+#[test]
+fn a_drop_on_another_thread_does_not_wait_for_a_segment_creation() {
+    let out = symmem::host::run_with(config(2, false, Duration::from_secs(30)), |ctx| {
+        let world = ctx.world();
+        let small = {
+            let _w = world.window();
+            symmem::alloc_zeroed::<f32>(1024).unwrap()
+        };
+        let mut dropped_after = None;
+        if ctx.rank() == 0 {
+            let helper = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(300));
+                let t = Instant::now();
+                drop(small);
+                t.elapsed()
+            });
+            // A request no cached block serves: a new segment, which waits for rank 1.
+            let big = {
+                let _w = world.window();
+                symmem::alloc::<f32>(16 << 20).unwrap()
+            };
+            dropped_after = Some(helper.join().unwrap());
+            drop(big);
+        } else {
+            std::thread::sleep(Duration::from_millis(1500));
+            let _big = {
+                let _w = world.window();
+                symmem::alloc::<f32>(16 << 20).unwrap()
+            };
+            drop(small);
+        }
+        dropped_after
+    })
+    .unwrap();
+    let waited = out[0].expect("rank 0 measured the drop");
+    assert!(
+        waited < Duration::from_millis(500),
+        "the drop waited {waited:?} for the segment creation"
+    );
+}

@@ -215,7 +215,7 @@ impl Pool {
             st.keepalive.on_alloc();
             return Ok(a);
         }
-        self.alloc_slow(&mut st, bytes)
+        self.alloc_slow(st, bytes)
     }
 
     /// A block from the quick cache or the arena, without flushing or growing.
@@ -241,16 +241,21 @@ impl Pool {
     }
 
     #[cold]
-    fn alloc_slow(&self, st: &mut PoolState, bytes: usize) -> Result<Allocation> {
-        if let Some(block) = self.take_after_flush(st, bytes) {
+    fn alloc_slow<'a>(
+        &'a self,
+        mut st: OwnerGuard<'a, PoolState>,
+        bytes: usize,
+    ) -> Result<Allocation> {
+        if let Some(block) = self.take_after_flush(&mut st, bytes) {
             st.hits += 1;
             st.keepalive.on_alloc();
-            let seg = Self::seg_of(st, &block);
+            let seg = Self::seg_of(&st, &block);
             return Ok(Self::make(&seg, block));
         }
         st.misses += 1;
         let size = st.arena.segment_size_for(bytes);
-        self.grow(st, size, bytes)?;
+        let (mut st, grown) = self.grow(st, size, bytes);
+        grown?;
         let block = st
             .arena
             .try_alloc(bytes)
@@ -261,7 +266,7 @@ impl Pool {
                 ),
             })?;
         st.keepalive.on_alloc();
-        let seg = Self::seg_of(st, &block);
+        let seg = Self::seg_of(&st, &block);
         Ok(Self::make(&seg, block))
     }
 
@@ -288,7 +293,52 @@ impl Pool {
     }
 
     /// Create a segment of `size` bytes (`request` is the allocation that needs it, for errors).
-    fn grow(&self, st: &mut PoolState, size: usize, request: usize) -> Result<()> {
+    ///
+    /// Takes the pool's lock and gives it back: a symmetric segment is a collective (every rank
+    /// of the group creates it together, bounded by the timeout), and the lock is released
+    /// while this rank waits for its peers, so that another thread returning one of this pool's
+    /// blocks (a buffer dropped there) or reading its statistics does not wait for the whole
+    /// creation, nor deadlock with a peer that waits for that thread.
+    fn grow<'a>(
+        &'a self,
+        mut st: OwnerGuard<'a, PoolState>,
+        size: usize,
+        request: usize,
+    ) -> (OwnerGuard<'a, PoolState>, Result<()>) {
+        let r = self.grow_locked(&mut st, size, request);
+        match r {
+            Ok(Some(seg)) => {
+                Self::add_segment(&mut st, seg);
+                (st, Ok(()))
+            }
+            Ok(None) => {
+                // Symmetric: create it without the lock, then add it.
+                drop(st);
+                let created = self.create_symmetric(size);
+                let mut st = self.lock();
+                match created {
+                    Ok(seg) => {
+                        Self::add_segment(&mut st, seg);
+                        (st, Ok(()))
+                    }
+                    Err(e) => {
+                        let e = self.oom(&st, request, e);
+                        (st, Err(e))
+                    }
+                }
+            }
+            Err(e) => (st, Err(e)),
+        }
+    }
+
+    /// The limit check and, for a device pool, the segment (`Ok(None)`: a symmetric pool, whose
+    /// segment [`Pool::create_symmetric`] makes without the lock).
+    fn grow_locked(
+        &self,
+        st: &mut PoolState,
+        size: usize,
+        request: usize,
+    ) -> Result<Option<Segment>> {
         let reserved = st.arena.stats().reserved_bytes;
         if let Some(limit) = self.limit {
             // A sum beyond `usize` is beyond any limit (huge requests saturate their size).
@@ -318,30 +368,44 @@ impl Pool {
                     sym_tag: 0,
                 }
             }
-            Source::Symmetric { comm, validator } => {
-                validator.check(
-                    comm.as_ref(),
-                    "symmetric segment creation",
-                    &format!("create segment of {size} bytes"),
-                )?;
-                let s = comm
-                    .create_symmetric_segment(size)
-                    .map_err(|e| self.oom(st, request, e))?;
-                Segment {
-                    base: s.base,
-                    size: s.size,
-                    nccl_window: s.window,
-                    handle: s.handle,
-                    sym_tag: self.sym_tag(&s),
-                }
-            }
+            Source::Symmetric { .. } => return Ok(None),
         };
+        Ok(Some(seg))
+    }
+
+    /// A new symmetric segment of `size` bytes (a collective; called without the pool's lock).
+    ///
+    /// The ranks always compare the creation first (bounded by the timeout), validation mode
+    /// or not: ranks whose pools grow at different moments would otherwise deadlock in NCCL's
+    /// registration (or, on the host backend, pair it with another collective).
+    fn create_symmetric(&self, size: usize) -> Result<Segment> {
+        let Source::Symmetric { comm, validator } = &self.source else {
+            return Err(Error::InvalidArgument {
+                op: "alloc",
+                detail: "internal: a symmetric segment for a device pool".into(),
+            });
+        };
+        validator.check_always(
+            comm.as_ref(),
+            "symmetric segment creation",
+            &format!("create segment of {size} bytes"),
+        )?;
+        let s = comm.create_symmetric_segment(size)?;
+        Ok(Segment {
+            base: s.base,
+            size: s.size,
+            nccl_window: s.window,
+            handle: s.handle,
+            sym_tag: self.sym_tag(&s),
+        })
+    }
+
+    fn add_segment(st: &mut PoolState, seg: Segment) {
         let id = st.arena.add_segment(seg.size) as usize;
         if st.segs.len() <= id {
             st.segs.resize(id + 1, None);
         }
         st.segs[id] = Some(seg);
-        Ok(())
     }
 
     /// The tag of a new symmetric segment, 0 when its blocks must take the plain path.
@@ -394,7 +458,7 @@ impl Pool {
             return Ok(());
         }
         let size = st.arena.segment_size_for(need).max(need);
-        self.grow(st, size, need)
+        self.grow(guard, size, need).1
     }
 
     /// Return a block handed out by `alloc`/`alloc_cached`.
