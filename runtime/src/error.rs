@@ -113,7 +113,7 @@ pub enum Error {
     },
 
     /// Peers did not arrive at a collective point in time.
-    #[error("symmem: timed out after {seconds:.1}s waiting for the ranks of group `{group}` at {what} (arrived: {arrived} of {size}); a rank took a different code path, crashed or hangs. The group is now unusable: recreate it")]
+    #[error("symmem: timed out after {seconds:.1}s waiting for the ranks of group `{group}` at {what} (arrived: {arrived} of {size}); a rank took a different code path, crashed or hangs. The launch is now unusable (its groups' peers are released with `Aborted`): start a new launch")]
     Timeout {
         /// Group name.
         group: String,
@@ -128,7 +128,7 @@ pub enum Error {
     },
 
     /// The communicator was aborted by an earlier failure.
-    #[error("symmem: group `{group}` is unusable after an earlier failure ({cause}); recreate the group")]
+    #[error("symmem: group `{group}` is unusable after an earlier failure ({cause}); start a new launch")]
     Aborted {
         /// Group name.
         group: String,

@@ -225,7 +225,7 @@ impl HostShared {
         (!gone.is_empty()).then(|| Error::Aborted {
             group: group.to_string(),
             cause: format!(
-                "{}; the collective needs every rank of the group: start a new launch",
+                "{}; the collective needs every rank of the group",
                 gone.join("; ")
             ),
         })
