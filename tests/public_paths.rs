@@ -299,6 +299,9 @@ fn cuda_signatures() {
     let _: fn(&SymmetricPolicy) -> &'static str = SymmetricPolicy::notes;
     let _: fn(SymmetricPolicy, NcclVersion) -> Option<String> = SymmetricPolicy::warning_once;
     let _: fn(SymmetricPolicy, NcclVersion) -> String = SymmetricPolicy::log_line;
+    let _: &[symmem::cuda::version::KnownIssue] = symmem::cuda::version::KNOWN_ISSUES;
+    let _: &str = symmem::cuda::version::RECOMMENDED;
+    let _ = symmem::cuda::version::known_issues(NcclVersion::new(2, 28, 3)).count();
     let _: fn(NcclVersion) -> SymmetricPolicy = symmetric_policy;
     let _: fn(NcclVersion, bool) -> std::result::Result<SymmetricPolicy, VersionError> =
         require_symmetric;

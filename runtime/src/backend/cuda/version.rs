@@ -28,6 +28,10 @@
 //!   race that shows up as silently wrong results, most easily under CUDA graphs). Restored in
 //!   2.30.7. Registering windows while a stream is being captured is also unreliable before
 //!   2.30.7.
+//! * Per version, [`KNOWN_ISSUES`] lists what applies (2.28.0-2.28.6: corruption with grouped
+//!   symmetric operations on very small messages; 2.29.7: a symmetric performance regression;
+//!   before 2.31.2: several windows on one allocation corrupt each other), and the policy line
+//!   logged once names them with the release to install.
 //! * symmem never registers a window during capture (segments are registered eagerly or by
 //!   `reserve_symmetric`, which is refused during capture), whatever the version.
 
@@ -119,6 +123,58 @@ pub const KNOWN_ISSUES_FROM: NcclVersion = NcclVersion::new(2, 28, 0);
 /// registration during capture reliable).
 pub const FULL_SYMMETRIC: NcclVersion = NcclVersion::new(2, 30, 7);
 
+/// The NCCL release that `pip install -U nvidia-nccl-cu13` gives at the time of writing (the
+/// version the policy line recommends when a known issue applies).
+pub const RECOMMENDED: &str = "2.32";
+
+/// One known problem of NCCL's symmetric memory, with the versions it affects (from NCCL's
+/// release notes); [`known_issues`] lists the ones of a version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownIssue {
+    /// First affected version.
+    pub from: NcclVersion,
+    /// First version without it.
+    pub fixed_in: NcclVersion,
+    /// What goes wrong, and whether symmem is exposed to it.
+    pub what: &'static str,
+}
+
+/// Every known issue, oldest first.
+pub const KNOWN_ISSUES: &[KnownIssue] = &[
+    KnownIssue {
+        from: NcclVersion::new(2, 27, 3),
+        fixed_in: NcclVersion::new(2, 30, 7),
+        what: "registering windows while a stream is being captured is unreliable (symmem never does it)",
+    },
+    KnownIssue {
+        from: NcclVersion::new(2, 27, 3),
+        fixed_in: NcclVersion::new(2, 31, 2),
+        what: "several windows registered on one allocation corrupt each other (symmem registers one window per allocation)",
+    },
+    KnownIssue {
+        from: NcclVersion::new(2, 28, 0),
+        fixed_in: NcclVersion::new(2, 28, 7),
+        what: "grouped symmetric operations on very small messages can corrupt data",
+    },
+    KnownIssue {
+        from: NcclVersion::new(2, 28, 0),
+        fixed_in: NcclVersion::new(2, 30, 7),
+        what: "the symmetric kernels miss a grid-dependency synchronisation: a collective may read its input before the producing kernel made it visible (silently wrong results, most likely under CUDA graphs)",
+    },
+    KnownIssue {
+        from: NcclVersion::new(2, 29, 7),
+        fixed_in: NcclVersion::new(2, 29, 8),
+        what: "a performance regression of the symmetric kernels (results are correct)",
+    },
+];
+
+/// The known issues that apply to NCCL `v`.
+pub fn known_issues(v: NcclVersion) -> impl Iterator<Item = &'static KnownIssue> {
+    KNOWN_ISSUES
+        .iter()
+        .filter(move |i| i.from <= v && v < i.fixed_in)
+}
+
 /// What symmem does with NCCL symmetric windows for a given NCCL version (see the module docs
 /// for the table). Obtained from [`symmetric_policy`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -190,8 +246,19 @@ impl SymmetricPolicy {
 
     /// The policy line for version `v` (what [`SymmetricPolicy::warning_once`] returns), e.g.
     /// `symmem: NCCL 2.28.3: symmetric windows work, with known issues ...`.
+    ///
+    /// The line also lists the [`known_issues`] of `v` and, when there are any, the release to
+    /// install.
     pub fn log_line(self, v: NcclVersion) -> String {
-        format!("symmem: NCCL {v}: {}", self.notes())
+        let issues: Vec<&str> = known_issues(v).map(|i| i.what).collect();
+        if issues.is_empty() {
+            return format!("symmem: NCCL {v}: {}", self.notes());
+        }
+        format!(
+            "symmem: NCCL {v}: {}; known issues of {v}: {}; install NCCL {RECOMMENDED} or later (`pip install -U nvidia-nccl-cu13`)",
+            self.notes(),
+            issues.join("; ")
+        )
     }
 }
 
@@ -239,6 +306,34 @@ pub fn require_symmetric(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn known_issues_by_version() {
+        let v = |a, b, c| NcclVersion::new(a, b, c);
+        let of = |x: NcclVersion| known_issues(x).count();
+        assert_eq!(of(v(2, 26, 0)), 0);
+        assert_eq!(of(v(2, 27, 3)), 2);
+        assert_eq!(
+            of(v(2, 28, 3)),
+            4,
+            "small-message corruption and the race too"
+        );
+        assert_eq!(of(v(2, 28, 7)), 3);
+        assert_eq!(of(v(2, 29, 7)), 4, "the 2.29.7 regression");
+        assert_eq!(of(v(2, 29, 8)), 3);
+        assert_eq!(of(v(2, 30, 7)), 1, "only the several-windows issue");
+        assert_eq!(of(v(2, 31, 2)), 0);
+        let line = SymmetricPolicy::Full.log_line(v(2, 30, 7));
+        assert!(
+            line.contains("several windows") && line.contains("2.32"),
+            "{line}"
+        );
+        let line = SymmetricPolicy::Full.log_line(v(2, 32, 1));
+        assert_eq!(
+            line,
+            "symmem: NCCL 2.32.1: symmetric windows fully supported"
+        );
+    }
+
     use super::*;
 
     fn v(a: u32, b: u32, c: u32) -> NcclVersion {
