@@ -4,7 +4,7 @@ use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::sync::barrier::{asymmetric, membarrier, thread_token};
+use crate::sync::barrier::{asymmetric, heavy_barrier, thread_token};
 use crate::sync::spin::{FastGuard, FastLock};
 
 /// A lock whose *owner* thread (the rank thread that created the data) enters and leaves with
@@ -114,9 +114,16 @@ impl<T> OwnerLock<T> {
         self.foreign.store(true, Ordering::Relaxed);
         if self.asym {
             // The owner relies on this barrier (it has only a compiler barrier): it must run.
-            // A registered process cannot be refused it; a transient failure is retried.
-            while !membarrier::heavy() {
-                std::thread::yield_now();
+            // `membarrier` is retried a bounded number of times, then replaced by the
+            // `mprotect` barrier; only if both fail (no known system) is it reported, and
+            // retried, since entering without it could race the owner.
+            let mut reported = false;
+            while !heavy_barrier() {
+                if !reported {
+                    reported = true;
+                    eprintln!("symmem: neither membarrier(2) nor the mprotect fallback works in this process any more; a thread other than a pool's owner waits for one of them to succeed (check for a seccomp filter installed after start-up)");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         } else {
             std::sync::atomic::fence(Ordering::SeqCst);

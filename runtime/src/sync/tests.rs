@@ -97,3 +97,27 @@ fn a_lock_made_elsewhere_is_foreign_here_and_a_panic_releases_it() {
         "the owner's fast path is released by a panic too"
     );
 }
+
+/// A failing `membarrier` is retried a bounded number of times, then the fallback runs.
+#[test]
+fn heavy_barrier_falls_back_after_bounded_retries() {
+    use crate::sync::barrier::{heavy_barrier_with, HEAVY_RETRIES};
+    use std::cell::Cell;
+    let tries = Cell::new(0u32);
+    let fell_back = Cell::new(false);
+    assert!(heavy_barrier_with(
+        || {
+            tries.set(tries.get() + 1);
+            false
+        },
+        || {
+            fell_back.set(true);
+            true
+        }
+    ));
+    assert_eq!(tries.get(), HEAVY_RETRIES);
+    assert!(fell_back.get());
+    // The real fallback works here (Linux).
+    #[cfg(target_os = "linux")]
+    assert!(crate::sync::barrier::membarrier::heavy_by_mprotect());
+}
