@@ -8,9 +8,10 @@
 //!   (no "graph pool id" to manage by hand);
 //! * entering a window for a group suspends that and routes to the group's symmetric pool in
 //!   *capture mode*: blocks come only from capacity reserved before capture (no segment is
-//!   created and no window registered during capture: that is a collective). A request the
-//!   reserve cannot serve fails with [`Error::CaptureReserveExceeded`], which names the bytes to
-//!   pass to [`crate::Group::reserve_symmetric`];
+//!   created and no window registered during capture: that is a collective). Requests beyond the
+//!   reserve are served by plain stand-ins so that the capture runs to its end, and the capture
+//!   then fails with [`Error::CaptureReserveExceeded`], naming the bytes to pass to
+//!   [`crate::Group::reserve_symmetric`] for the next try to succeed;
 //! * the window's end resumes the capture-private routing.
 //!
 //! Every block allocated during capture belongs to the graph: freed inside the capture it is
@@ -140,7 +141,14 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
         let _scope = CaptureScope::enter(&blocks);
         catch_unwind(AssertUnwindSafe(f))
     };
+    let shortfall = blocks.shortfall();
     let (arenas, pins) = blocks.into_parts();
+    let result = match (result, shortfall) {
+        // A symmetric request exceeded the reserve: the capture fails with what it needs,
+        // whatever the closure returned (its stand-in buffers were plain).
+        (Ok(_), Some(e)) => Ok(Err(e)),
+        (result, _) => result,
+    };
     match result {
         Err(panic) => {
             stream.abort_capture();

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pool::allocation::Allocation;
 use crate::pool::arena::Block;
 use crate::pool::graph_arena::GraphArena;
@@ -23,6 +23,20 @@ pub(crate) struct CaptureBlocks {
     default_pool: Arc<Pool>,
     arenas: RefCell<Vec<Arc<GraphArena>>>,
     pins: RefCell<Vec<KeptBlock>>,
+    /// The first symmetric pool whose reserve a request of this capture exceeded, and what the
+    /// capture asked of it beyond the reserve (see [`capture_alloc`]).
+    shortfall: RefCell<Option<Shortfall>>,
+}
+
+/// Symmetric requests of a capture that the reserve could not serve.
+struct Shortfall {
+    pool: *const Pool,
+    group: Arc<str>,
+    /// The first request that did not fit, and the largest free block then.
+    requested: usize,
+    available: usize,
+    /// Bytes of the requests served by stand-ins.
+    beyond: usize,
 }
 
 /// Keeps a block that recorded work uses out of the free list while the graph lives.
@@ -48,7 +62,29 @@ impl CaptureBlocks {
             default_pool,
             arenas: RefCell::new(Vec::new()),
             pins: RefCell::new(Vec::new()),
+            shortfall: RefCell::new(None),
         }
+    }
+
+    /// `Error::CaptureReserveExceeded` for the whole capture, if a symmetric request did not
+    /// fit its reserve: its `reserve` is what this capture claimed from the pool plus every
+    /// request served by a stand-in, so reserving it makes the same capture succeed on the next
+    /// try (it may exceed the peak when blocks are freed and reused inside the capture).
+    pub(crate) fn shortfall(&self) -> Option<Error> {
+        let s = self.shortfall.borrow();
+        let s = s.as_ref()?;
+        let claimed = self
+            .arenas
+            .borrow()
+            .iter()
+            .find(|a| a.is_for(s.pool))
+            .map_or(0, |a| a.claimed_bytes());
+        Some(Error::CaptureReserveExceeded {
+            group: s.group.clone(),
+            requested: s.requested,
+            available: s.available,
+            reserve: claimed.saturating_add(s.beyond),
+        })
     }
 
     /// The arenas and pins, for the graph (or to drop when the capture fails).
@@ -125,6 +161,41 @@ pub(crate) unsafe fn capture_alloc(
             Arc::from_raw(pool)
         })
     };
-    let a = arena.alloc(bytes)?;
-    Ok((a, Owner::Graph(arena)))
+    match arena.alloc(bytes) {
+        Ok(a) => Ok((a, Owner::Graph(arena))),
+        Err(Error::CaptureReserveExceeded {
+            group,
+            requested,
+            available,
+            ..
+        }) => {
+            // The reserve is too small. Rather than fail now, knowing only this request, note
+            // it and serve it from the capture's private (plain) pool, so that the capture runs
+            // to its end and `capture` reports what the whole capture needs (the graph is not
+            // kept: a capture with a shortfall always fails).
+            {
+                let mut s = state.shortfall.borrow_mut();
+                match s.as_mut() {
+                    Some(s) if std::ptr::eq(s.pool, pool) => {
+                        s.beyond = s.beyond.saturating_add(requested)
+                    }
+                    Some(_) => {}
+                    None => {
+                        *s = Some(Shortfall {
+                            pool,
+                            group,
+                            requested,
+                            available,
+                            beyond: requested,
+                        })
+                    }
+                }
+            }
+            let default = Arc::as_ptr(&state.default_pool);
+            let stand_in = state.arena_for(default, || state.default_pool.clone());
+            let a = stand_in.alloc(bytes)?;
+            Ok((a, Owner::Graph(stand_in)))
+        }
+        Err(e) => Err(e),
+    }
 }
