@@ -83,7 +83,7 @@ mod sealed {
 
 /// A plain-old-data element type that buffers can hold and collectives can reduce.
 ///
-/// Implemented for `u8`, `i32`, `u32`, `i64`, `u64`, [`f16`], [`bf16`], `f32` and `f64`; sealed.
+/// Implemented for `u8`, `i32`, `u32`, `i64`, `u64`, [`f16`](struct@half::f16), [`bf16`](struct@half::bf16), `f32` and `f64`; sealed.
 pub trait Element:
     Copy + Send + Sync + PartialEq + std::fmt::Debug + 'static + sealed::Sealed
 {

@@ -13,12 +13,12 @@ use crate::error::Result;
 
 /// A backend's direct entry for all-reduce launches on one stream: the communicator as an
 /// erased pointer and a plain function, resolved once when a group is created
-/// ([`CommBackend::direct_all_reduce`]), so that a launch skips the trait object's dispatch.
+/// ([`CommBackend::direct_all_reduce`](crate::backend::CommBackend::direct_all_reduce)), so that a launch skips the trait object's dispatch.
 #[derive(Clone, Copy, Debug)]
 pub struct DirectAllReduce {
     /// The communicator the function takes.
     pub ctx: *const (),
-    /// Exactly [`CommBackend::all_reduce`] of the communicator at `ctx`, on the stream it was
+    /// Exactly [`CommBackend::all_reduce`](crate::backend::CommBackend::all_reduce) of the communicator at `ctx`, on the stream it was
     /// resolved for.
     ///
     /// # Safety

@@ -2,7 +2,7 @@
 //! below, this module only wires and re-exports them).
 //!
 //! The core (groups, windows, pools, buffers, capture) is backend-agnostic; a backend supplies
-//! device memory, a stream, graph capture and a communicator ([`traits`]). Two backends exist:
+//! device memory, a stream, graph capture and a communicator (`traits`). Two backends exist:
 //! [`host`] (ranks are threads, device memory is host memory) and, with the `cuda` feature,
 //! `cuda` (cudarc + NCCL). Device addresses travel as `u64` (a `CUdeviceptr` on CUDA, a host
 //! address on the host backend).

@@ -5,7 +5,7 @@
 //!
 //! * [`BackendChoice::Host`]: the host backend ([`crate::host`]), always available;
 //! * [`BackendChoice::Cuda`]: one GPU per rank through CUDA and NCCL (`symmem::cuda`); fails
-//!   with [`Error::BackendUnavailable`] (never a panic) when the libraries or enough GPUs are
+//!   with [`Error::BackendUnavailable`](crate::Error::BackendUnavailable) (never a panic) when the libraries or enough GPUs are
 //!   missing, or when symmem was built without the `cuda` feature;
 //! * [`BackendChoice::Auto`]: CUDA when [`detect`] finds libcuda, libnccl and at least
 //!   `world_size` GPUs, the host backend otherwise (saying why once on stderr).
@@ -73,7 +73,7 @@ static LOGGED_AUTO: AtomicBool = AtomicBool::new(false);
 /// uses GPU `r`. A panic in a rank is resumed here after every rank finished (peers blocked in
 /// collectives are released: host waits abort, NCCL communicators are aborted).
 ///
-/// Errors: `world_size == 0`, [`Error::BackendUnavailable`] when `choice` is
+/// Errors: `world_size == 0`, [`Error::BackendUnavailable`](crate::Error::BackendUnavailable) when `choice` is
 /// [`BackendChoice::Cuda`] and CUDA cannot run `world_size` ranks, and start-up failures.
 pub fn run<R, F>(choice: BackendChoice, world_size: usize, cfg: RankConfig, f: F) -> Result<Vec<R>>
 where

@@ -2,7 +2,7 @@
 //!
 //! A pool obtains *segments* from its source (on CUDA: `ncclMemAlloc` + window registration for
 //! a symmetric pool, a collective; device memory for a default pool) and carves *blocks* from
-//! them best-fit, splitting and coalescing ([`arena`]). Blocks are aligned to 512 bytes: NCCL's
+//! them best-fit, splitting and coalescing (`arena`). Blocks are aligned to 512 bytes: NCCL's
 //! symmetric kernels move data in vectorised chunks and want aligned buffers, and 512 also keeps
 //! every block on its own 128-byte cache lines and 16-byte vector boundaries.
 //!

@@ -3,7 +3,7 @@
 //!
 //! Everything is loaded at run time (cudarc with dynamic loading), so building needs no CUDA
 //! installation, and every entry point probes the libraries first: a machine without libcuda,
-//! libnccl or GPUs gets [`Error::BackendUnavailable`], never a panic from a loader.
+//! libnccl or GPUs gets [`Error::BackendUnavailable`](crate::Error::BackendUnavailable), never a panic from a loader.
 //!
 //! # Launching
 //!
