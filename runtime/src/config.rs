@@ -61,10 +61,10 @@ pub(crate) fn env_timeout() -> Duration {
     parse_timeout(&text).unwrap_or_else(|| {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            eprintln!(
-                "symmem: ignoring {TIMEOUT_VAR}={text:?}: not a positive number of seconds; using the default of {} s",
+            crate::diag::warn(format_args!(
+                "ignoring {TIMEOUT_VAR}={text:?}: not a positive number of seconds; using the default of {} s",
                 DEFAULT_TIMEOUT.as_secs()
-            )
+            ))
         });
         DEFAULT_TIMEOUT
     })

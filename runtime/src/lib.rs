@@ -17,6 +17,7 @@ mod bootstrap;
 mod buffer;
 pub mod capture;
 mod config;
+mod diag;
 mod dtype;
 mod error;
 #[cfg(feature = "cuda")]

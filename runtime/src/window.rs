@@ -110,17 +110,19 @@ impl Route {
 // an interned name slot (`&'static str`, word-aligned) is even too before the bit is set.
 const _: () = assert!(std::mem::align_of::<Pool>() >= 2 && std::mem::align_of::<&str>() >= 2);
 
-/// A stable address holding `name` (one leaked slot per distinct name; only windows for groups
-/// that do not exist get here, which is a cold error path).
+/// A stable address holding `name` (one leaked slot, and one leaked copy of a name that is not
+/// `'static`, per distinct name; only windows for groups that are missing or not this thread's
+/// get here, which is a cold error path).
 #[cold]
 #[inline(never)]
-fn intern_missing(name: &'static str) -> &'static &'static str {
+fn intern_missing(name: &str) -> &'static &'static str {
     static NAMES: std::sync::Mutex<Vec<&'static &'static str>> = std::sync::Mutex::new(Vec::new());
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(n) = names.iter().find(|n| ***n == name) {
         return n;
     }
-    let n: &'static &'static str = Box::leak(Box::new(name));
+    let copy: &'static str = Box::leak(name.to_string().into_boxed_str());
+    let n: &'static &'static str = Box::leak(Box::new(copy));
     names.push(n);
     n
 }
@@ -166,19 +168,7 @@ fn push_in(r: &ThreadState, target: Route) -> (u64, Saved) {
 #[cold]
 #[inline(never)]
 fn foreign_route(name: &str) -> Route {
-    Route::encode(Target::Missing(intern_name(name)))
-}
-
-/// `name` as a `'static` string, leaked once per distinct name (cold error paths only).
-fn intern_name(name: &str) -> &'static str {
-    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(n) = names.iter().find(|n| **n == name) {
-        return n;
-    }
-    let n: &'static str = Box::leak(name.to_string().into_boxed_str());
-    names.push(n);
-    n
+    Route(intern_missing(name) as *const &'static str as usize | 1)
 }
 
 #[inline]

@@ -90,12 +90,12 @@ where
                 && kind == BackendKind::Host
                 && !LOGGED_AUTO.swap(true, Ordering::Relaxed)
             {
-                eprintln!(
-                    "symmem: backend auto -> host: {}",
+                crate::diag::warn(format_args!(
+                    "backend auto -> host: {}",
                     report
                         .why_not_cuda(world_size)
                         .unwrap_or_else(|| "CUDA unavailable".into())
-                );
+                ));
             }
             kind
         }

@@ -416,13 +416,13 @@ impl Pool {
         match SymRef::window_tag(s.window) {
             Some(tag) if s.size <= SymRef::MAX_OFFSET + 1 => tag,
             _ => {
-                eprintln!(
-                    "symmem: pool `{}`: window {} of {} bytes is beyond what a symmetric reference can name (window <= {}, size <= 16 TiB); its buffers take the plain collective path",
+                crate::diag::warn(format_args!(
+                    "pool `{}`: window {} of {} bytes is beyond what a symmetric reference can name (window <= {}, size <= 16 TiB); its buffers take the plain collective path",
                     self.label,
                     s.window,
                     s.size,
                     SymRef::MAX_WINDOW
-                );
+                ));
                 0
             }
         }
@@ -526,7 +526,9 @@ impl Pool {
         if let Err(e) = st.arena.free(a.block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
-            eprintln!("symmem: internal error returning a block to pool `{label}`: {e}");
+            crate::diag::warn(format_args!(
+                "internal error returning a block to pool `{label}`: {e}"
+            ));
         }
     }
 
@@ -552,15 +554,24 @@ impl Pool {
         released
     }
 
+    /// Give a segment back to its source.
+    ///
+    /// # Safety
+    /// `seg` is one of this pool's segments, removed from `segs` (so destroyed once), with no
+    /// block of it handed out and the stream synchronised (no queued work uses it).
     unsafe fn destroy(&self, seg: &Segment) {
+        // SAFETY (both arms): the segment came from this source, and the caller's contract is
+        // the source's: destroyed once, unused.
         match &self.source {
-            Source::Device(dev) => dev.free_segment(seg.base, seg.size),
-            Source::Symmetric { comm, .. } => comm.destroy_symmetric_segment(&SymSegment {
-                base: seg.base,
-                size: seg.size,
-                window: seg.nccl_window,
-                handle: seg.handle,
-            }),
+            Source::Device(dev) => unsafe { dev.free_segment(seg.base, seg.size) },
+            Source::Symmetric { comm, .. } => unsafe {
+                comm.destroy_symmetric_segment(&SymSegment {
+                    base: seg.base,
+                    size: seg.size,
+                    window: seg.nccl_window,
+                    handle: seg.handle,
+                })
+            },
         }
     }
 }

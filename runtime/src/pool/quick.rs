@@ -162,9 +162,9 @@ impl QuickCache {
         for s in &mut self.slots {
             while let Some(a) = s.blocks.pop() {
                 if let Err(e) = arena.free(a.block) {
-                    eprintln!(
-                        "symmem: internal error flushing a cached block of pool `{label}`: {e}"
-                    );
+                    crate::diag::warn(format_args!(
+                        "internal error flushing a cached block of pool `{label}`: {e}"
+                    ));
                 }
             }
         }

@@ -278,10 +278,10 @@ impl Drop for RankContext {
             if r.depth.get() > 0 {
                 // Windows (forgotten guards) still point at this rank's pools: keep them alive
                 // rather than leave dangling routes, and reset the routing.
-                eprintln!(
-                    "symmem: RankContext dropped while {} window(s) are open on this thread (a guard was leaked with mem::forget?); its pools are leaked to keep routing sound",
+                crate::diag::warn(format_args!(
+                    "RankContext dropped while {} window(s) are open on this thread (a guard was leaked with mem::forget?); its pools are leaked to keep routing sound",
                     r.depth.get()
-                );
+                ));
                 std::mem::forget(self.inner.clone());
                 reset_routing();
             }

@@ -49,6 +49,8 @@ impl CommBackend for Counting {
     fn create_symmetric_segment(&self, bytes: usize) -> Result<SymSegment> {
         self.inner.create_symmetric_segment(bytes)
     }
+    /// # Safety
+    /// The trait's contract, forwarded to the wrapped communicator that made `seg`.
     unsafe fn destroy_symmetric_segment(&self, seg: &SymSegment) {
         // SAFETY: forwarded with the caller's guarantee.
         unsafe { self.inner.destroy_symmetric_segment(seg) }

@@ -121,7 +121,7 @@ impl<T> OwnerLock<T> {
             while !heavy_barrier() {
                 if !reported {
                     reported = true;
-                    eprintln!("symmem: neither membarrier(2) nor the mprotect fallback works in this process any more; a thread other than a pool's owner waits for one of them to succeed (check for a seccomp filter installed after start-up)");
+                    crate::diag::warn(format_args!("neither membarrier(2) nor the mprotect fallback works in this process any more; a thread other than a pool's owner waits for one of them to succeed (check for a seccomp filter installed after start-up)"));
                 }
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }

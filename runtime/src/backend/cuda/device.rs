@@ -139,6 +139,9 @@ impl DeviceBackend for CudaDevice {
         Ok(aligned)
     }
 
+    /// # Safety
+    /// The trait's contract: `ptr` came from this device's `alloc_segment`, is freed once, and
+    /// no pending work uses it (the pool synchronised the stream).
     unsafe fn free_segment(&self, ptr: u64, _bytes: usize) {
         if self.bind().is_err() {
             return;
@@ -152,7 +155,9 @@ impl DeviceBackend for CudaDevice {
             .unwrap_or(ptr);
         // SAFETY: the caller's contract (a segment of ours, unused by queued work).
         if let Err(e) = unsafe { ffi::mem_free(raw, HINT_COPY) } {
-            eprintln!("symmem: cuMemFree of a default-pool segment failed: {e}");
+            crate::diag::warn(format_args!(
+                "cuMemFree of a default-pool segment failed: {e}"
+            ));
         }
     }
 

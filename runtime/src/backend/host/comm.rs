@@ -353,6 +353,8 @@ impl CommBackend for HostComm {
             .enumerate()
             .find(|(_, d)| d.len() != 16 || parse(d, 1) != bytes as u64)
         {
+            // SAFETY: `base` was allocated above with `bytes` and never published to a peer
+            // (the exchange failed the check): nothing else can use it.
             unsafe { host_free(base, bytes) };
             return Err(Error::RankDivergence {
                 group: self.name().to_string(),
@@ -376,8 +378,14 @@ impl CommBackend for HostComm {
         })
     }
 
+    /// # Safety
+    /// The trait's contract: `seg` came from this communicator's `create_symmetric_segment`,
+    /// is destroyed once, and no pending work (of this rank or, through the window, of a peer:
+    /// pools destroy segments only when no block is out) uses it.
     unsafe fn destroy_symmetric_segment(&self, seg: &SymSegment) {
-        host_free(seg.base, seg.size)
+        // SAFETY: `host_alloc` made `seg.base` with `seg.size` (this communicator's segment);
+        // the caller guarantees it is freed once and unused.
+        unsafe { host_free(seg.base, seg.size) }
     }
 
     fn all_reduce(

@@ -40,8 +40,12 @@ impl DeviceBackend for HostDevice {
     fn alloc_segment(&self, bytes: usize) -> Result<u64> {
         host_alloc(bytes)
     }
+    /// # Safety
+    /// The trait's contract: `ptr`/`bytes` come from this device's `alloc_segment` and no
+    /// pending work uses them.
     unsafe fn free_segment(&self, ptr: u64, bytes: usize) {
-        host_free(ptr, bytes)
+        // SAFETY: `alloc_segment` is `host_alloc(bytes)`; the caller's contract does the rest.
+        unsafe { host_free(ptr, bytes) }
     }
     fn stream(&self) -> Arc<dyn StreamBackend> {
         self.stream.clone()
@@ -77,9 +81,16 @@ pub(crate) fn host_alloc(bytes: usize) -> Result<u64> {
     Ok(p as u64)
 }
 
+/// Free a segment from [`host_alloc`].
+///
+/// # Safety
+/// `ptr` came from `host_alloc(bytes)` with the same `bytes`, is freed once, and nothing reads
+/// or writes it any more.
 pub(crate) unsafe fn host_free(ptr: u64, bytes: usize) {
-    let layout = Layout::from_size_align_unchecked(bytes.max(1), SEGMENT_ALIGN);
-    std::alloc::dealloc(ptr as *mut u8, layout);
+    // SAFETY: the same size and alignment `host_alloc` used (its layout was valid then).
+    let layout = unsafe { Layout::from_size_align_unchecked(bytes.max(1), SEGMENT_ALIGN) };
+    // SAFETY: the caller's contract: allocated by `host_alloc` with this layout, freed once.
+    unsafe { std::alloc::dealloc(ptr as *mut u8, layout) };
     LIVE_SEGMENT_BYTES.fetch_sub(bytes.max(1), std::sync::atomic::Ordering::SeqCst);
 }
 

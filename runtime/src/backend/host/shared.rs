@@ -373,7 +373,7 @@ impl Inside {
             std::thread::sleep(Duration::from_micros(200));
             if !warned && start.elapsed() > Duration::from_secs(10) {
                 warned = true;
-                eprintln!("symmem: a failed host collective waits for its peers to leave it before returning (they are still copying)");
+                crate::diag::warn(format_args!("a failed host collective waits for its peers to leave it before returning (they are still copying)"));
             }
         }
     }

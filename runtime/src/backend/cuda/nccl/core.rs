@@ -13,7 +13,8 @@ use crate::dtype::{DType, ReduceOp};
 use crate::error::{Error, Result};
 use crate::sync::owner_lock::{OwnerGuard, OwnerLock};
 
-/// `ncclAllReduce` / `ncclReduceScatter`.
+/// `ncclAllReduce` / `ncclReduceScatter`. (Calling these entry points needs their C contract:
+/// every call site states its `SAFETY` argument.)
 type ReduceFn = unsafe extern "C" fn(
     *const std::ffi::c_void,
     *mut std::ffi::c_void,

@@ -10,6 +10,8 @@ use super::spec::LibSpec;
 static CUDA: OnceLock<Loaded> = OnceLock::new();
 
 /// `CUresult f(int*)` (`cuDriverGetVersion`, `cuDeviceGetCount`), also `ncclGetVersion`'s shape.
+// The C signatures of driver entry points looked up before cudarc may touch the driver;
+// calling one needs its C contract, stated at each call site (`SAFETY`).
 pub type CuIntOut = unsafe extern "C" fn(*mut c_int) -> c_int;
 
 /// The CUDA driver, loaded once with its version read (a failure is not cached).

@@ -7,6 +7,8 @@ use libloading::Library;
 use super::driver::{cuda_loaded, CuIntOut};
 use super::error::ProbeError;
 
+// The C signatures of driver entry points looked up before cudarc may touch the driver;
+// calling one needs its C contract, stated at each call site (`SAFETY`).
 type CuInit = unsafe extern "C" fn(c_uint) -> c_int;
 type CuErrText = unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int;
 

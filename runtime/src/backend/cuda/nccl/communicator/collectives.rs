@@ -39,6 +39,9 @@ impl CommBackend for NcclComm {
         self.create_segment(bytes)
     }
 
+    /// # Safety
+    /// The trait's contract: `seg` is this communicator's, destroyed once, and unused by any
+    /// pending work.
     unsafe fn destroy_symmetric_segment(&self, seg: &SymSegment) {
         // SAFETY: the trait's contract is `destroy_segment`'s.
         unsafe { self.destroy_segment(seg) }

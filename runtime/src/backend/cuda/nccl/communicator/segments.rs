@@ -57,10 +57,10 @@ impl NcclComm {
             if win.is_null() {
                 self.symmetric.store(false, Ordering::Relaxed);
                 if !LOGGED_NO_SYMMETRIC.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "symmem: NCCL registered no symmetric window for group `{}` (this topology or configuration has no symmetric kernels); buffers of its pool take the plain collective path",
+                    crate::diag::warn(format_args!(
+                        "NCCL registered no symmetric window for group `{}` (this topology or configuration has no symmetric kernels); buffers of its pool take the plain collective path",
                         self.name()
-                    );
+                    ));
                 }
             } else {
                 handle = win as u64;
@@ -92,7 +92,7 @@ impl NcclComm {
             });
             if let Err(e) = r {
                 if !matches!(e, Error::Aborted { .. }) {
-                    eprintln!("symmem: {e}");
+                    crate::diag::warn(format_args!("{e}"));
                 }
             }
         }
@@ -101,7 +101,7 @@ impl NcclComm {
         if let Err(e) =
             unsafe { ffi::mem_free_symmetric(seg.base as *mut std::ffi::c_void, HINT_MEM) }
         {
-            eprintln!("symmem: {e}");
+            crate::diag::warn(format_args!("{e}"));
         }
     }
 }
