@@ -596,6 +596,49 @@ fn a_panicking_rank_is_propagated() {
     assert!(r.is_err(), "the panic must reach the caller");
 }
 
+#[test]
+fn a_rank_that_returns_early_fails_its_peers_collectives_at_once() {
+    let Some((n, _g)) = gpus("a_rank_that_returns_early_fails_its_peers_collectives_at_once")
+    else {
+        return;
+    };
+    if n < 2 {
+        say("skipped: a_rank_that_returns_early_fails_its_peers_collectives_at_once needs 2 GPUs (one rank per GPU)");
+        return;
+    }
+    let started = std::time::Instant::now();
+    let out = cuda::run_threads(n, cfg(), |ctx| -> Option<String> {
+        let mut x = symmem::alloc_zeroed::<f32>(16).unwrap();
+        ctx.world().all_reduce(&mut x, ReduceOp::Sum).unwrap();
+        symmem::synchronize().unwrap();
+        if ctx.rank() == 0 {
+            return None; // leaves after one all-reduce
+        }
+        // The second all-reduce needs rank 0, which never makes it: an error, never a hang,
+        // whether rank 0 left before this call (refused at once) or after it was queued (the
+        // communicator is aborted and the synchronisation reports it).
+        let r = ctx
+            .world()
+            .all_reduce(&mut x, ReduceOp::Sum)
+            .and_then(|_| symmem::synchronize());
+        Some(format!("{r:?}"))
+    })
+    .unwrap();
+    for (rank, r) in out.iter().enumerate().skip(1) {
+        let r = r.as_deref().unwrap_or_default();
+        assert!(
+            r.contains("Aborted") && r.contains("rank 0 returned from its closure"),
+            "rank {rank}: {r}"
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    say(&format!(
+        "departure: {} peer(s) got Aborted naming rank 0 after {:.2} s",
+        n - 1,
+        started.elapsed().as_secs_f64()
+    ));
+}
+
 // ------------------------------------------------------------------------------------------
 // Teardown
 // ------------------------------------------------------------------------------------------

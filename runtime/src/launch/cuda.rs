@@ -9,7 +9,7 @@ use cudarc::nccl::sys as nccl;
 use crate::backend::cuda::availability::{log_policy_once, nvls_off, require, unavailable};
 use crate::backend::cuda::device::CudaDevice;
 use crate::backend::cuda::ffi;
-use crate::backend::cuda::nccl::{AbortRegistry, CommSettings, NcclComm};
+use crate::backend::cuda::nccl::{AbortRegistry, CommPlace, CommSettings, NcclComm};
 use crate::bootstrap;
 use crate::config::RankConfig;
 use crate::error::{Error, Result};
@@ -105,6 +105,7 @@ fn start_rank(
         device.rank_stream().clone(),
         start.registry.clone(),
         start.settings,
+        CommPlace::world(start.rank),
     )?;
     RankContext::install(Arc::new(device), Arc::new(comm), cfg)
 }
@@ -175,6 +176,10 @@ impl RankStarter for CudaStarter {
 
     fn spawn_failed(&self) {
         self.gate.arrive(false);
+    }
+
+    fn depart(&self, rank: usize, why: &str) {
+        self.registry.depart(rank, why);
     }
 }
 

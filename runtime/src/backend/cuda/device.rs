@@ -70,6 +70,7 @@ impl CudaDevice {
                 stream,
                 ctx: ctx.clone(),
                 capturing: AtomicBool::new(false),
+                aborts: Arc::new(AbortNote::default()),
             }),
             ctx,
             ordinal,
@@ -186,6 +187,47 @@ pub struct CudaRankStream {
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     capturing: AtomicBool,
+    aborts: Arc<AbortNote>,
+}
+
+/// What a rank's stream learns when one of the rank's communicators is aborted (a peer
+/// panicked, timed out or left the launch while a collective of this rank still needed it):
+/// the collectives queued before the abort did not run to completion, so the next
+/// synchronisation of the stream reports it once, as [`Error::Aborted`], instead of returning
+/// as if their results were valid.
+#[derive(Debug, Default)]
+pub struct AbortNote {
+    set: AtomicBool,
+    cause: Mutex<Option<(String, String)>>,
+}
+
+impl AbortNote {
+    /// Group `group` was aborted because of `cause` (the first note is kept until reported).
+    pub fn note(&self, group: &str, cause: &str) {
+        let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        if c.is_none() {
+            *c = Some((group.to_string(), cause.to_string()));
+        }
+        self.set.store(true, Ordering::Release);
+    }
+
+    /// The noted abort as an error, once (`Ok` when there is none).
+    pub fn take(&self) -> Result<()> {
+        if !self.set.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut c = self.cause.lock().unwrap_or_else(|e| e.into_inner());
+        self.set.store(false, Ordering::Release);
+        match c.take() {
+            Some((group, cause)) => Err(Error::Aborted {
+                group,
+                cause: format!(
+                    "{cause}; collectives of this group queued before the abort did not complete, so their results are not valid"
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 impl std::fmt::Debug for CudaRankStream {
@@ -200,6 +242,12 @@ impl CudaRankStream {
     /// The raw `CUstream`.
     pub fn cu_stream(&self) -> cu::CUstream {
         self.stream.cu_stream()
+    }
+
+    /// Where the rank's communicators note that they were aborted (reported by the next
+    /// synchronisation).
+    pub(crate) fn aborts(&self) -> &Arc<AbortNote> {
+        &self.aborts
     }
 
     /// The cudarc stream object.
@@ -238,7 +286,8 @@ impl CudaRankStream {
                 self.cu_stream(),
                 "a kernel or collective on the rank's stream failed; the first failing operation is reported by compute-sanitizer, or set NCCL_DEBUG=WARN for NCCL",
             )
-        }
+        }?;
+        self.aborts.take()
     }
 }
 

@@ -1,13 +1,14 @@
-//! Every call of the backend into cudarc's raw `sys` bindings (CUDA driver and NCCL), checked.
+//! Every call of the backend into the CUDA driver (cudarc's raw `sys` bindings) and into NCCL
+//! (symmem's own handle, [`nccl_api`](super::nccl_api)), checked.
 //!
-//! The layers are cudarc's: `sys` (the bindings) -> the checked `unsafe fn`s and owners here
+//! The layers: the bindings -> the checked `unsafe fn`s and owners here
 //! (each says what its caller must guarantee; each failure becomes an [`Error`] in this file,
 //! naming the call and a hint) -> the backend's safe types (`CudaDevice`, `CudaRankStream`,
 //! `NcclComm`). NCCL calls made while a communicator's lock is held return the raw
 //! `ncclResult_t`: the communicator's `with_comm` checks them with [`nccl_check`], which adds
 //! the communicator's last error.
 //!
-//! Not here: the collectives' entry points resolved once into `NcclFns` (`comm/core.rs`) and
+//! Not here: the collectives' entry points copied once into `NcclFns` (`nccl/core.rs`) and
 //! called through them on the launch path (one indirect call, no wrapper), and the probes
 //! (`probe/`), which load the libraries themselves before cudarc may.
 
@@ -15,6 +16,11 @@ use std::ffi::{c_void, CStr};
 
 use cudarc::driver::{result::DriverError, sys as cu};
 use cudarc::nccl::sys as nccl;
+
+use super::nccl_api::{
+    nccl_api, result_name, NcclDataType, NcclRedOp, NcclResult, NCCL_INTERNAL_ERROR,
+    NCCL_INVALID_USAGE, NCCL_IN_PROGRESS, NCCL_SUCCESS,
+};
 
 use crate::error::{Error, Result};
 
@@ -50,19 +56,24 @@ fn cu_check(call: &'static str, r: cu::CUresult, hint: &'static str) -> Result<(
 }
 
 /// NCCL's text for a result code, plus the communicator's last error when there is one.
-fn nccl_message(r: nccl::ncclResult_t, comm: nccl::ncclComm_t) -> String {
-    // SAFETY: NCCL returns static NUL-terminated strings (or NULL).
+fn nccl_message(r: NcclResult, comm: nccl::ncclComm_t) -> String {
+    let name = result_name(r);
+    let Ok(api) = nccl_api() else {
+        return format!("{name} ({r})");
+    };
+    // SAFETY: NCCL returns static NUL-terminated strings (or NULL) for any code.
     let base = unsafe {
-        let p = nccl::ncclGetErrorString(r);
+        let p = (api.get_error_string)(r);
         if p.is_null() {
-            format!("{r:?}")
+            format!("{name} ({r})")
         } else {
-            format!("{r:?}: {}", CStr::from_ptr(p).to_string_lossy())
+            format!("{name}: {}", CStr::from_ptr(p).to_string_lossy())
         }
     };
-    // SAFETY: `comm` is NULL or a live communicator; the returned string is owned by NCCL.
+    // SAFETY: `comm` is NULL or a live communicator (the callers' contract); the returned
+    // string is owned by NCCL and copied at once.
     let last = unsafe {
-        let p = nccl::ncclGetLastError(comm);
+        let p = (api.get_last_error)(comm);
         if p.is_null() {
             String::new()
         } else {
@@ -82,12 +93,12 @@ fn nccl_message(r: nccl::ncclResult_t, comm: nccl::ncclComm_t) -> String {
 #[inline(always)]
 pub fn nccl_check(
     call: &'static str,
-    r: nccl::ncclResult_t,
+    r: NcclResult,
     comm: nccl::ncclComm_t,
     hint: &'static str,
 ) -> Result<()> {
     match r {
-        nccl::ncclResult_t::ncclSuccess | nccl::ncclResult_t::ncclInProgress => Ok(()),
+        NCCL_SUCCESS | NCCL_IN_PROGRESS => Ok(()),
         _ => Err(nccl_error(call, r, comm, hint)),
     }
 }
@@ -97,7 +108,7 @@ pub fn nccl_check(
 #[inline(never)]
 fn nccl_error(
     call: &'static str,
-    r: nccl::ncclResult_t,
+    r: NcclResult,
     comm: nccl::ncclComm_t,
     hint: &'static str,
 ) -> Error {
@@ -431,29 +442,15 @@ impl Drop for GraphExec {
 /// bindings do not export the macro).
 pub const NCCL_WIN_COLL_SYMMETRIC: i32 = 0x01;
 
-/// A symbol of the NCCL library cudarc loaded, as a value of type `F` (a function pointer).
-/// The error names the symbol.
-///
-/// # Safety
-/// NCCL is loaded (a communicator exists, made through it: cudarc would panic otherwise), and
-/// `F` is the symbol's C signature (`nccl.h`). `name` ends in NUL.
-pub unsafe fn nccl_symbol<F: Copy>(name: &str) -> std::result::Result<F, String> {
-    // SAFETY: the library is loaded (the caller's contract) and stays loaded for the life of
-    // the process (cudarc keeps it in a static).
-    let lib = unsafe { nccl::culib() };
-    // SAFETY: `F` is the symbol's C signature (the caller's contract).
-    unsafe { lib.get::<F>(name.as_bytes()).map(|f| *f) }
-        .map_err(|e| format!("{}: {e}", name.trim_end_matches('\0')))
-}
-
 /// `ncclCommUserRank`.
 ///
 /// # Safety
 /// `comm` is a live communicator.
 pub unsafe fn comm_user_rank(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
+    let api = nccl_api()?;
     let mut rank = 0;
     // SAFETY: out-parameter; `comm` is live (the caller's contract).
-    let r = unsafe { nccl::ncclCommUserRank(comm, &mut rank) };
+    let r = unsafe { (api.comm_user_rank)(comm, &mut rank) };
     nccl_check("ncclCommUserRank", r, comm, hint)?;
     Ok(rank)
 }
@@ -463,9 +460,10 @@ pub unsafe fn comm_user_rank(comm: nccl::ncclComm_t, hint: &'static str) -> Resu
 /// # Safety
 /// `comm` is a live communicator.
 pub unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
+    let api = nccl_api()?;
     let mut size = 0;
     // SAFETY: out-parameter; `comm` is live (the caller's contract).
-    let r = unsafe { nccl::ncclCommCount(comm, &mut size) };
+    let r = unsafe { (api.comm_count)(comm, &mut size) };
     nccl_check("ncclCommCount", r, comm, hint)?;
     Ok(size)
 }
@@ -475,38 +473,48 @@ pub unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i
 /// # Safety
 /// `comm` is a live communicator.
 pub unsafe fn comm_async_error(comm: nccl::ncclComm_t, hint: &'static str) -> Result<()> {
-    let mut async_err = nccl::ncclResult_t::ncclSuccess;
-    // SAFETY: out-parameter; `comm` is live (the caller's contract).
-    let r = unsafe { nccl::ncclCommGetAsyncError(comm, &mut async_err) };
+    let api = nccl_api()?;
+    let mut async_err: NcclResult = NCCL_SUCCESS;
+    // SAFETY: out-parameter (an `int`, whatever code NCCL writes); `comm` is live.
+    let r = unsafe { (api.comm_get_async_error)(comm, &mut async_err) };
     nccl_check("ncclCommGetAsyncError", r, comm, hint)?;
     nccl_check("ncclCommGetAsyncError", async_err, comm, hint)
+}
+
+/// The result of calling `f` with the NCCL entry points, or `ncclInternalError` when NCCL
+/// cannot be loaded (never the case for a live communicator: it was made through them).
+fn with_api(f: impl FnOnce(&'static super::nccl_api::NcclApi) -> NcclResult) -> NcclResult {
+    match nccl_api() {
+        Ok(api) => f(api),
+        Err(_) => NCCL_INTERNAL_ERROR,
+    }
 }
 
 /// `ncclCommAbort` (unblocks kernels waiting for peers; the handle is dead afterwards).
 ///
 /// # Safety
 /// `comm` is a live communicator, not used again.
-pub unsafe fn comm_abort(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_abort(comm: nccl::ncclComm_t) -> NcclResult {
     // SAFETY: the caller's contract.
-    unsafe { nccl::ncclCommAbort(comm) }
+    with_api(|api| unsafe { (api.comm_abort)(comm) })
 }
 
 /// `ncclCommFinalize` (flushes the communicator's work before [`comm_destroy`]).
 ///
 /// # Safety
 /// `comm` is a live communicator, used by nobody else.
-pub unsafe fn comm_finalize(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_finalize(comm: nccl::ncclComm_t) -> NcclResult {
     // SAFETY: the caller's contract.
-    unsafe { nccl::ncclCommFinalize(comm) }
+    with_api(|api| unsafe { (api.comm_finalize)(comm) })
 }
 
 /// `ncclCommDestroy`.
 ///
 /// # Safety
 /// `comm` is a live communicator (finalized or never used), not used again.
-pub unsafe fn comm_destroy(comm: nccl::ncclComm_t) -> nccl::ncclResult_t {
+pub unsafe fn comm_destroy(comm: nccl::ncclComm_t) -> NcclResult {
     // SAFETY: the caller's contract.
-    unsafe { nccl::ncclCommDestroy(comm) }
+    with_api(|api| unsafe { (api.comm_destroy)(comm) })
 }
 
 /// `ncclCommSplit` with a NULL config (the new communicator inherits the parent's); the new
@@ -519,9 +527,48 @@ pub unsafe fn comm_split(
     color: i32,
     key: i32,
     new: &mut nccl::ncclComm_t,
-) -> nccl::ncclResult_t {
-    // SAFETY: the caller's contract; `new` is an out-parameter.
-    unsafe { nccl::ncclCommSplit(comm, color, key, new, std::ptr::null_mut()) }
+) -> NcclResult {
+    // SAFETY: the caller's contract; `new` is an out-parameter; a NULL config is allowed.
+    with_api(|api| unsafe { (api.comm_split)(comm, color, key, new, std::ptr::null_mut()) })
+}
+
+/// `ncclRedOpCreatePreMulSum` with a host-immediate `scalar` of `dtype` (its bytes, read at
+/// once): the handle of a reduction "multiply by `scalar`, then sum", valid on `comm` for
+/// `dtype` until [`red_op_destroy`].
+///
+/// # Safety
+/// `comm` is a live communicator; `scalar` holds one element of `dtype` (2, 4 or 8 bytes).
+pub unsafe fn red_op_create_pre_mul_sum(
+    comm: nccl::ncclComm_t,
+    scalar: &mut [u8],
+    dtype: NcclDataType,
+    hint: &'static str,
+) -> Result<NcclRedOp> {
+    let api = nccl_api()?;
+    let mut op: NcclRedOp = -1;
+    // SAFETY: out-parameter (an `int`); `scalar` is readable for one element of `dtype` (the
+    // caller's contract) and only read during the call (host-immediate residence).
+    let r = unsafe {
+        (api.red_op_create_pre_mul_sum)(
+            &mut op,
+            scalar.as_mut_ptr().cast(),
+            dtype,
+            super::nccl_api::NCCL_SCALAR_HOST_IMMEDIATE,
+            comm,
+        )
+    };
+    nccl_check("ncclRedOpCreatePreMulSum", r, comm, hint)?;
+    Ok(op)
+}
+
+/// `ncclRedOpDestroy`.
+///
+/// # Safety
+/// `comm` is live and `op` one of its user-created operations, destroyed once, used by no call
+/// made after this one.
+pub unsafe fn red_op_destroy(op: NcclRedOp, comm: nccl::ncclComm_t) -> NcclResult {
+    // SAFETY: the caller's contract.
+    with_api(|api| unsafe { (api.red_op_destroy)(op, comm) })
 }
 
 /// `ncclMemAlloc` of `size` bytes (cuMem memory fit for a symmetric window).
@@ -529,9 +576,10 @@ pub unsafe fn comm_split(
 /// # Safety
 /// The context of the communicator's GPU is current.
 pub unsafe fn mem_alloc_symmetric(size: usize, hint: &'static str) -> Result<*mut c_void> {
+    let api = nccl_api()?;
     let mut ptr: *mut c_void = std::ptr::null_mut();
     // SAFETY: out-parameter; the context by the caller's contract.
-    let r = unsafe { nccl::ncclMemAlloc(&mut ptr, size) };
+    let r = unsafe { (api.mem_alloc)(&mut ptr, size) };
     nccl_check("ncclMemAlloc", r, std::ptr::null_mut(), hint)?;
     Ok(ptr)
 }
@@ -542,14 +590,15 @@ pub unsafe fn mem_alloc_symmetric(size: usize, hint: &'static str) -> Result<*mu
 /// `ptr` came from [`mem_alloc_symmetric`], is not registered any more, and no queued work
 /// uses it.
 pub unsafe fn mem_free_symmetric(ptr: *mut c_void, hint: &'static str) -> Result<()> {
+    let api = nccl_api()?;
     // SAFETY: the caller's contract.
-    let r = unsafe { nccl::ncclMemFree(ptr) };
+    let r = unsafe { (api.mem_free)(ptr) };
     nccl_check("ncclMemFree", r, std::ptr::null_mut(), hint)
 }
 
 /// `ncclCommWindowRegister` of `size` bytes at `ptr` with `flags`; the window (NULL when NCCL
 /// registered none) goes to `win`. Collective: every rank registers the same segments in the
-/// same order.
+/// same order. `ncclInvalidUsage` when the library has no window registration (NCCL < 2.27).
 ///
 /// # Safety
 /// `comm` is live; `ptr` is a live `ncclMemAlloc` allocation of `size` bytes whose offset from
@@ -560,42 +609,45 @@ pub unsafe fn window_register(
     size: usize,
     win: &mut nccl::ncclWindow_t,
     flags: i32,
-) -> nccl::ncclResult_t {
-    // SAFETY: the caller's contract; `win` is an out-parameter.
-    unsafe { nccl::ncclCommWindowRegister(comm, ptr, size, win, flags) }
+) -> NcclResult {
+    with_api(|api| match api.window_register {
+        // SAFETY: the caller's contract; `win` is an out-parameter.
+        Some(register) => unsafe { register(comm, ptr, size, win, flags) },
+        None => NCCL_INVALID_USAGE,
+    })
 }
 
 /// `ncclCommWindowDeregister`.
 ///
 /// # Safety
 /// `comm` is live and `win` one of its windows, registered once and not used by queued work.
-pub unsafe fn window_deregister(
-    comm: nccl::ncclComm_t,
-    win: nccl::ncclWindow_t,
-) -> nccl::ncclResult_t {
-    // SAFETY: the caller's contract.
-    unsafe { nccl::ncclCommWindowDeregister(comm, win) }
+pub unsafe fn window_deregister(comm: nccl::ncclComm_t, win: nccl::ncclWindow_t) -> NcclResult {
+    with_api(|api| match api.window_deregister {
+        // SAFETY: the caller's contract.
+        Some(deregister) => unsafe { deregister(comm, win) },
+        None => NCCL_INVALID_USAGE,
+    })
 }
 
-/// `ncclAllReduce` through cudarc's binding (the launch path uses `NcclFns` instead).
+/// `ncclAllReduce` (the launch path calls `NcclFns` instead).
 ///
 /// # Safety
 /// `comm` and `stream` are live; `send` and `recv` hold `count` elements of `dtype` and outlive
-/// the queued work.
+/// the queued work; `op` is a built-in operation or one of `comm`'s for `dtype`.
 pub unsafe fn all_reduce(
     send: *const c_void,
     recv: *mut c_void,
     count: usize,
-    dtype: nccl::ncclDataType_t,
-    op: nccl::ncclRedOp_t,
+    dtype: NcclDataType,
+    op: NcclRedOp,
     comm: nccl::ncclComm_t,
     stream: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
+) -> NcclResult {
     // SAFETY: the caller's contract.
-    unsafe { nccl::ncclAllReduce(send, recv, count, dtype, op, comm, stream) }
+    with_api(|api| unsafe { (api.all_reduce)(send, recv, count, dtype, op, comm, stream) })
 }
 
-/// `ncclAllGather` through cudarc's binding (the launch path uses `NcclFns` instead).
+/// `ncclAllGather` (the launch path calls `NcclFns` instead).
 ///
 /// # Safety
 /// `comm` and `stream` are live; `send` holds `count` elements of `dtype` and `recv` `count`
@@ -604,21 +656,23 @@ pub unsafe fn all_gather(
     send: *const c_void,
     recv: *mut c_void,
     count: usize,
-    dtype: nccl::ncclDataType_t,
+    dtype: NcclDataType,
     comm: nccl::ncclComm_t,
     stream: nccl::cudaStream_t,
-) -> nccl::ncclResult_t {
+) -> NcclResult {
     // SAFETY: the caller's contract.
-    unsafe { nccl::ncclAllGather(send, recv, count, dtype, comm, stream) }
+    with_api(|api| unsafe { (api.all_gather)(send, recv, count, dtype, comm, stream) })
 }
 
 /// `ncclGetUniqueId`: a new id for the ranks of a new world to share.
 pub fn get_unique_id(hint: &'static str) -> Result<nccl::ncclUniqueId> {
+    let api = nccl_api()?;
     let mut id = std::mem::MaybeUninit::<nccl::ncclUniqueId>::zeroed();
-    // SAFETY: an out-parameter of the right type; NCCL is loaded (the caller probed it).
-    let r = unsafe { nccl::ncclGetUniqueId(id.as_mut_ptr()) };
+    // SAFETY: an out-parameter of the right type (128 bytes, `nccl.h`'s ncclUniqueId).
+    let r = unsafe { (api.get_unique_id)(id.as_mut_ptr()) };
     nccl_check("ncclGetUniqueId", r, std::ptr::null_mut(), hint)?;
-    // SAFETY: NCCL initialised it on success.
+    // SAFETY: zero-initialised bytes are a valid `ncclUniqueId` (a char array), and NCCL filled
+    // it on success.
     Ok(unsafe { id.assume_init() })
 }
 
@@ -626,16 +680,17 @@ pub fn get_unique_id(hint: &'static str) -> Result<nccl::ncclUniqueId> {
 /// (blocks until every rank joined). The raw communicator is the caller's to own.
 ///
 /// # Safety
-/// The GPU's context is current on the calling thread and NCCL is loaded.
+/// The GPU's context is current on the calling thread.
 pub unsafe fn comm_init_rank(
     world_size: i32,
     id: nccl::ncclUniqueId,
     rank: i32,
     hint: &'static str,
 ) -> Result<nccl::ncclComm_t> {
+    let api = nccl_api()?;
     let mut comm: nccl::ncclComm_t = std::ptr::null_mut();
     // SAFETY: an out-parameter; the caller's contract for the rest.
-    let r = unsafe { nccl::ncclCommInitRank(&mut comm, world_size, id, rank) };
+    let r = unsafe { (api.comm_init_rank)(&mut comm, world_size, id, rank) };
     nccl_check("ncclCommInitRank", r, std::ptr::null_mut(), hint)?;
     Ok(comm)
 }

@@ -59,11 +59,24 @@
 //! below 2.27.3 there are no symmetric windows (segments stay plain, `symmetric_supported()` is
 //! false); 2.28.0 to 2.30.6 work, with a known symmetric-kernel race and a registration-during-
 //! capture caveat (symmem never registers during capture); 2.30.7 and later are fine.
+//!
+//! NCCL is loaded as `libnccl.so.2` (the name the pip wheels and PyTorch ship; no `libnccl.so`
+//! link is needed), then under cudarc's names, and called through symmem's own table of entry
+//! points (`nccl_api`), never through cudarc's NCCL functions. All-reduce `Avg` on floats is
+//! sent as a pre-multiplied sum, never as `ncclAvg` (see `docs/design.md`).
+//!
+//! # Departures
+//!
+//! In [`run_threads`], a rank that returns from its closure while peers still run is a
+//! *departure*: peers' collective calls on its groups that it never joined fail at once with
+//! [`Error::Aborted`](crate::Error::Aborted) (an already queued one aborts the communicator, and
+//! the next synchronisation reports it); groups without it are unaffected.
 
 pub(crate) mod availability;
 pub(crate) mod device;
 pub(crate) mod ffi;
 pub(crate) mod nccl;
+pub(crate) mod nccl_api;
 pub mod probe;
 pub(crate) mod util;
 pub mod version;

@@ -19,6 +19,30 @@ impl AbortRegistry {
         c.push(Arc::downgrade(core));
     }
 
+    /// World rank `rank` left the launch (`why`: "rank 1 returned from its closure"): every
+    /// other rank's communicator of a group the rank belonged to learns how many collective
+    /// calls it made there ([`CommLaunchLine::peer_departed`]); groups without it are
+    /// unaffected.
+    pub fn depart(&self, rank: usize, why: &str) {
+        let comms: Vec<Arc<CommLaunchLine>> = self
+            .comms
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let gone: Vec<(Arc<str>, u64)> = comms
+            .iter()
+            .filter(|c| c.owner == rank)
+            .map(|c| (c.key.clone(), c.lock().seq))
+            .collect();
+        for c in comms.iter().filter(|c| c.owner != rank) {
+            if let Some((_, final_seq)) = gone.iter().find(|(k, _)| *k == c.key) {
+                c.peer_departed(*final_seq, why);
+            }
+        }
+    }
+
     /// Abort every live communicator of the launch.
     pub fn abort_all(&self, cause: &str) {
         let comms: Vec<Arc<CommLaunchLine>> = self

@@ -11,7 +11,7 @@ use cudarc::driver::{sys as cu, CudaContext, CudaStream};
 use cudarc::nccl::sys as nccl;
 
 use super::abort::AbortRegistry;
-use super::core::{CommLaunchLine, NcclFns, RawComm};
+use super::core::{AvgOps, CommLaunchLine, NcclFns, RawComm};
 use super::hints::{HINT_COLL, HINT_MEM};
 use super::scratch::Scratch;
 use crate::backend::cuda::device::CudaRankStream;
@@ -56,7 +56,30 @@ pub struct NcclComm {
     settings: CommSettings,
     symmetric: AtomicBool,
     next_window: AtomicU64,
+    /// How many splits of this communicator were made (the same on every member: splitting is
+    /// collective), for the splits' [`CommPlace`] keys.
+    splits: AtomicU64,
     registry: Arc<AbortRegistry>,
+}
+
+/// Which group of a launch a communicator is one rank's part of, and which rank owns it.
+#[derive(Clone, Debug)]
+pub(crate) struct CommPlace {
+    /// Equal on every member of the group and different from every other group of the launch:
+    /// `"world"` for a launch's world, `"<parent>/<n>:<color>"` for the `n`-th split.
+    pub key: Arc<str>,
+    /// The world rank of the owning thread.
+    pub owner: usize,
+}
+
+impl CommPlace {
+    /// The world communicator of world rank `owner`.
+    pub fn world(owner: usize) -> CommPlace {
+        CommPlace {
+            key: Arc::from("world"),
+            owner,
+        }
+    }
 }
 
 impl std::fmt::Debug for NcclComm {
@@ -105,12 +128,16 @@ fn granularity(ordinal: usize) -> usize {
 impl NcclComm {
     /// Wrap a freshly initialised communicator of this rank's GPU. Takes ownership of `comm`
     /// (destroyed on drop, or on failure here).
+    ///
+    /// `place` says which group of the launch it belongs to and which rank thread owns it (for
+    /// departures: [`AbortRegistry::depart`]).
     pub(crate) fn from_raw(
         comm: nccl::ncclComm_t,
         ctx: Arc<CudaContext>,
         stream: Arc<CudaRankStream>,
         registry: Arc<AbortRegistry>,
         settings: CommSettings,
+        place: CommPlace,
     ) -> Result<NcclComm> {
         let destroy = |e: Error| {
             // SAFETY: ours, unused elsewhere.
@@ -129,14 +156,20 @@ impl NcclComm {
             .map_err(|e| destroy(cuda_err("cuStreamCreate", e, HINT_MEM)))?;
         let size = size.max(1) as usize;
         let scratch = Scratch::new(size).map_err(destroy)?;
+        // SAFETY: `comm` is live, of `size` ranks. On failure the scratch is dropped (freed:
+        // nothing used it) and the communicator destroyed.
+        let avg_ops = unsafe { AvgOps::create(comm, size) }.map_err(destroy)?;
         let core = Arc::new(CommLaunchLine {
-            raw: OwnerLock::new(RawComm {
-                comm,
-                aborted: None,
-            }),
+            raw: OwnerLock::new(RawComm::new(comm)),
             cu_stream: stream.cu_stream(),
             fns,
+            avg_ops,
             name: Mutex::new(Arc::from("world")),
+            key: place.key,
+            owner: place.owner,
+            departure: Mutex::new(None),
+            abort_cause: Mutex::new(None),
+            aborts: stream.aborts().clone(),
         });
         registry.register(&core);
         Ok(NcclComm {
@@ -151,6 +184,7 @@ impl NcclComm {
             symmetric: AtomicBool::new(settings.windows),
             settings,
             next_window: AtomicU64::new(0),
+            splits: AtomicU64::new(0),
             registry,
         })
     }
@@ -179,7 +213,7 @@ impl NcclComm {
     fn with_comm(
         &self,
         call: &'static str,
-        f: impl FnOnce(nccl::ncclComm_t) -> nccl::ncclResult_t,
+        f: impl FnOnce(nccl::ncclComm_t) -> crate::backend::cuda::nccl_api::NcclResult,
     ) -> Result<()> {
         self.core.with_comm(call, f)
     }
@@ -193,15 +227,19 @@ impl Drop for NcclComm {
         }
         {
             let mut raw = self.core.lock();
-            if raw.aborted.is_none() {
+            if !raw.is_dead() {
                 // SAFETY: live communicator, used by nobody else any more (we hold the only
-                // strong reference to the core besides transient ones in abort_all, which take
-                // this same lock and see `aborted`).
+                // strong reference to the core besides transient ones in the registry, which
+                // take this same lock and then see the cleared handle).
+                // The `Avg` operations are the communicator's, destroyed once here, and no
+                // call follows.
                 unsafe {
+                    self.core.avg_ops.destroy(raw.comm);
                     ffi::comm_finalize(raw.comm);
                     ffi::comm_destroy(raw.comm);
                 }
-                raw.aborted = Some("the communicator was destroyed".into());
+                self.core
+                    .mark_dead(&mut raw, "the communicator was destroyed");
             }
         }
         // SAFETY: the side stream is live; it is idle after finalize.

@@ -5,6 +5,9 @@ mod communicator;
 mod core;
 mod hints;
 mod scratch;
+#[cfg(test)]
+mod tests;
 
 pub use abort::AbortRegistry;
+pub(crate) use communicator::CommPlace;
 pub use communicator::{CommSettings, NcclComm};

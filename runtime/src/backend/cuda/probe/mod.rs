@@ -13,11 +13,11 @@
 //! environment variable of its own at run time (`CUDA_HOME`, `CUDA_PATH`, ... are only used by
 //! its build script for linking).
 //!
-//! A catch: cudarc's NCCL names are `libnccl.so` (and `libnccl.so.{13,12,11,10,9,1}` and a few
-//! Windows-style names) but **not `libnccl.so.2`**, the only name the pip package
-//! (`nvidia-nccl-cu12`/`-cu13`) and the runtime packages ship. The probe also tries
-//! `libnccl.so.2`, only to explain: when that one loads but no cudarc name does, the error
-//! ([`ProbeError::NameNotTried`]) says where it is and which symlink to create.
+//! NCCL is the exception: symmem calls it through its own handle (`nccl_api`), not through
+//! cudarc, and loads it as **`libnccl.so.2`** first (its soname, and the only name the pip
+//! package `nvidia-nccl-cu12`/`-cu13`, PyTorch and the runtime packages ship; cudarc's names,
+//! `libnccl.so` and a few versioned and Windows-style ones, do not include it), then under
+//! cudarc's names. No symlink is needed.
 //!
 //! Loaded libraries stay loaded for the life of the process (the CUDA driver in particular
 //! must never be unloaded after `cuInit`).
@@ -35,5 +35,6 @@ pub use driver::{cuda_has_symbol, probe_cuda};
 pub use error::ProbeError;
 pub use gpu::{gpu_count, require_gpus};
 pub use library::{probe_cublas, probe_cublas_lt, probe_library, probe_nvrtc, LibInfo};
+pub(crate) use nccl::nccl_library;
 pub use nccl::{nccl_has_symbol, nccl_version, probe_nccl};
 pub use spec::{LibSpec, NCCL_PIP_HINT};

@@ -1,4 +1,5 @@
-//! The NCCL library (`libnccl`): probed once with cudarc's names; its version and symbols.
+//! The NCCL library (`libnccl`): probed and loaded once (`libnccl.so.2` first); its version and
+//! symbols.
 
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
@@ -39,22 +40,26 @@ fn nccl_loaded() -> Result<&'static Loaded, ProbeError> {
     })
 }
 
-/// Probe NCCL with cudarc's names, without cudarc (no panic), and read its version
+/// Probe NCCL (`libnccl.so.2`, then cudarc's names), without cudarc (no panic), and read its version
 /// (`ncclGetVersion`). On success the library stays loaded.
 ///
-/// Errors: [`ProbeError::LibraryNotFound`], [`ProbeError::NameNotTried`] (only `libnccl.so.2`
-/// is installed: the message says which symlink to create), [`ProbeError::MissingSymbol`],
+/// Errors: [`ProbeError::LibraryNotFound`], [`ProbeError::MissingSymbol`],
 /// [`ProbeError::Nccl`], [`ProbeError::Version`].
 pub fn probe_nccl() -> Result<LibInfo, ProbeError> {
     nccl_loaded().map(|l| l.info.clone())
 }
 
-/// Whether the probed NCCL exports `symbol` (false when NCCL cannot be loaded). cudarc's
-/// dynamic loading **panics** ("Missing symbol ...") when a bound function is called that the
-/// loaded library lacks, e.g. `ncclCommWindowRegister` on NCCL < 2.27: check first.
+/// Whether the probed NCCL exports `symbol` (false when NCCL cannot be loaded), e.g.
+/// `ncclCommWindowRegister`, which NCCL < 2.27 lacks.
 pub fn nccl_has_symbol(symbol: &str) -> bool {
     // SAFETY: only looking the symbol up, not calling it.
     nccl_loaded().is_ok_and(|l| unsafe { l.lib.get::<*mut c_void>(symbol) }.is_ok())
+}
+
+/// The NCCL library itself, probed as in [`probe_nccl`] and kept loaded for the life of the
+/// process: symmem's own NCCL handle (`nccl_api`) resolves its entry points from it.
+pub(crate) fn nccl_library() -> Result<&'static libloading::Library, ProbeError> {
+    nccl_loaded().map(|l| &l.lib)
 }
 
 /// The NCCL version, probed as in [`probe_nccl`].

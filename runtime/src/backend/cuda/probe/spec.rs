@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 pub struct LibSpec {
     /// Which library, for messages ("CUDA driver").
     pub library: &'static str,
-    /// The names to load, in order (cudarc's names for the real libraries).
+    /// The names to load, in order (cudarc's names for the real libraries; for NCCL
+    /// `libnccl.so.2` first).
     pub candidates: Vec<String>,
     /// Names cudarc does not try, tried last only to explain a failure
     /// ([`ProbeError::NameNotTried`](super::ProbeError::NameNotTried)).
@@ -103,20 +104,16 @@ impl LibSpec {
         }
     }
 
-    /// NCCL (`libnccl`), with cudarc's names for `["nccl"]`, plus `libnccl.so.2` for the
-    /// diagnosis.
+    /// NCCL (`libnccl`): `libnccl.so.2` first (the library's soname, and the only name the pip
+    /// wheels, PyTorch and the runtime packages ship), then cudarc's names for `["nccl"]`.
     pub fn nccl() -> Self {
-        let candidates = dedup(cudarc::get_lib_name_candidates("nccl"));
         let so2 = format!(
             "{}nccl{}.2",
             std::env::consts::DLL_PREFIX,
             std::env::consts::DLL_SUFFIX
         );
-        let diagnostic_names = if candidates.contains(&so2) {
-            Vec::new()
-        } else {
-            vec![so2]
-        };
+        let candidates = dedup(std::iter::once(so2).chain(cudarc::get_lib_name_candidates("nccl")));
+        let diagnostic_names = Vec::new();
         let mut scan_dirs = common_lib_dirs();
         if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
             scan_dirs.extend(python_nccl_dirs(Path::new(&venv)));
@@ -132,7 +129,7 @@ impl LibSpec {
             scan_dirs,
             file_prefix: format!("{}nccl{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX),
             hint: format!(
-                "Install NCCL 2.27.3 or later (2.30.7 or later recommended), e.g. `pip install nvidia-nccl-cu13` (or -cu12), and put the folder holding it on LD_LIBRARY_PATH before starting the program; for the pip package: {NCCL_PIP_HINT}; the pip package ships only `libnccl.so.2`, a name cudarc does not load: also create `libnccl.so` next to it (`ln -s libnccl.so.2 libnccl.so` in that folder, or in any folder on LD_LIBRARY_PATH)"
+                "Install NCCL 2.27.3 or later (2.30.7 or later recommended), e.g. `pip install nvidia-nccl-cu13` (or -cu12), and put the folder holding it on LD_LIBRARY_PATH before starting the program; for the pip package: {NCCL_PIP_HINT}"
             ),
         }
     }

@@ -25,13 +25,21 @@ fn cudarc_names_are_used() {
     let cuda = LibSpec::cuda();
     assert!(cuda.candidates.contains(&"libcuda.so".to_string()));
     assert!(cuda.candidates.contains(&"libcuda.so.1".to_string()));
+    // NCCL: its soname first (what pip and PyTorch ship), then every cudarc name, each once.
     let nccl = LibSpec::nccl();
     assert_eq!(
         nccl.candidates.first().map(String::as_str),
-        Some("libnccl.so")
+        Some("libnccl.so.2")
     );
-    assert!(!nccl.candidates.contains(&"libnccl.so.2".to_string()));
-    assert_eq!(nccl.diagnostic_names, vec!["libnccl.so.2".to_string()]);
+    for name in cudarc::get_lib_name_candidates("nccl") {
+        assert!(nccl.candidates.contains(&name), "{name}");
+    }
+    let mut unique = nccl.candidates.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), nccl.candidates.len());
+    assert!(nccl.diagnostic_names.is_empty());
+    assert!(!nccl.hint.contains("ln -s"), "{}", nccl.hint);
 }
 
 #[test]
@@ -194,6 +202,7 @@ fn real_probes_never_panic() {
                     msg.contains("libnccl.so.2") && msg.contains("nvidia.nccl"),
                     "{msg}"
                 );
+                assert!(!msg.contains("ln -s"), "{msg}");
                 assert_eq!(tried, &LibSpec::nccl().candidates);
             }
             assert!(nccl_version().is_err());

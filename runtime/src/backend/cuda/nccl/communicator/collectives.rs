@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cudarc::nccl::sys as nccl;
 
-use super::NcclComm;
+use super::{CommPlace, NcclComm};
 use crate::backend::cuda::ffi::{self, cuda_err};
 use crate::backend::cuda::nccl::core::{nccl_dtype, nccl_op, CommLaunchLine};
 use crate::backend::cuda::nccl::hints::HINT_COLL;
@@ -165,8 +165,8 @@ impl CommBackend for NcclComm {
                     buf as *const std::ffi::c_void,
                     buf as *mut std::ffi::c_void,
                     1,
-                    nccl::ncclDataType_t::ncclFloat32,
-                    nccl::ncclRedOp_t::ncclSum,
+                    nccl_dtype(DType::F32),
+                    nccl_op(ReduceOp::Sum),
                     comm,
                     s as nccl::cudaStream_t,
                 )
@@ -194,6 +194,8 @@ impl CommBackend for NcclComm {
             .bind_to_thread()
             .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_COLL))?;
         let mut new: nccl::ncclComm_t = std::ptr::null_mut();
+        // Counted on every member whatever the outcome (the split is collective).
+        let n = self.splits.fetch_add(1, Ordering::Relaxed);
         self.with_comm("ncclCommSplit", |comm| {
             // SAFETY: live communicator; a NULL config inherits the parent's.
             unsafe { ffi::comm_split(comm, color_i, key_i, &mut new) }
@@ -205,12 +207,17 @@ impl CommBackend for NcclComm {
                 hint: "every rank must pass a non-negative color",
             });
         }
+        let place = CommPlace {
+            key: Arc::from(format!("{}/{n}:{color}", self.core.key)),
+            owner: self.core.owner,
+        };
         let comm = NcclComm::from_raw(
             new,
             self.ctx.clone(),
             self.stream.clone(),
             self.registry.clone(),
             self.settings,
+            place,
         )?;
         Ok(Arc::new(comm))
     }

@@ -9,9 +9,11 @@ use cudarc::nccl::sys as nccl;
 
 use super::NcclComm;
 use crate::backend::cuda::ffi::{self, cuda_err, DeviceAlloc, RelaxedCapture};
+use crate::backend::cuda::nccl::core::nccl_dtype;
 use crate::backend::cuda::nccl::hints::{HINT_COLL, HINT_MEM};
 use crate::backend::cuda::nccl::scratch::RECORD;
 use crate::backend::cuda::util::round_up;
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 
 impl NcclComm {
@@ -81,10 +83,9 @@ impl NcclComm {
             }
             {
                 let raw = self.core.lock();
-                if let Some(cause) = &raw.aborted {
-                    let cause = cause.clone();
+                if raw.is_dead() {
                     drop(raw);
-                    return Err(self.aborted(cause));
+                    return Err(self.aborted(self.core.cause()));
                 }
                 // SAFETY: live communicator.
                 unsafe { ffi::comm_async_error(raw.comm, HINT_COLL) }?;
@@ -137,7 +138,7 @@ impl NcclComm {
                         send as *const std::ffi::c_void,
                         recv as *mut std::ffi::c_void,
                         n,
-                        nccl::ncclDataType_t::ncclUint8,
+                        nccl_dtype(DType::U8),
                         comm,
                         side as nccl::cudaStream_t,
                     )

@@ -86,10 +86,14 @@ impl NcclComm {
             let _ = self.stream.synchronize();
         }
         if seg.handle != 0 {
-            let r = self.with_comm("ncclCommWindowDeregister", |comm| {
-                // SAFETY: the window of this live segment, registered once on this communicator.
-                unsafe { ffi::window_deregister(comm, seg.handle as nccl::ncclWindow_t) }
-            });
+            // Not counted as a call the departed can still join: it makes its own
+            // deregistrations in its teardown, after it left.
+            let r = self
+                .core
+                .with_comm_uncounted("ncclCommWindowDeregister", |comm| {
+                    // SAFETY: the window of this live segment, registered once on this communicator.
+                    unsafe { ffi::window_deregister(comm, seg.handle as nccl::ncclWindow_t) }
+                });
             if let Err(e) = r {
                 if !matches!(e, Error::Aborted { .. }) {
                     crate::diag::warn(format_args!("{e}"));
