@@ -115,7 +115,8 @@ if [ -n "$NCCL_LIB" ] && [ ! -e "$NCCL_LIB/libnccl.so" ] && [ -e "$NCCL_LIB/libn
   ln -sf "$NCCL_LIB/libnccl.so.2" "$shim/libnccl.so"
 fi
 export LD_LIBRARY_PATH="${NCCL_LIB:+$NCCL_LIB:}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-with_shim() { env LD_LIBRARY_PATH="$shim:$LD_LIBRARY_PATH" "$@"; }
+# (`step` runs commands under `timeout`, which cannot run a shell function: an `env` prefix.)
+with_shim=(env "LD_LIBRARY_PATH=$shim:$LD_LIBRARY_PATH")
 
 env_log="$out/gpu-tests.log"   # the machine first, then the GPU suite (few files come back)
 {
@@ -138,18 +139,18 @@ if [ -x "$bin/bench/cuda_bench" ] && [ -x "$bin/bench/cuda_bench_base" ]; then
   # Side by side with a baseline build: alternate the two, three processes each (what fits
   # the time budget next to the GPU suite and the example).
   for i in 1 2 3; do
-    step 60 "$out/cuda-bench.log" with_shim "$bin/bench/cuda_bench" --bench
-    step 60 "$out/cuda-bench-base.log" with_shim "$bin/bench/cuda_bench_base" --bench
+    step 60 "$out/cuda-bench.log" "${with_shim[@]}" "$bin/bench/cuda_bench" --bench
+    step 60 "$out/cuda-bench-base.log" "${with_shim[@]}" "$bin/bench/cuda_bench_base" --bench
   done
   if [ -f benches/py/cuda_bench_summary.py ]; then
     step 20 "$out/cuda-bench-base.log" python3 benches/py/cuda_bench_summary.py "$out/cuda-bench-base.log" --check
   fi
 elif [ -x "$bin/bench/cuda_bench" ]; then
-  step 120 "$out/cuda-bench.log" with_shim "$bin/bench/cuda_bench" --bench
+  step 120 "$out/cuda-bench.log" "${with_shim[@]}" "$bin/bench/cuda_bench" --bench
   # Four more processes: the launch ratios move by a few percent from one process to the
   # next on these hosts, so the figure reported is the median over all five.
   for i in 2 3 4 5; do
-    step 60 "$out/cuda-bench.log" with_shim "$bin/bench/cuda_bench" --bench
+    step 60 "$out/cuda-bench.log" "${with_shim[@]}" "$bin/bench/cuda_bench" --bench
   done
 fi
 if [ -x "$bin/bench/cuda_bench" ]; then
@@ -166,9 +167,9 @@ fi
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
 ngpu=${ngpu:-0}
 if [ -x "$bin/bench/cuda_allreduce" ]; then
-  step 150 "$out/allreduce.log" with_shim "$bin/bench/cuda_allreduce"
+  step 150 "$out/allreduce.log" "${with_shim[@]}" "$bin/bench/cuda_allreduce"
   if [ "$ngpu" -ge 2 ]; then
-    NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=TUNING step 60 "$out/allreduce.log" with_shim "$bin/bench/cuda_allreduce" --sizes 8192
+    NCCL_DEBUG=INFO NCCL_DEBUG_SUBSYS=TUNING step 60 "$out/allreduce.log" "${with_shim[@]}" "$bin/bench/cuda_allreduce" --sizes 8192
     if [ -f benches/py/allreduce_bench.py ]; then
       step 150 "$out/allreduce.log" env TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 \
         torchrun --nproc-per-node "$ngpu" benches/py/allreduce_bench.py

@@ -80,6 +80,15 @@ fn to<T: Element>(v: &[f64]) -> Vec<T> {
 fn backend_selection_is_clear_without_enough_gpus() {
     let report = detect();
     say(&format!("symmem backend report: {report}"));
+    if let Ok(info) = symmem::cuda::probe::probe_nccl() {
+        // The pip package ships only libnccl.so.2: symmem loads that name first.
+        say(&format!(
+            "NCCL loaded as {} ({})",
+            info.name,
+            info.path.map(|p| p.display().to_string()).unwrap_or_default()
+        ));
+        assert_eq!(info.name, "libnccl.so.2");
+    }
     let too_many = report.gpus + 1;
     // Auto falls back to the host backend, with a reason.
     let why = report

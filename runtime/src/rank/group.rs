@@ -104,7 +104,9 @@ impl Group {
     /// does not keep alive.
     #[inline]
     pub fn window(&self) -> WindowGuard<'_> {
-        WindowGuard::enter_for_rank(self.fast.rank_id, self.pool_ptr(), self.name())
+        // The name is read only on the cold path (a window on another rank's handle): the
+        // hot path touches the handle's own fields and the thread state, nothing behind `shared`.
+        WindowGuard::enter_for_rank(self.fast.rank_id, self.pool_ptr(), || self.name())
     }
 
     /// Run `f` inside this group's window.
