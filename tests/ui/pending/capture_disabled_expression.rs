@@ -1,8 +1,8 @@
-// Move to tests/ui/fail/ (and bless) once `macros/src/expand.rs` calls
-// `capture::check_disabled` on the `disabled` expression: the expression runs at every call,
-// also during capture, so `.synchronize()` and `.to_host_vec()` in it are errors on their
-// tokens (with the note that `disabled = ..` is evaluated at every call), and the escape hatch
-// inside it is an error.
+// Move this file and its .stderr (blessed with the wiring applied) to tests/ui/fail/ once
+// `macros/src/expand.rs` calls `capture::check_disabled` on the `disabled` expression: it runs
+// at every call, also during capture, so `.synchronize()` and `.to_host_vec()` in it are errors
+// on their tokens (with the note that `disabled = ..` is evaluated at every call), and the
+// escape hatch inside it is an error.
 #![allow(dead_code, unused)]
 use symmem::{symmetric_memory, Buffer, Error, Stream};
 
