@@ -88,8 +88,8 @@ impl<'e> Walker<'e> {
     }
 
     /// Report a rule violation, unless the scope is unchecked, an escape hatch covers it or an
-    /// enclosing call was reported for the same rule; the rule's id when it broke one (in a
-    /// checked scope), so that the call's inside can be quiet for it.
+    /// enclosing flagged call covers it ([`covers`]). Returns the rule broken (in a checked
+    /// scope, reported or not), so that the call's inside can be quiet for it.
     fn report(&mut self, violation: Option<Violation>) -> Option<&'static Rule> {
         let v = violation?;
         if self.scope != Scope::Checked {
