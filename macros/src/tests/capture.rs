@@ -639,3 +639,116 @@ fn cfg_statements_are_checked() {
     ));
     assert!(e.is_empty(), "{e:#?}");
 }
+
+/// Token pieces for the no-panic property of the macro token scan and the `disabled` walk.
+const PIECES: &[&str] = &[
+    ".",
+    "::",
+    "<",
+    ">",
+    "->",
+    "(",
+    ")",
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ";",
+    "?",
+    "=",
+    "|",
+    "||",
+    "#",
+    "!",
+    "'a",
+    "1",
+    "\"s\"",
+    "fn",
+    "async",
+    "move",
+    "if",
+    "Some",
+    "v",
+    "synchronize",
+    "to_host_vec",
+    "par_",
+    "par_iter",
+    "spawn",
+    "thread",
+    "std",
+    "symmem",
+    "capture",
+    "replay",
+    "Command",
+    "new",
+    "Type",
+    "target:",
+    "?field",
+    "%x",
+    "#[cfg(x)]",
+    "#[symmem::allow_capture_unfit(reason = \"x\")]",
+];
+
+/// Concatenate pieces, keeping the result's brackets balanced (so that it lexes).
+fn balanced(picks: &[usize]) -> String {
+    let mut out = String::new();
+    let mut open: Vec<char> = Vec::new();
+    for &k in picks {
+        let piece = PIECES[k % PIECES.len()];
+        match piece {
+            "(" | "{" | "[" => open.push(piece.chars().next().unwrap_or('(')),
+            ")" | "}" | "]" => match open.pop() {
+                Some('(') => {
+                    out.push_str(") ");
+                    continue;
+                }
+                Some('{') => {
+                    out.push_str("} ");
+                    continue;
+                }
+                Some(_) => {
+                    out.push_str("] ");
+                    continue;
+                }
+                None => continue,
+            },
+            _ => {}
+        }
+        out.push_str(piece);
+        out.push(' ');
+    }
+    while let Some(c) = open.pop() {
+        out.push(match c {
+            '(' => ')',
+            '{' => '}',
+            _ => ']',
+        });
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+    /// The token scan of any macro body, and the walk of any `disabled` expression, never
+    /// panic.
+    #[test]
+    fn token_scan_and_disabled_walk_never_panic(
+        picks in proptest::collection::vec(0usize..1000, 0..40),
+        is_async in proptest::bool::ANY,
+    ) {
+        let body = balanced(&picks);
+        if let Ok(tokens) = body.parse::<TokenStream>() {
+            let item = quote!(fn f() { m!(#tokens); let x = n![#tokens]; });
+            if let Ok(mut f) = syn::parse2::<syn::ItemFn>(item) {
+                let mut errors = Errors::default();
+                check_body(&mut f.block, Mode::Checked, is_async, &mut errors);
+            }
+            if let Ok(e) = syn::parse2::<syn::Expr>(tokens) {
+                let mut errors = Errors::default();
+                check_disabled(&e, Mode::Checked, is_async, &mut errors);
+            }
+        }
+    }
+}
