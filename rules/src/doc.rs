@@ -85,11 +85,11 @@ pub fn capture_rules_markdown() -> String {
          function then panics if it is called during capture. See [macro.md](macro.md#escape-hatch).\n\n\
          ## What the checks miss\n\n\
          The checks see only the body as written. What they miss falls in two groups: operations the runtime refuses\n\
-         while a graph is captured, which fail at run time with a message, and escapes from the window, which nothing\n\
-         catches.\n\n\
+         while a graph is captured, which fail at run time with a message, and the rest (escapes from the window, host\n\
+         work symmem does not own), which nothing catches.\n\n\
          ### Caught at run time\n\n\
          The operations below, reached in any way (through another function, a trait method, a renamed import, code a\n\
-         macro generates, a function marked with the escape hatch), are refused while the calling thread captures a graph:\n\
+         macro generates, a statement under the escape hatch), are refused while the calling thread captures a graph:\n\
          they return `Error::NotAllowedDuringCapture` naming the operation, and the capture fails instead of recording a\n\
          broken graph. A `capture = \"never\"` function called during capture panics with a message naming it. Each\n\
          refusal is also rejected at compile time by the rule listed when it is called in a checked body\n\
@@ -113,8 +113,13 @@ pub fn capture_rules_markdown() -> String {
            pool, not the group's symmetric pool. Consume it in the body, or annotate the code it runs.\n\
          * Work on other threads or tasks reached through calls: a helper that spawns a thread or a task, a callee\n  \
            that uses a rayon parallel iterator or a thread pool, a callback run by a worker. Routing and capture are per\n  \
-           thread: on that thread nothing is routed to the group, and nothing is refused (that thread is not capturing).\n  \
-           The same holds for the `spawn`, `capture` and `sleep` functions called by a bare imported name.\n\
+           thread: on that thread nothing is routed to the group, and the refusals above do not apply (that thread is\n  \
+           not capturing). The same holds for a thread or task spawned in the body by a bare imported name\n  \
+           (`spawn(..)` after `use std::thread::spawn;`).\n\
+         * Host work that symmem does not own, reached through a call or a bare imported name: a host sleep\n  \
+           (`sleep(d)`) is simply not part of the graph; a copy or synchronisation made through cudarc or the CUDA API\n  \
+           directly is not refused by symmem (CUDA itself fails a capture that synchronises, while an asynchronous\n  \
+           copy is recorded, and a replay does not refresh the host data).\n\
          * Allocations through other allocators: device memory taken from cudarc directly (`CudaStream::alloc*`,\n  \
            `memcpy_stod`, ...), raw CUDA driver calls, or another crate's allocator. The window routes only symmem's\n  \
            allocations (`symmem::alloc*` and the operations that allocate symmem buffers).\n",
