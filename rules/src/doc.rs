@@ -126,3 +126,40 @@ pub fn capture_rules_markdown() -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The page lists every run-time refusal (nesting ones included) with its rule, and says
+    /// what nothing catches instead of promising that every miss fails at run time (issue 13).
+    #[test]
+    fn says_what_is_caught_at_run_time_and_what_is_not() {
+        let page = capture_rules_markdown();
+        for (op, path, rule) in REFUSALS
+            .iter()
+            .map(|r| (r.op, r.path, r.rule))
+            .chain(NESTING.iter().map(|n| (n.op, n.path, n.rule)))
+        {
+            let row = format!("| `{op}` | `{path}` | `{rule}` |");
+            assert!(page.contains(&row), "missing row {row}");
+        }
+        let caught = page.find("### Caught at run time").expect("caught section");
+        let not_caught = page.find("### Not caught").expect("not-caught section");
+        assert!(caught < not_caught);
+        for miss in [
+            "Deferred work returned from the function",
+            "a future",
+            "a closure",
+            "a lazy iterator",
+            "Work on other threads or tasks reached through calls",
+            "Allocations through other allocators",
+        ] {
+            assert!(
+                page[not_caught..].contains(miss),
+                "not-caught list lacks {miss:?}"
+            );
+        }
+        assert!(!page.contains("what the macro misses fails at run time"));
+    }
+}
