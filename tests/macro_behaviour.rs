@@ -284,3 +284,87 @@ fn async_fn_is_routed_per_poll_and_not_between_polls() {
     .unwrap();
     assert!(out.iter().all(Result::is_ok), "{out:?}");
 }
+
+// Issue 13: what the capture checks miss is refused at run time when it is a refused operation
+// (docs/capture-rules.md, "Caught at run time"); macro bodies that are not expressions and
+// statements behind `#[cfg(..)]` take the escape hatch like any statement.
+
+/// Not annotated: the checks of a caller do not see inside it.
+fn helper_synchronizes() -> Result<(), Error> {
+    symmem::synchronize()
+}
+
+/// Not annotated: starts a capture of its own.
+fn helper_captures() -> Result<(), Error> {
+    symmem::capture(|| Ok(())).map(drop)
+}
+
+#[symmetric_memory(group = "world")]
+fn step_through_helpers(capture_too: bool) -> Result<(), Error> {
+    helper_synchronizes()?;
+    if capture_too {
+        helper_captures()?;
+    }
+    Ok(())
+}
+
+fn refused_op(r: Result<impl std::fmt::Debug, Error>) -> Option<&'static str> {
+    match r {
+        Err(Error::NotAllowedDuringCapture { op, .. }) => Some(op),
+        other => panic!("expected a capture refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn refused_operations_missed_by_the_checks_fail_at_run_time() {
+    let out = symmem::host::run(1, |_ctx| -> Result<(), Error> {
+        step_through_helpers(true)?; // outside capture: fine
+        let r = symmem::capture(|| step_through_helpers(false));
+        assert_eq!(refused_op(r), Some("symmem::synchronize"));
+        // A nested capture reached through a call: refused (rule `nested-capture` at compile
+        // time, when it is written in the body).
+        let r = symmem::capture(helper_captures);
+        assert_eq!(refused_op(r), Some("capture"));
+        // A replay reached through a call: refused (rule `graph-replay`).
+        let (mut graph, ()) = symmem::capture(|| Ok(()))?;
+        let r = symmem::capture(|| graph.replay());
+        assert_eq!(refused_op(r), Some("Graph::replay"));
+        Ok(())
+    })
+    .unwrap();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+}
+
+#[symmetric_memory(group = "world")]
+fn sync_if_some(s: Option<&symmem::Stream>) -> bool {
+    // `matches!` with a guard is not a list of expressions: its tokens are scanned, so the
+    // hatch is used (not an "unused escape hatch" error), and removed from the expansion.
+    #[symmem::allow_capture_unfit(reason = "test: called outside capture only")]
+    let synced = matches!(s, Some(v) if v.synchronize().is_ok());
+    synced
+}
+
+#[symmetric_memory(group = "world")]
+fn host_len_cfg(b: &Buffer<f32>) -> Result<usize, Error> {
+    #[cfg(any())]
+    #[symmem::allow_capture_unfit(reason = "test: never compiled")]
+    let n = b.to_host_vec()?.len() + 100;
+    #[cfg(not(any()))]
+    #[symmem::allow_capture_unfit(reason = "test: called outside capture only")]
+    let n = b.to_host_vec()?.len();
+    Ok(n)
+}
+
+#[test]
+fn hatches_on_scanned_macros_and_cfg_statements_run() {
+    let out = symmem::host::run(1, |_ctx| -> Result<(), Error> {
+        let s = symmem::current_stream()?;
+        assert!(sync_if_some(Some(&s)));
+        assert!(!sync_if_some(None));
+        let b = symmem::alloc_zeroed::<f32>(7)?;
+        assert_eq!(host_len_cfg(&b)?, 7);
+        Ok(())
+    })
+    .unwrap();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+}

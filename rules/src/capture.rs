@@ -8,6 +8,9 @@ pub enum Pattern {
     /// A method call `.name(..)`, or the same method called through a type path
     /// (`Type::name(..)`, `<T as Trait>::name(..)`, `Self::name(..)`).
     Method(&'static str),
+    /// A method call whose name starts with the prefix (`.par_chunks(..)` for `"par_"`),
+    /// through a type path too, like [`Pattern::Method`].
+    MethodPrefix(&'static str),
     /// A function path, used as a call or as a value. The path as written must be a suffix of
     /// `path` of at least `min` segments: with `path = "std::thread::sleep", min = 2`,
     /// `thread::sleep` and `std::thread::sleep` match, a bare `sleep` does not.
@@ -36,6 +39,7 @@ impl Pattern {
     pub fn describe(&self) -> String {
         match self {
             Pattern::Method(name) => format!("`.{name}(..)`"),
+            Pattern::MethodPrefix(prefix) => format!("`.{prefix}*(..)`"),
             Pattern::Function { path, min } | Pattern::Type { path, min } => {
                 let segs: Vec<&str> = path.split("::").collect();
                 let kind = if matches!(self, Pattern::Type { .. }) {
@@ -53,6 +57,29 @@ impl Pattern {
             Pattern::AsyncClosure => "`async \\|..\\| ..` (sync bodies)".to_string(),
         }
     }
+
+    /// Whether this is a method pattern that matches a method named `name`.
+    pub fn matches_method(&self, name: &str) -> bool {
+        match self {
+            Pattern::Method(want) => *want == name,
+            Pattern::MethodPrefix(prefix) => name.len() > prefix.len() && name.starts_with(prefix),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a path pattern that matches the path written as `segs` (segments,
+    /// without generics): a function path by suffix, a type path by suffix with or without its
+    /// last segment (the associated item).
+    pub fn matches_path(&self, segs: &[String]) -> bool {
+        match self {
+            Pattern::Function { path, min } => suffix_matches(segs, path, *min),
+            Pattern::Type { path, min } => {
+                suffix_matches(segs, path, *min)
+                    || (!segs.is_empty() && suffix_matches(&segs[..segs.len() - 1], path, *min))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Why a rule exists.
@@ -66,6 +93,8 @@ pub enum Category {
     OtherThread,
     /// Runs code after the window has closed.
     Deferred,
+    /// Starts or replays a graph, which cannot happen inside a capture.
+    Nesting,
 }
 
 impl Category {
@@ -76,6 +105,7 @@ impl Category {
             Category::CollectiveSetup => "collective set-up",
             Category::OtherThread => "other thread",
             Category::Deferred => "deferred",
+            Category::Nesting => "graph nesting",
         }
     }
 }
@@ -95,7 +125,7 @@ pub struct Rule {
     pub fix: &'static str,
 }
 
-use Pattern::{AsyncBlock, AsyncClosure, Function, Method, Type};
+use Pattern::{AsyncBlock, AsyncClosure, Function, Method, MethodPrefix, Type};
 
 /// The rules, in the order the documentation lists them.
 pub const RULES: &[Rule] = &[
@@ -200,14 +230,56 @@ pub const RULES: &[Rule] = &[
             Function { path: "std::thread::scope", min: 2 },
             Type { path: "std::thread::Builder", min: 2 },
             Function { path: "rayon::spawn", min: 2 },
+            Function { path: "rayon::spawn_fifo", min: 2 },
+            Function { path: "rayon::spawn_broadcast", min: 2 },
+            Function { path: "rayon::broadcast", min: 2 },
             Function { path: "rayon::scope", min: 2 },
+            Function { path: "rayon::scope_fifo", min: 2 },
+            Function { path: "rayon::in_place_scope", min: 2 },
+            Function { path: "rayon::in_place_scope_fifo", min: 2 },
             Function { path: "rayon::join", min: 2 },
-            Method("par_iter"),
-            Method("par_iter_mut"),
+            Function { path: "rayon::join_context", min: 2 },
+            Method("spawn"),
+            Method("spawn_fifo"),
+            Method("spawn_broadcast"),
+            Method("spawn_scoped"),
+            Method("install"),
+            MethodPrefix("par_"),
             Method("into_par_iter"),
         ],
         reason: "runs code on another thread, where this window does not route (routing is per thread): allocations there come from the default pool, not the group's symmetric pool",
         fix: "allocate the buffers in the body, on this thread, and hand them to the other thread; or annotate the function that thread runs with its own `#[symmetric_memory]`",
+    },
+    Rule {
+        id: "other-task",
+        category: Category::OtherThread,
+        patterns: &[
+            Function { path: "tokio::spawn", min: 2 },
+            Function { path: "tokio::task::spawn", min: 2 },
+            Function { path: "tokio::task::spawn_blocking", min: 2 },
+            Function { path: "tokio::task::spawn_local", min: 2 },
+            Method("spawn_blocking"),
+            Method("spawn_local"),
+        ],
+        reason: "hands code to an executor, which runs it on another thread or after this call has returned, outside this window (routing is per thread and lasts for the call): allocations there come from the default pool, not the group's symmetric pool",
+        fix: "allocate the buffers in the body and move them into the task; or make the task's code an annotated `async fn` (the macro routes each of its polls)",
+    },
+    Rule {
+        id: "nested-capture",
+        category: Category::Nesting,
+        patterns: &[
+            Function { path: "symmem::capture", min: 2 },
+            Function { path: "symmem::capture::capture", min: 2 },
+        ],
+        reason: "starts a graph capture, but a checked body may itself run while a graph is captured, and captures do not nest (refused at run time with `NotAllowedDuringCapture`)",
+        fix: "capture in the caller, around the call of the annotated function: `symmem::capture(|| step(..))`",
+    },
+    Rule {
+        id: "graph-replay",
+        category: Category::Nesting,
+        patterns: &[Method("replay")],
+        reason: "launches a captured graph; a checked body may run while a graph is captured, where a replay is refused (`NotAllowedDuringCapture`) and could not be recorded",
+        fix: "replay graphs in the caller, outside `symmem::capture(..)` and outside the annotated function",
     },
     Rule {
         id: "deferred-async",
@@ -218,12 +290,36 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// The text after "`<call>` " in a violation's message, with the help line.
+/// A violation's message: "capture check (category, rule `id`): <what> <reason>", the help
+/// line, and the note on silencing it (`what` is the offending code, e.g. "`.synchronize()`").
 pub fn message(rule: &Rule, what: &str) -> String {
     format!(
-        "capture check ({}, rule `{}`): {what} {}\n\
-         help: {}\n\
+        "{}\n\
          note: if this never runs while a CUDA graph is captured, put `#[symmem::allow_capture_unfit(reason = \"...\")]` on the statement, or turn the checks off for the function with `capture = \"never\"`",
+        head(rule, what)
+    )
+}
+
+/// The message of a violation in the `disabled = <expr>` argument, which runs at every call
+/// (also during capture) and cannot carry the escape hatch.
+pub fn message_in_disabled(rule: &Rule, what: &str) -> String {
+    format!("{}\n{DISABLED_NOTE}", head(rule, what))
+}
+
+/// The last line of a violation in `disabled = <expr>`.
+pub const DISABLED_NOTE: &str = "note: `disabled = ..` is evaluated at every call of the function, also while a CUDA graph is captured, and the escape hatch cannot go on it: compute the flag before the call and pass it in (e.g. `disabled = !route` with a `route: bool` argument), or turn the checks off for the function with `capture = \"never\"`";
+
+/// The line added to a violation behind `#[cfg(<predicate>)]` (`predicate` as written).
+pub fn cfg_note(predicate: &str) -> String {
+    format!(
+        "note: this code is behind `#[cfg({predicate})]`; it is checked in every configuration, since a configuration where it is compiled may run it during capture"
+    )
+}
+
+fn head(rule: &Rule, what: &str) -> String {
+    format!(
+        "capture check ({}, rule `{}`): {what} {}\n\
+         help: {}",
         rule.category.name(),
         rule.id,
         rule.reason,
@@ -241,6 +337,25 @@ pub fn suffix_matches(written: &[String], path: &str, min: usize) -> bool {
             .iter()
             .zip(written)
             .all(|(a, b)| a == b)
+}
+
+/// The first rule that a method call `.name(..)` breaks.
+pub fn rule_for_method(name: &str) -> Option<&'static Rule> {
+    RULES
+        .iter()
+        .find(|r| r.patterns.iter().any(|p| p.matches_method(name)))
+}
+
+/// The first rule that a path written as `segs` breaks (called or used as a value); `typed`:
+/// the path names an associated item of a type (`Type::name`, `<T as Trait>::name`), so method
+/// rules apply to its last segment too.
+pub fn rule_for_path(segs: &[String], typed: bool) -> Option<&'static Rule> {
+    let last = segs.last()?;
+    RULES.iter().find(|r| {
+        r.patterns
+            .iter()
+            .any(|p| p.matches_path(segs) || (typed && p.matches_method(last)))
+    })
 }
 
 /// The rule with identifier `id`, if there is one.
@@ -292,5 +407,72 @@ mod tests {
         );
         assert_eq!(rule("sleep").map(|r| r.id), Some("sleep"));
         assert!(rule("nope").is_none());
+        assert_eq!(Pattern::MethodPrefix("par_").describe(), "`.par_*(..)`");
+    }
+
+    #[test]
+    fn method_prefixes() {
+        let p = Pattern::MethodPrefix("par_");
+        assert!(p.matches_method("par_chunks"));
+        assert!(p.matches_method("par_sort_unstable_by_key"));
+        assert!(!p.matches_method("par_"));
+        assert!(!p.matches_method("parse"));
+        assert!(!p.matches_method("into_par_iter"));
+        assert!(!Pattern::Method("spawn").matches_method("spawner"));
+    }
+
+    #[test]
+    fn rules_for_calls() {
+        let w = |s: &str| s.split("::").map(String::from).collect::<Vec<_>>();
+        let id = |r: Option<&Rule>| r.map(|r| r.id);
+        assert_eq!(id(rule_for_method("par_bridge")), Some("other-thread"));
+        assert_eq!(id(rule_for_method("install")), Some("other-thread"));
+        assert_eq!(id(rule_for_method("spawn_blocking")), Some("other-task"));
+        assert_eq!(id(rule_for_method("replay")), Some("graph-replay"));
+        assert_eq!(id(rule_for_method("parse")), None);
+        assert_eq!(
+            id(rule_for_path(&w("tokio::spawn"), false)),
+            Some("other-task")
+        );
+        assert_eq!(
+            id(rule_for_path(&w("task::spawn_local"), false)),
+            Some("other-task")
+        );
+        assert_eq!(
+            id(rule_for_path(&w("rayon::in_place_scope"), false)),
+            Some("other-thread")
+        );
+        assert_eq!(
+            id(rule_for_path(&w("symmem::capture"), false)),
+            Some("nested-capture")
+        );
+        assert_eq!(
+            id(rule_for_path(&w("capture::capture"), false)),
+            Some("nested-capture")
+        );
+        assert_eq!(id(rule_for_path(&w("capture"), false)), None);
+        assert_eq!(
+            id(rule_for_path(&w("symmem::capture::is_capturing"), false)),
+            None
+        );
+        assert_eq!(
+            id(rule_for_path(&w("Graph::replay"), true)),
+            Some("graph-replay")
+        );
+        assert_eq!(id(rule_for_path(&w("graph::replay"), false)), None);
+        assert_eq!(
+            id(rule_for_path(&w("thread::Builder::new"), false)),
+            Some("other-thread")
+        );
+        // The start-ranks function comes before the `.install(..)` method rule.
+        assert_eq!(
+            id(rule_for_path(&w("RankContext::install"), true)),
+            Some("start-ranks")
+        );
+        assert_eq!(
+            id(rule_for_path(&w("ThreadPool::install"), true)),
+            Some("other-thread")
+        );
+        assert_eq!(id(rule_for_path(&[], true)), None);
     }
 }

@@ -209,14 +209,17 @@ pub const REFUSALS: &[&Refusal] = &[
 ];
 
 /// A refusal of a capture inside a capture or of a replay inside a capture. These are not
-/// capture-unfit operations of a body (no compile-time rule rejects them: `symmem::capture` is
-/// not called from an annotated function's body), so they have their own texts.
+/// refusals of a host-blocking or set-up operation, so they have their own texts; each still
+/// names the compile-time rule (category `graph nesting`) that rejects the call in a checked
+/// body, which may run during capture.
 #[derive(Debug, PartialEq, Eq)]
 pub struct NestingRefusal {
     /// The `op` of the runtime's `Error::NotAllowedDuringCapture`.
     pub op: &'static str,
     /// The public path a user calls to reach it.
     pub path: &'static str,
+    /// The id of the compile-time rule that rejects the call in a checked body.
+    pub rule: &'static str,
     /// The error's `why`.
     pub why: &'static str,
     /// The error's `fix`.
@@ -227,6 +230,7 @@ pub struct NestingRefusal {
 pub const CAPTURE_IN_CAPTURE: NestingRefusal = NestingRefusal {
     op: "capture",
     path: "symmem::capture",
+    rule: "nested-capture",
     why: "a capture is already running on this thread",
     fix: "finish the outer capture first; captures do not nest",
 };
@@ -235,6 +239,7 @@ pub const CAPTURE_IN_CAPTURE: NestingRefusal = NestingRefusal {
 pub const BEGIN_CAPTURE_WHILE_CAPTURING: NestingRefusal = NestingRefusal {
     op: "begin_capture",
     path: "symmem::capture",
+    rule: "nested-capture",
     why: "the stream is already capturing",
     fix: "finish the running capture first",
 };
@@ -243,6 +248,7 @@ pub const BEGIN_CAPTURE_WHILE_CAPTURING: NestingRefusal = NestingRefusal {
 pub const REPLAY_IN_CAPTURE: NestingRefusal = NestingRefusal {
     op: "Graph::replay",
     path: "symmem::Graph::replay",
+    rule: "graph-replay",
     why: "replaying a graph inside another capture is not supported",
     fix: "replay the graph outside the capture closure",
 };

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use symmem_rules::capture::{self, Pattern, RULES};
+use symmem_rules::capture::{self, Category, Pattern, RULES};
 use symmem_rules::refusals::{Kind, NESTING, REFUSALS};
 
 fn workspace() -> PathBuf {
@@ -21,18 +21,10 @@ fn workspace() -> PathBuf {
 
 /// Whether `pattern` matches a call of the public path `path` (`symmem::Type::method` or
 /// `symmem::module::function`): a method pattern matches the last segment, a function or type
-/// pattern matches a suffix as the macro does.
+/// pattern matches a suffix, as the macro does.
 fn matches(pattern: &Pattern, path: &str) -> bool {
     let segs: Vec<String> = path.split("::").map(String::from).collect();
-    match pattern {
-        Pattern::Method(name) => segs.last().is_some_and(|s| s == name),
-        Pattern::Function { path: p, min } => capture::suffix_matches(&segs, p, *min),
-        Pattern::Type { path: p, min } => {
-            capture::suffix_matches(&segs, p, *min)
-                || capture::suffix_matches(&segs[..segs.len() - 1], p, *min)
-        }
-        Pattern::AsyncBlock | Pattern::AsyncClosure => false,
-    }
+    pattern.matches_path(&segs) || segs.last().is_some_and(|last| pattern.matches_method(last))
 }
 
 fn rule_matching(path: &str) -> Option<&'static str> {
@@ -100,6 +92,57 @@ fn every_refusal_is_caught_by_its_rule() {
     }
 }
 
+/// Every nesting refusal (a capture or a replay inside a capture) names an existing rule of
+/// category `graph nesting` whose patterns match its public path.
+#[test]
+fn every_nesting_refusal_is_caught_by_its_rule() {
+    for n in NESTING {
+        let Some(rule) = capture::rule(n.rule) else {
+            panic!(
+                "nesting refusal `{}` ({}) names rule `{}`, which is not in RULES: add the rule to rules/src/capture.rs or fix the refusal's `rule` in rules/src/refusals.rs",
+                n.op, n.path, n.rule
+            );
+        };
+        assert!(
+            rule.patterns.iter().any(|p| matches(p, n.path)),
+            "nesting refusal `{}`: no pattern of rule `{}` matches its path `{}`, so the macro lets a call the runtime refuses compile: add a pattern to rule `{}` in rules/src/capture.rs",
+            n.op,
+            n.rule,
+            n.path,
+            n.rule
+        );
+        assert_eq!(
+            rule.category,
+            Category::Nesting,
+            "nesting refusal `{}`: its rule `{}` is in category {}, not graph nesting",
+            n.op,
+            n.rule,
+            rule.category.name()
+        );
+    }
+}
+
+/// The category of each rule is that of the refusals it catches: no rule of category
+/// `graph nesting` catches a blocking or set-up refusal, and the other way round.
+#[test]
+fn rule_categories_match_their_refusals() {
+    for r in REFUSALS {
+        let rule = capture::rule(r.rule).map(|r| r.category);
+        assert_ne!(rule, Some(Category::Nesting), "refusal `{}`", r.op);
+    }
+    for n in NESTING {
+        let rule = capture::rule(n.rule).map(|r| r.category);
+        assert!(
+            !matches!(
+                rule,
+                Some(Category::HostBlocking | Category::CollectiveSetup)
+            ),
+            "nesting refusal `{}`",
+            n.op
+        );
+    }
+}
+
 #[test]
 fn refusals_are_unique() {
     let mut seen = BTreeSet::new();
@@ -113,17 +156,20 @@ fn refusals_are_unique() {
             "two refusals share the op `{op}` in rules/src/refusals.rs: the message would not say which operation was refused"
         );
     }
-    for r in REFUSALS {
+    for path in REFUSALS
+        .iter()
+        .map(|r| r.path)
+        .chain(NESTING.iter().map(|n| n.path))
+    {
         assert!(
-            r.path.starts_with("symmem::"),
-            "refusal `{}`: path `{}` is not a `symmem::` path",
-            r.op,
-            r.path
+            path.starts_with("symmem::"),
+            "refusal path `{path}` is not a `symmem::` path",
         );
     }
 }
 
-/// The three drifts the shared table was made to fix stay fixed.
+/// The drifts the shared table was made to fix stay fixed (issue 13: a nested capture and a
+/// replay had no rule).
 #[test]
 fn known_drifts_stay_fixed() {
     assert_eq!(
@@ -136,6 +182,17 @@ fn known_drifts_stay_fixed() {
         Some("start-ranks"),
         "`symmem::cuda::init_rank` starts a rank, so rule `start-ranks` must reject it"
     );
+    for (path, rule) in [
+        ("symmem::capture", "nested-capture"),
+        ("symmem::capture::capture", "nested-capture"),
+        ("symmem::Graph::replay", "graph-replay"),
+    ] {
+        assert_eq!(
+            rule_matching(path),
+            Some(rule),
+            "`{path}` is refused at run time during capture, so rule `{rule}` must reject it"
+        );
+    }
     for rule in RULES {
         for p in rule.patterns {
             if let Pattern::Function { path, .. } = p {
@@ -481,12 +538,28 @@ fn helper_calls(text: &str) -> Vec<(String, Kind)> {
     out
 }
 
-/// The literal (op, why, fix) of every `NotAllowedDuringCapture { .. }` built in `text`
-/// (`None` for a field that is not a literal).
-fn error_literals(text: &str) -> Vec<[Option<String>; 3]> {
+/// One `NotAllowedDuringCapture { .. }` written in the runtime's sources.
+#[derive(Debug, PartialEq)]
+enum Built {
+    /// The variant's definition (`op: &'static str`), or a pattern (`{ op, .. }`).
+    Definition,
+    /// Built from a table entry (`op: refusal.op`).
+    FromEntry,
+    /// A literal op, with its literal `why` and `fix` when they are literals.
+    Literal {
+        op: String,
+        why: Option<String>,
+        fix: Option<String>,
+    },
+    /// Anything else (the text after `op:`).
+    Other(String),
+}
+
+/// Every `NotAllowedDuringCapture { .. }` in `text`.
+fn constructions(text: &str) -> Vec<Built> {
     let mut out = Vec::new();
     for (at, _) in text.match_indices("NotAllowedDuringCapture {") {
-        let body = &text[at..];
+        let body = &text[at + "NotAllowedDuringCapture {".len()..];
         let body = &body[..body.find('}').unwrap_or(body.len())];
         let field = |name: &str| {
             let key = format!("{name}:");
@@ -494,11 +567,59 @@ fn error_literals(text: &str) -> Vec<[Option<String>; 3]> {
                 .and_then(|k| literal_after(body, k + key.len()))
                 .map(String::from)
         };
-        if body.contains("why:") {
-            out.push([field("op"), field("why"), field("fix")]);
-        }
+        let Some(k) = body.find("op:") else {
+            out.push(Built::Definition); // `{ op, .. }`, `{ .. }`: a pattern
+            continue;
+        };
+        let after = body[k + 3..].trim_start();
+        let value: String = after
+            .chars()
+            .take_while(|c| !matches!(c, ',' | '\n'))
+            .collect();
+        out.push(if let Some(op) = field("op") {
+            Built::Literal {
+                op,
+                why: field("why"),
+                fix: field("fix"),
+            }
+        } else if value == "&'static str" {
+            Built::Definition
+        } else if value == "refusal.op" {
+            Built::FromEntry
+        } else {
+            Built::Other(value)
+        });
     }
     out
+}
+
+#[test]
+fn construction_reader() {
+    let text = "enum E { NotAllowedDuringCapture {\n op: &'static str,\n why: &'static str } }\n\
+                Error::NotAllowedDuringCapture { op: refusal.op, why: refusal.why(), fix: refusal.fix() }\n\
+                Error::NotAllowedDuringCapture { op: \"capture\", why: \"w\", fix: \"f\" }\n\
+                Error::NotAllowedDuringCapture { op: \"x\", why: Kind::Setup.why(), fix: f }\n\
+                Error::NotAllowedDuringCapture { op: name, why: w, fix: f }\n\
+                Error::NotAllowedDuringCapture { op, .. } => {}";
+    assert_eq!(
+        constructions(text),
+        vec![
+            Built::Definition,
+            Built::FromEntry,
+            Built::Literal {
+                op: "capture".into(),
+                why: Some("w".into()),
+                fix: Some("f".into())
+            },
+            Built::Literal {
+                op: "x".into(),
+                why: None,
+                fix: None
+            },
+            Built::Other("name".into()),
+            Built::Definition,
+        ]
+    );
 }
 
 #[test]
@@ -525,28 +646,34 @@ fn runtime_refusals_are_in_the_table() {
             }
             raised.insert(op);
         }
-        for [op, why, fix] in error_literals(text) {
-            let (Some(why), Some(fix)) = (why, fix) else {
-                continue;
-            };
-            let known = match &op {
-                Some(op) => NESTING
-                    .iter()
-                    .any(|n| n.op == op && n.why == why && n.fix == fix),
-                None => [Kind::Blocking, Kind::Setup]
-                    .iter()
-                    .any(|k| k.why() == why && k.fix() == fix),
-            };
-            if !known {
-                let op = op
-                    .as_deref()
-                    .map_or("op".to_string(), |op| format!("op: {op:?}"));
-                problems.push(format!(
-                    "{file}: `NotAllowedDuringCapture {{ {op}, why: {why:?}, fix: {fix:?} }}` matches neither a refusal kind (refusals::Kind::why/fix) nor a NESTING entry: make the texts agree in rules/src/refusals.rs, or build the error from a table entry"
-                ));
-            }
-            if let Some(op) = op {
-                raised.insert(op);
+        for built in constructions(text) {
+            match built {
+                Built::Definition | Built::FromEntry => {}
+                Built::Other(op) => problems.push(format!(
+                    "{file}: builds `NotAllowedDuringCapture {{ op: {op}, .. }}` from something other than a literal op or a table entry's `op`: refuse with `refuse_if_capturing(&refusals::ENTRY)` (or build the error from a NESTING entry), so that the drift test can pair it with a rule"
+                )),
+                Built::Literal { op, why, fix } => {
+                    let known = match (&why, &fix) {
+                        (Some(why), Some(fix)) => {
+                            NESTING
+                                .iter()
+                                .any(|n| n.op == op && n.why == why && n.fix == fix)
+                                || REFUSALS.iter().any(|r| {
+                                    r.op == op && r.why() == why && r.fix() == fix
+                                })
+                        }
+                        _ => {
+                            NESTING.iter().any(|n| n.op == op)
+                                || REFUSALS.iter().any(|r| r.op == op)
+                        }
+                    };
+                    if !known {
+                        problems.push(format!(
+                            "{file}: `NotAllowedDuringCapture {{ op: {op:?}, why: {why:?}, fix: {fix:?} }}` is neither a REFUSALS entry (with its kind's texts) nor a NESTING entry: add it, with the rule that catches it, to rules/src/refusals.rs, or build the error from a table entry"
+                    ));
+                    }
+                    raised.insert(op);
+                }
             }
         }
     }
@@ -601,4 +728,52 @@ fn const_names() -> Vec<(&'static str, &'static str)> {
         "every entry constant of rules/src/refusals.rs is listed once in REFUSALS or NESTING"
     );
     out
+}
+
+/// Methods of other crates that the host-blocking rules name (cudarc's `CudaStream` copies):
+/// the runtime's sources do not define them.
+const FOREIGN_METHODS: &[(&str, &str)] = &[
+    ("memcpy_dtoh", "cudarc::driver::CudaStream"),
+    ("memcpy_dtov", "cudarc::driver::CudaStream"),
+    ("clone_dtoh", "cudarc::driver::CudaStream"),
+    ("memcpy_htod", "cudarc::driver::CudaStream"),
+];
+
+/// Every method a host-blocking, set-up or graph-nesting rule names is a method of symmem (a
+/// `fn` of the runtime's sources) or one of [`FOREIGN_METHODS`]: a renamed symmem method does
+/// not leave a rule that matches nothing. (The other-thread rules name std, rayon and tokio
+/// APIs.)
+#[test]
+fn method_rules_name_existing_methods() {
+    let sources = runtime_sources();
+    let defined = |name: &str| {
+        let needle = format!("fn {name}");
+        sources.iter().any(|(_, t)| {
+            t.match_indices(&needle).any(|(at, _)| {
+                let after = t[at + needle.len()..].chars().next();
+                matches!(after, Some('(' | '<'))
+            })
+        })
+    };
+    let mut missing = Vec::new();
+    for rule in RULES {
+        if !matches!(
+            rule.category,
+            Category::HostBlocking | Category::CollectiveSetup | Category::Nesting
+        ) {
+            continue;
+        }
+        for p in rule.patterns {
+            let Pattern::Method(name) = p else { continue };
+            let foreign = FOREIGN_METHODS.iter().any(|(m, _)| m == name);
+            if foreign == defined(name) {
+                missing.push(if foreign {
+                    format!("rule `{}`: `.{name}(..)` is listed in FOREIGN_METHODS but runtime/src defines it: remove it from the list", rule.id)
+                } else {
+                    format!("rule `{}`: `.{name}(..)` is not a method of runtime/src (renamed or removed?) nor in FOREIGN_METHODS", rule.id)
+                });
+            }
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
