@@ -122,7 +122,8 @@ fn bench_rank(ctx: &RankContext, sizes: &[usize]) -> Vec<Row> {
     let world = ctx.world();
     let rank = ctx.rank();
     let comm = nccl_comm(&world).expect("a CUDA group has an NCCL communicator");
-    let raw = comm.raw_comm();
+    // symmem's handle type; cudarc's NCCL bindings take their own (the same pointer).
+    let raw = comm.raw_comm() as nccl::ncclComm_t;
     let cu_stream = cuda::cuda_stream(ctx).expect("a CUDA stream").cu_stream();
     let max = sizes.iter().copied().max().unwrap_or(0);
     world.reserve_symmetric(max + (1 << 20)).expect("reserve");

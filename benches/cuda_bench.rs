@@ -276,7 +276,8 @@ fn bench_rank(world: &Group, device: &str, rows: &mut Vec<Row>) {
     // loaded library, as C code calls it (cudarc's own wrapper adds a call and a lookup per
     // launch; symmem is also compared with it).
     let comm = nccl_comm(world).expect("a CUDA group has an NCCL communicator");
-    let raw = comm.raw_comm();
+    // symmem's handle type; cudarc's NCCL bindings take their own (the same pointer).
+    let raw = comm.raw_comm() as nccl::ncclComm_t;
     type AllReduceFn = unsafe extern "C" fn(
         *const std::ffi::c_void,
         *mut std::ffi::c_void,

@@ -85,7 +85,9 @@ fn backend_selection_is_clear_without_enough_gpus() {
         say(&format!(
             "NCCL loaded as {} ({})",
             info.name,
-            info.path.map(|p| p.display().to_string()).unwrap_or_default()
+            info.path
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         ));
         assert_eq!(info.name, "libnccl.so.2");
     }

@@ -222,7 +222,7 @@ fn cuda_signatures() {
     let _: fn(RankConfig) -> Result<RankContext> = init_from_env;
     let _: fn() -> Result<UniqueId> = UniqueId::new;
     let _: [u8; 128] = UniqueId([0; 128]).0;
-    let _: fn(&NcclComm) -> cudarc::nccl::sys::ncclComm_t = NcclComm::raw_comm;
+    let _: fn(&NcclComm) -> symmem::cuda::nccl_sys::ncclComm_t = NcclComm::raw_comm;
     let _: fn(&NcclComm) -> usize = NcclComm::granularity;
     let _: i32 = NCCL_WIN_COLL_SYMMETRIC;
     let _: fn(usize) -> Result<CudaDevice> = CudaDevice::open;

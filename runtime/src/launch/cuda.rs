@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use cudarc::nccl::sys as nccl;
+use crate::backend::cuda::nccl_api::sys as nccl;
 
 use crate::backend::cuda::availability::{log_policy_once, nvls_off, require, unavailable};
 use crate::backend::cuda::device::CudaDevice;

@@ -14,8 +14,8 @@
 
 use std::ffi::{c_void, CStr};
 
+use crate::backend::cuda::nccl_api::sys as nccl;
 use cudarc::driver::{result::DriverError, sys as cu};
-use cudarc::nccl::sys as nccl;
 
 use super::nccl_api::{
     nccl_api, result_name, NcclDataType, NcclRedOp, NcclResult, NCCL_INTERNAL_ERROR,

@@ -90,6 +90,10 @@ pub mod bootstrap {
 
 pub use cudarc;
 
+/// NCCL's handle types as symmem declares them (`nccl.h` layouts): what
+/// [`NcclComm::raw_comm`] returns. A pointer casts to cudarc's `nccl::sys` type of the same name.
+pub use nccl_api::sys as nccl_sys;
+
 pub use availability::{gpu_count, nccl_version};
 pub use device::{CudaDevice, CudaGraph, CudaRankStream};
 pub use ffi::NCCL_WIN_COLL_SYMMETRIC;

@@ -14,13 +14,39 @@
 //!   is an `int` in the ABI of every platform NCCL supports).
 //! * `nccl::sys::culib()` exists only under cudarc's `dynamic-loading` feature.
 //!
-//! The handle types (`ncclComm_t`, `ncclWindow_t`, `cudaStream_t`: pointers; `ncclUniqueId`: a
-//! 128-byte C struct) are still cudarc's: they are plain data whatever the linking feature.
+//! * With cudarc's `nccl` feature and its `dynamic-linking` feature (what candle enables),
+//!   cudarc links `libnccl` at build time; symmem does not enable cudarc's `nccl` feature at
+//!   all, so building next to candle needs no NCCL installed. The handle types are declared here
+//!   ([`sys`]), with the layouts of `nccl.h`.
 
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::OnceLock;
 
-use cudarc::nccl::sys as nccl;
+use self::sys as nccl;
+
+/// NCCL's handle types, as `nccl.h` declares them (symmem's own: cudarc's exist only under its
+/// `nccl` feature). Pointers are interchangeable with cudarc's `nccl::sys` ones by a cast.
+#[allow(non_camel_case_types)]
+pub mod sys {
+    /// NCCL's opaque communicator.
+    #[repr(C)]
+    pub struct ncclComm {
+        _opaque: [u8; 0],
+    }
+    /// `ncclComm_t`.
+    pub type ncclComm_t = *mut ncclComm;
+    /// `ncclWindow_t` (an opaque handle).
+    pub type ncclWindow_t = *mut std::ffi::c_void;
+    /// `cudaStream_t`: the same handle as the driver's `CUstream`.
+    pub type cudaStream_t = cudarc::driver::sys::CUstream;
+    /// `ncclUniqueId`: 128 opaque bytes that every rank of a new world shares.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug)]
+    pub struct ncclUniqueId {
+        /// The bytes.
+        pub internal: [std::ffi::c_char; 128],
+    }
+}
 
 use crate::error::{Error, Result};
 

@@ -7,8 +7,8 @@ use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::backend::cuda::nccl_api::sys as nccl;
 use cudarc::driver::{sys as cu, CudaContext, CudaStream};
-use cudarc::nccl::sys as nccl;
 
 use super::abort::AbortRegistry;
 use super::core::{AvgOps, CommLaunchLine, NcclFns, RawComm};

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use crate::backend::cuda::nccl_api::sys as nccl;
 use cudarc::driver::sys as cu;
-use cudarc::nccl::sys as nccl;
 
 use super::hints::HINT_COLL;
 use crate::backend::cuda::device::AbortNote;
@@ -407,32 +407,33 @@ const NCCL_AVG: NcclRedOp = 4;
 /// file) maps its arguments.
 #[inline]
 pub fn nccl_dtype(d: DType) -> NcclDataType {
-    use nccl::ncclDataType_t as T;
-    (match d {
-        DType::U8 => T::ncclUint8,
-        DType::I32 => T::ncclInt32,
-        DType::U32 => T::ncclUint32,
-        DType::I64 => T::ncclInt64,
-        DType::U64 => T::ncclUint64,
-        DType::F16 => T::ncclFloat16,
-        DType::BF16 => T::ncclBfloat16,
-        DType::F32 => T::ncclFloat32,
-        DType::F64 => T::ncclFloat64,
-    }) as NcclDataType
+    // nccl.h: ncclInt8 0, ncclUint8 1, ncclInt32 2, ncclUint32 3, ncclInt64 4, ncclUint64 5,
+    // ncclFloat16 6, ncclFloat32 7, ncclFloat64 8, ncclBfloat16 9.
+    match d {
+        DType::U8 => 1,
+        DType::I32 => 2,
+        DType::U32 => 3,
+        DType::I64 => 4,
+        DType::U64 => 5,
+        DType::F16 => 6,
+        DType::F32 => 7,
+        DType::F64 => 8,
+        DType::BF16 => 9,
+    }
 }
 
 /// NCCL's built-in reduction of `op` (`ncclRedOp_t` as an `int`). Inline, as [`nccl_dtype`].
 /// All-reduce maps `Avg` on floats through [`AvgOps::all_reduce_op`] instead.
 #[inline]
 pub fn nccl_op(op: ReduceOp) -> NcclRedOp {
-    use nccl::ncclRedOp_t as O;
-    (match op {
-        ReduceOp::Sum => O::ncclSum,
-        ReduceOp::Prod => O::ncclProd,
-        ReduceOp::Max => O::ncclMax,
-        ReduceOp::Min => O::ncclMin,
-        ReduceOp::Avg => O::ncclAvg,
-    }) as NcclRedOp
+    // nccl.h: ncclSum 0, ncclProd 1, ncclMax 2, ncclMin 3, ncclAvg 4.
+    match op {
+        ReduceOp::Sum => 0,
+        ReduceOp::Prod => 1,
+        ReduceOp::Max => 2,
+        ReduceOp::Min => 3,
+        ReduceOp::Avg => NCCL_AVG,
+    }
 }
 
 /// The direct all-reduce entry of a communicator: [`CommLaunchLine::launch_all_reduce`] on its own

@@ -6,7 +6,7 @@ use std::ffi::{c_int, c_void};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cudarc::nccl::sys as nccl;
+use crate::backend::cuda::nccl_api::sys as nccl;
 
 use super::abort::AbortRegistry;
 use super::core::{departure_step, AvgOps, CommLaunchLine, DepartureStep, NcclFns, RawComm};

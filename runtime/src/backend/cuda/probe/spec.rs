@@ -32,6 +32,43 @@ pub struct LibSpec {
 /// How to put NCCL's pip package on the search path (the command line the hints print).
 pub const NCCL_PIP_HINT: &str = "export LD_LIBRARY_PATH=\"$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], \"lib\"))'):$LD_LIBRARY_PATH\"";
 
+/// The file names cudarc (0.19.10, `get_lib_name_candidates`) loads library `lib_name` under
+/// when it loads at run time, for the CUDA version of cudarc's bindings
+/// (`cudarc::driver::sys::CUDA_VERSION`). A copy, because cudarc defines that function only
+/// under its `dynamic-loading` feature, and symmem must also build when another crate (candle)
+/// gives cudarc `dynamic-linking`; the unit test `our_names_are_cudarcs` keeps it equal to
+/// cudarc's in every build where cudarc has the function.
+pub fn lib_name_candidates(lib_name: &str) -> Vec<String> {
+    use std::env::consts::{DLL_PREFIX, DLL_SUFFIX};
+    let pointer_width = if cfg!(target_pointer_width = "32") {
+        "32"
+    } else {
+        "64"
+    };
+    let version = cudarc::driver::sys::CUDA_VERSION;
+    let major = version / 1000;
+    let minor = (version % 1000) / 10;
+    vec![
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_{major}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_{major}{minor}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_{major}{minor}_0{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_{major}0_{minor}{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_10{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_11{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_12{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_{major}0_0{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{pointer_width}_9{DLL_SUFFIX}"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.{major}"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.12"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.11"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.10"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.9"),
+        format!("{DLL_PREFIX}{lib_name}{DLL_SUFFIX}.1"),
+    ]
+}
+
 /// `names` in order, each once.
 fn dedup(names: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -91,7 +128,7 @@ impl LibSpec {
         let candidates = dedup(
             ["cuda", "nvcuda"]
                 .iter()
-                .flat_map(|n| cudarc::get_lib_name_candidates(n)),
+                .flat_map(|n| lib_name_candidates(n)),
         );
         LibSpec {
             library: "CUDA driver",
@@ -112,7 +149,7 @@ impl LibSpec {
             std::env::consts::DLL_PREFIX,
             std::env::consts::DLL_SUFFIX
         );
-        let candidates = dedup(std::iter::once(so2).chain(cudarc::get_lib_name_candidates("nccl")));
+        let candidates = dedup(std::iter::once(so2).chain(lib_name_candidates("nccl")));
         let diagnostic_names = Vec::new();
         let mut scan_dirs = common_lib_dirs();
         if let Some(venv) = std::env::var_os("VIRTUAL_ENV") {
@@ -141,7 +178,7 @@ impl LibSpec {
     pub fn nvrtc() -> Self {
         LibSpec {
             library: "NVRTC",
-            candidates: dedup(cudarc::get_lib_name_candidates("nvrtc")),
+            candidates: dedup(lib_name_candidates("nvrtc")),
             diagnostic_names: Vec::new(),
             required_symbol: "nvrtcCompileProgram",
             scan_dirs: common_lib_dirs(),
@@ -155,7 +192,7 @@ impl LibSpec {
     pub fn cublas() -> Self {
         LibSpec {
             library: "cuBLAS",
-            candidates: dedup(cudarc::get_lib_name_candidates("cublas")),
+            candidates: dedup(lib_name_candidates("cublas")),
             diagnostic_names: Vec::new(),
             required_symbol: "cublasCreate_v2",
             scan_dirs: common_lib_dirs(),
@@ -171,7 +208,7 @@ impl LibSpec {
     pub fn cublas_lt() -> Self {
         LibSpec {
             library: "cuBLASLt",
-            candidates: dedup(cudarc::get_lib_name_candidates("cublasLt")),
+            candidates: dedup(lib_name_candidates("cublasLt")),
             diagnostic_names: Vec::new(),
             required_symbol: "cublasLtMatmul",
             scan_dirs: common_lib_dirs(),

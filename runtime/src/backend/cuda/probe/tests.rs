@@ -21,6 +21,18 @@ fn bogus_spec(dirs: Vec<PathBuf>) -> LibSpec {
 }
 
 #[test]
+fn our_names_are_cudarcs() {
+    // (Our builds give cudarc `fallback-dynamic-loading`, so its function exists here.)
+    for lib in ["cuda", "nvcuda", "nccl", "nvrtc", "cublas", "cublasLt"] {
+        assert_eq!(
+            super::spec::lib_name_candidates(lib),
+            cudarc::get_lib_name_candidates(lib),
+            "{lib}"
+        );
+    }
+}
+
+#[test]
 fn cudarc_names_are_used() {
     let cuda = LibSpec::cuda();
     assert!(cuda.candidates.contains(&"libcuda.so".to_string()));

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cudarc::nccl::sys as nccl;
+use crate::backend::cuda::nccl_api::sys as nccl;
 
 use super::{CommPlace, NcclComm};
 use crate::backend::cuda::ffi::{self, cuda_err};

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::backend::cuda::nccl_api::sys as nccl;
 use cudarc::driver::sys as cu;
-use cudarc::nccl::sys as nccl;
 
 use super::NcclComm;
 use crate::backend::cuda::ffi::{self, cuda_err, DeviceAlloc, RelaxedCapture};

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cudarc::nccl::sys as nccl;
+use crate::backend::cuda::nccl_api::sys as nccl;
 
 use super::NcclComm;
 use crate::backend::cuda::ffi::{self, cuda_err, RelaxedCapture, NCCL_WIN_COLL_SYMMETRIC};
