@@ -650,6 +650,59 @@ fn a_rank_that_returns_early_fails_its_peers_collectives_at_once() {
     ));
 }
 
+#[test]
+fn buffer_views_and_their_slices_are_kernel_arguments() {
+    use symmem::cuda::cudarc::driver::{LaunchConfig, PushKernelArg};
+    let Some((_n, _g)) = gpus("buffer_views_and_their_slices_are_kernel_arguments") else {
+        return;
+    };
+    const SRC: &str = r#"
+extern "C" __global__ void add_to(float* out, const float* in, unsigned n) {
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] += in[i];
+}"#;
+    cuda::run_threads(1, cfg(), |ctx| {
+        let ptx = symmem::cuda::cudarc::nvrtc::compile_ptx(SRC).expect("NVRTC compiles");
+        let module = cuda_context(ctx).unwrap().load_module(ptx).unwrap();
+        let f = module.load_function("add_to").unwrap();
+        let stream = cuda_stream(ctx).unwrap();
+        let mut out = symmem::alloc_from_host(&[0f32; 64]).unwrap();
+        let input =
+            symmem::alloc_from_host(&(0..64).map(|i| i as f32).collect::<Vec<_>>()).unwrap();
+        {
+            let iv = input.cuda_view().unwrap();
+            let src = iv.slice(8..40).unwrap();
+            let mut ov = out.cuda_view_mut().unwrap();
+            let mut dst = ov.slice_mut(16..48).unwrap();
+            assert!(ov_len_is_checked(&src));
+            let n = 32u32;
+            let mut launch = stream.launch_builder(&f);
+            launch.arg(&mut dst).arg(&src).arg(&n);
+            // SAFETY: the kernel's signature is (float*, const float*, unsigned) and it touches
+            // `n` = 32 elements of each 32-element slice; it runs on the rank's stream.
+            unsafe { launch.launch(LaunchConfig::for_num_elems(n)) }.unwrap();
+        }
+        let got = out.to_host_vec().unwrap();
+        let want: Vec<f32> = (0..64)
+            .map(|i| {
+                if (16..48).contains(&i) {
+                    (i - 8) as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        assert_eq!(got, want);
+    })
+    .unwrap();
+    say("interop: BufferView/BufferViewMut slices passed as kernel arguments");
+}
+
+/// Out-of-range slices are errors, not views past the buffer.
+fn ov_len_is_checked(v: &symmem::cuda::BufferView<'_, f32>) -> bool {
+    v.len() == 32 && v.slice(0..33).is_err() && v.slice(32..).map(|s| s.is_empty()).unwrap_or(false)
+}
+
 // ------------------------------------------------------------------------------------------
 // Teardown
 // ------------------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ use symmem::backend::{
     BackendKind as _, CommBackend, DeviceBackend, DirectAllReduce, GraphBackend, HostOp, Operand,
     StreamBackend, SymRef, SymSegment,
 };
-use symmem::capture::{capture as _, is_capturing as _, Graph as _, GraphArena};
+use symmem::capture::{
+    capture as _, capture_with_error as _, is_capturing as _, Graph as _, GraphArena,
+};
 use symmem::host::{
     live_segment_bytes, run as host_run, run_with, HostComm, HostConfig, HostDevice, HostGraph,
     HostStream,
@@ -80,6 +82,14 @@ fn signatures() {
     let _: fn() -> Result<()> = synchronize;
     let _: fn() -> BackendReport = detect;
     let _: Result<(Graph, u8)> = capture::<u8>(|| Ok(0));
+    struct Theirs;
+    impl From<symmem::Error> for Theirs {
+        fn from(_: symmem::Error) -> Theirs {
+            Theirs
+        }
+    }
+    let _: std::result::Result<(Graph, u8), Theirs> =
+        symmem::capture_with_error(|| Ok::<u8, Theirs>(0));
     pin(run::<u8, fn(&RankContext) -> u8>);
     let _: fn(BackendChoice, usize, RankConfig, fn(&RankContext) -> u8) -> Result<Vec<u8>> =
         run::<u8, fn(&RankContext) -> u8>;

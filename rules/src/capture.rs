@@ -270,6 +270,7 @@ pub const RULES: &[Rule] = &[
         patterns: &[
             Function { path: "symmem::capture", min: 2 },
             Function { path: "symmem::capture::capture", min: 2 },
+            Function { path: "symmem::capture_with_error", min: 2 },
         ],
         reason: "starts a graph capture, but a checked body may itself run while a graph is captured, and captures do not nest (refused at run time with `NotAllowedDuringCapture`)",
         fix: "capture in the caller, around the call of the annotated function: `symmem::capture(|| step(..))`",

@@ -175,3 +175,31 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
         }
     }
 }
+
+/// [`capture`] for a closure with its own error type `E` (cudarc's, candle's, `anyhow`'s, or
+/// your own), into which a [`symmem::Error`](Error) converts: `f`'s error is returned as it is,
+/// symmem's own (a refused capture, a failed instantiation) converted with `E::from`.
+///
+/// `capture` itself keeps `symmem::Result`, so that `symmem::capture(|| { ..; Ok(()) })?` needs
+/// no type annotation.
+pub fn capture_with_error<R, E: From<Error>>(
+    f: impl FnOnce() -> std::result::Result<R, E>,
+) -> std::result::Result<(Graph, R), E> {
+    let mut theirs: Option<E> = None;
+    let out = capture(|| match f() {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            theirs = Some(e);
+            // Ends the capture like any failure of the closure; replaced by `e` below.
+            Err(Error::Unsupported {
+                backend: "capture",
+                what: "(the closure's own error)".into(),
+            })
+        }
+    });
+    match (out, theirs) {
+        (_, Some(e)) => Err(e),
+        (Ok(v), None) => Ok(v),
+        (Err(e), None) => Err(E::from(e)),
+    }
+}

@@ -221,4 +221,43 @@ pub enum Error {
         /// The missing operation.
         what: String,
     },
+
+    /// An error of another library the caller used next to symmem (cuBLAS, NVRTC, candle, ...),
+    /// carried so that one `?` chain can hold both; made with [`Error::external`]. The source
+    /// is kept ([`std::error::Error::source`]).
+    #[error("symmem: {what} failed: {source}")]
+    External {
+        /// What was being done ("cuBLAS gemm").
+        what: String,
+        /// The other library's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// Wrap another library's error as [`Error::External`] (`what`: what was being done), e.g.
+    /// `blas.gemm(..).map_err(|e| symmem::Error::external("cuBLAS gemm", e))?`.
+    pub fn external(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        Error::External {
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A cudarc driver call the caller made (for `?` on cudarc's driver API in code that returns
+/// `symmem::Result`): [`Error::Cuda`] with the driver's error name and text.
+#[cfg(feature = "cuda")]
+impl From<cudarc::driver::DriverError> for Error {
+    fn from(e: cudarc::driver::DriverError) -> Error {
+        crate::backend::cuda::ffi::cuda_err(
+            "(a cudarc driver call)",
+            e,
+            "the call was made through cudarc, outside symmem; the driver's error says what failed",
+        )
+    }
 }

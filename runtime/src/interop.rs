@@ -22,7 +22,12 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use cudarc::driver::{sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, SyncOnDrop};
+use std::ops::{Bound, RangeBounds};
+
+use cudarc::driver::{
+    sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, LaunchArgs, PushKernelArg,
+    SyncOnDrop,
+};
 
 use cudarc::driver::CudaContext;
 
@@ -99,6 +104,148 @@ pub fn view_mut<T: Element>(buf: &mut Buffer<T>) -> Result<BufferViewMut<'_, T>>
         stream: rank_stream(buf)?,
         _b: PhantomData,
     })
+}
+
+/// `range` of a view of `len` elements as `(start, end)`, or an error naming `op`.
+fn sub_range(
+    op: &'static str,
+    len: usize,
+    range: impl RangeBounds<usize>,
+) -> Result<(usize, usize)> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => Some(s),
+        Bound::Excluded(&s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => Some(len),
+    };
+    match (start, end) {
+        (Some(s), Some(e)) if s <= e && e <= len => Ok((s, e)),
+        _ => Err(Error::InvalidArgument {
+            op,
+            detail: format!(
+                "the range {:?}..{:?} is not inside a view of {len} elements",
+                range.start_bound(),
+                range.end_bound()
+            ),
+        }),
+    }
+}
+
+impl<'a, T: Element> BufferView<'a, T> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device address of the first element.
+    pub fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// The elements `range` of this view, as a view of the same buffer (for cudarc APIs and
+    /// kernel arguments). An error when the range is not inside the view.
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<BufferView<'a, T>> {
+        let (s, e) = sub_range("BufferView::slice", self.len, range)?;
+        Ok(BufferView {
+            ptr: self.ptr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            stream: self.stream.clone(),
+            _b: PhantomData,
+        })
+    }
+}
+
+impl<T: Element> BufferViewMut<'_, T> {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the view has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The device address of the first element.
+    pub fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// The elements `range`, read-only (borrows this view).
+    pub fn slice(&self, range: impl RangeBounds<usize>) -> Result<BufferView<'_, T>> {
+        let (s, e) = sub_range("BufferViewMut::slice", self.len, range)?;
+        Ok(BufferView {
+            ptr: self.ptr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            stream: self.stream.clone(),
+            _b: PhantomData,
+        })
+    }
+
+    /// The elements `range`, writable (borrows this view mutably, so two mutable sub-views of
+    /// one view cannot coexist).
+    pub fn slice_mut(&mut self, range: impl RangeBounds<usize>) -> Result<BufferViewMut<'_, T>> {
+        let (s, e) = sub_range("BufferViewMut::slice_mut", self.len, range)?;
+        Ok(BufferViewMut {
+            ptr: self.ptr + (s * std::mem::size_of::<T>()) as u64,
+            len: e - s,
+            stream: self.stream.clone(),
+            _b: PhantomData,
+        })
+    }
+}
+
+// Kernel arguments: a view is passed as its device pointer (`T*` in the kernel), like cudarc's
+// own `CudaView`. Launch on the rank's stream (`cuda_stream`), where stream order makes the
+// buffer's block stay valid until the kernel ran; on another stream, order it with the rank's
+// stream yourself (cudarc's `LaunchArgs` does not say which stream it launches on, so nothing
+// is ordered here).
+//
+// SAFETY: `arg` pushes the address of the view's `ptr` field (a `CUdeviceptr`, which is `u64`),
+// which lives for `'b`, which outlives the launch builder (`'a`), so the argument array never
+// points at freed host memory. The device memory it names is the view's buffer, borrowed for
+// `'c`. What the kernel does with it is the contract of cudarc's `unsafe fn launch`, which the
+// caller upholds (the kernel stays within `len` elements).
+unsafe impl<'a, 'b: 'a, 'c: 'b, T: Element> PushKernelArg<&'b BufferView<'c, T>>
+    for LaunchArgs<'a>
+{
+    #[inline(always)]
+    fn arg(&mut self, arg: &'b BufferView<'c, T>) -> &mut Self {
+        let p: &'b u64 = &arg.ptr;
+        self.arg(p)
+    }
+}
+
+// SAFETY: as for `BufferView`; the mutable borrow makes the kernel the view's only writer
+// among the views of this buffer.
+unsafe impl<'a, 'b: 'a, 'c: 'b, T: Element> PushKernelArg<&'b mut BufferViewMut<'c, T>>
+    for LaunchArgs<'a>
+{
+    #[inline(always)]
+    fn arg(&mut self, arg: &'b mut BufferViewMut<'c, T>) -> &mut Self {
+        let p: &'b u64 = &arg.ptr;
+        self.arg(p)
+    }
+}
+
+// SAFETY: as for `BufferView` (a read-only use of a mutable view).
+unsafe impl<'a, 'b: 'a, 'c: 'b, T: Element> PushKernelArg<&'b BufferViewMut<'c, T>>
+    for LaunchArgs<'a>
+{
+    #[inline(always)]
+    fn arg(&mut self, arg: &'b BufferViewMut<'c, T>) -> &mut Self {
+        let p: &'b u64 = &arg.ptr;
+        self.arg(p)
+    }
 }
 
 /// Method-style access to [`view`] and [`view_mut`].
@@ -192,4 +339,40 @@ pub fn cuda_context(ctx: &RankContext) -> Option<Arc<CudaContext>> {
 /// The NCCL communicator of a group, `None` on other backends.
 pub fn nccl_comm(group: &Group) -> Option<&NcclComm> {
     group.comm().as_any().downcast_ref::<NcclComm>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sub_range;
+
+    #[test]
+    fn sub_ranges_stay_inside_the_view() {
+        assert_eq!(sub_range("t", 10, ..).unwrap(), (0, 10));
+        assert_eq!(sub_range("t", 10, 2..5).unwrap(), (2, 5));
+        assert_eq!(sub_range("t", 10, 2..=5).unwrap(), (2, 6));
+        assert_eq!(sub_range("t", 10, 10..).unwrap(), (10, 10));
+        assert_eq!(sub_range("t", 0, ..).unwrap(), (0, 0));
+        for bad in [
+            sub_range("t", 10, 0..11),
+            sub_range("t", 10, 11..),
+            sub_range("t", 10, 0..=10),
+            sub_range("t", 10, 0..=usize::MAX),
+        ] {
+            let e = bad.unwrap_err().to_string();
+            assert!(e.contains("not inside a view of 10 elements"), "{e}");
+        }
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = sub_range("t", 10, 5..2);
+        assert!(reversed.is_err());
+        // An excluded start at usize::MAX does not overflow.
+        let r = sub_range(
+            "t",
+            10,
+            (
+                std::ops::Bound::Excluded(usize::MAX),
+                std::ops::Bound::Unbounded,
+            ),
+        );
+        assert!(r.is_err());
+    }
 }

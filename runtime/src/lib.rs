@@ -38,7 +38,7 @@ pub use alloc::{alloc, alloc_from_host, alloc_zeroed};
 pub use backend::host;
 pub use backend::traits::BackendKind;
 pub use buffer::{Buffer, SymmetricInfo};
-pub use capture::{capture, Graph};
+pub use capture::{capture, capture_with_error, Graph};
 pub use config::RankConfig;
 pub use dtype::{DType, Element, ReduceOp};
 pub use error::{Error, Result};

@@ -521,3 +521,45 @@ fn replay_after_a_recorded_buffer_is_dropped_must_not_touch_other_buffers() {
     })
     .unwrap();
 }
+
+/// The closure's own error type: symmem's errors convert into it.
+#[derive(Debug)]
+enum Theirs {
+    Mine(&'static str),
+    Symmem(String),
+}
+
+impl From<symmem::Error> for Theirs {
+    fn from(e: symmem::Error) -> Theirs {
+        Theirs::Symmem(e.to_string())
+    }
+}
+
+#[test]
+fn capture_with_error_returns_the_closures_error_and_converts_symmems() {
+    symmem::host::run(1, |ctx| {
+        let stats = || ctx.default_pool_stats();
+        let before = stats();
+        // The closure's own error comes back as it is, and the aborted capture leaks nothing.
+        let r = symmem::capture_with_error(|| -> Result<(), Theirs> {
+            let _b = symmem::alloc::<f32>(1024)?;
+            Err(Theirs::Mine("the model failed"))
+        });
+        assert!(matches!(r, Err(Theirs::Mine("the model failed"))), "{r:?}");
+        assert_eq!(stats().in_use_bytes, before.in_use_bytes);
+        // symmem's own refusal inside converts with From.
+        let r = symmem::capture_with_error(|| -> Result<(), Theirs> {
+            symmem::capture(|| Ok(()))?;
+            Ok(())
+        });
+        match r {
+            Err(Theirs::Symmem(m)) => assert!(m.contains("already running"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // And a capture that succeeds gives its graph, which replays.
+        let (mut g, v) = symmem::capture_with_error(|| Ok::<u8, Theirs>(7)).unwrap();
+        assert_eq!(v, 7);
+        g.replay().unwrap();
+    })
+    .unwrap();
+}

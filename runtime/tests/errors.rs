@@ -257,7 +257,41 @@ fn catalogue() -> Vec<(&'static str, Error)> {
             what: "host closures as stream work".into(),
         },
     ));
+    v.push((
+        "another library's error carried with Error::external",
+        Error::external(
+            "cuBLAS gemm",
+            std::io::Error::other("CUBLAS_STATUS_INVALID_VALUE"),
+        ),
+    ));
     v
+}
+
+#[test]
+fn external_errors_keep_their_source() {
+    let e = Error::external(
+        "cuBLAS gemm",
+        std::io::Error::other("CUBLAS_STATUS_INVALID_VALUE"),
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("cuBLAS gemm failed") && msg.contains("CUBLAS_STATUS_INVALID_VALUE"),
+        "{msg}"
+    );
+    let src = std::error::Error::source(&e).expect("the source is kept");
+    assert_eq!(src.to_string(), "CUBLAS_STATUS_INVALID_VALUE");
+}
+
+#[cfg(feature = "cuda")]
+#[test]
+fn cudarc_driver_errors_convert() {
+    use symmem::cuda::cudarc::driver::{sys::CUresult, DriverError};
+    fn through_question_mark() -> symmem::Result<()> {
+        Err(DriverError(CUresult::CUDA_ERROR_INVALID_VALUE))?
+    }
+    let e = through_question_mark().unwrap_err();
+    assert!(matches!(e, Error::Cuda { .. }), "{e:?}");
+    assert!(e.to_string().contains("cudarc"), "{e}");
 }
 
 #[test]

@@ -29,13 +29,19 @@ use crate::error::{Error, Result};
 // ---------------------------------------------------------------------------------------------
 
 /// Convert a driver error into [`Error::Cuda`], naming the call and what to check.
+///
+/// The driver's name and text of the code are asked only when the driver can be loaded (cudarc
+/// panics otherwise: a `DriverError` can be made without any driver, e.g. by a caller's `?`).
 pub fn cuda_err(call: &'static str, e: DriverError, hint: &'static str) -> Error {
-    let name = e
-        .error_name()
+    let loaded = super::probe::probe_cuda().is_ok();
+    let name = loaded
+        .then(|| e.error_name().ok())
+        .flatten()
         .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| format!("{:?}", e.0));
-    let text = e
-        .error_string()
+        .unwrap_or_else(|| format!("{:?}", e.0));
+    let text = loaded
+        .then(|| e.error_string().ok())
+        .flatten()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let message = if text.is_empty() {
