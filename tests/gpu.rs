@@ -812,6 +812,118 @@ fn init_rank_with_a_shared_id() {
 }
 
 #[test]
+fn a_rank_on_the_callers_stream_orders_with_its_kernels_and_captures() {
+    use symmem::cuda::cudarc::driver::CudaContext;
+    let Some((_n, _g)) = gpus("a_rank_on_the_callers_stream_orders_with_its_kernels_and_captures")
+    else {
+        return;
+    };
+    std::thread::spawn(|| {
+        let cu = CudaContext::new(0).unwrap();
+        let stream = cu.new_stream().unwrap();
+        let id = cuda::UniqueId::new().unwrap();
+        let ctx = cuda::init_rank_on_stream(stream.clone(), 0, 1, &id, cfg()).unwrap();
+        // The rank's stream is the caller's.
+        let theirs = cuda_stream(&ctx).unwrap();
+        assert_eq!(theirs.cu_stream(), stream.cu_stream());
+        // The caller's copy into a symmem buffer, then symmem's all-reduce, on one stream: no
+        // events, and the all-reduce sees the copy.
+        let world = ctx.world();
+        let mut x = {
+            let _w = world.window();
+            symmem::alloc_zeroed::<f32>(1024).unwrap()
+        };
+        let host: Vec<f32> = (0..1024).map(|i| i as f32).collect();
+        {
+            let mut v = x.cuda_view_mut().unwrap();
+            stream.memcpy_htod(&host, &mut v).unwrap();
+        }
+        world.all_reduce(&mut x, ReduceOp::Sum).unwrap();
+        assert_eq!(x.to_host_vec().unwrap(), host);
+        // Capture works on the adopted stream.
+        let (mut g, ()) = symmem::capture(|| world.all_reduce(&mut x, ReduceOp::Sum)).unwrap();
+        g.replay().unwrap();
+        symmem::synchronize().unwrap();
+        drop(g);
+        drop(x);
+        drop(ctx);
+        // The caller's stream outlives the rank and still works.
+        stream.synchronize().unwrap();
+        // The legacy default stream can be adopted, but not captured.
+        let ctx = cuda::init_rank_on_stream(
+            cu.default_stream(),
+            0,
+            1,
+            &cuda::UniqueId::new().unwrap(),
+            cfg(),
+        )
+        .unwrap();
+        let mut y = symmem::alloc_zeroed::<f32>(16).unwrap();
+        ctx.world().all_reduce(&mut y, ReduceOp::Sum).unwrap();
+        let e = symmem::capture(|| Ok(())).unwrap_err();
+        assert!(e.to_string().contains("legacy default stream"), "{e}");
+    })
+    .join()
+    .unwrap();
+    say("interop: a rank on the caller's cudarc stream (collectives, capture, default-stream refusal)");
+}
+
+#[test]
+fn an_adopted_nccl_communicator_is_a_group() {
+    use symmem::cuda::cudarc::nccl::sys as cn;
+    use symmem::cuda::{adopt_nccl_comm, nccl_sys, CommOwnership};
+    let Some((_n, _g)) = gpus("an_adopted_nccl_communicator_is_a_group") else {
+        return;
+    };
+    for ownership in [CommOwnership::Borrowed, CommOwnership::Owned] {
+        let kept = cuda::run_threads(1, cfg(), |ctx| {
+            // A communicator made by the caller (here through cudarc's raw bindings).
+            let mut id = std::mem::MaybeUninit::<cn::ncclUniqueId>::zeroed();
+            let mut comm: cn::ncclComm_t = std::ptr::null_mut();
+            // SAFETY: out-parameters; the rank's context is current on this thread.
+            unsafe {
+                assert_eq!(
+                    cn::ncclGetUniqueId(id.as_mut_ptr()),
+                    cn::ncclResult_t::ncclSuccess
+                );
+                assert_eq!(
+                    cn::ncclCommInitRank(&mut comm, 1, id.assume_init(), 0),
+                    cn::ncclResult_t::ncclSuccess
+                );
+            }
+            // SAFETY: a live communicator of this rank's GPU; Borrowed: destroyed below, after
+            // the rank context (and so the group) is gone; Owned: never touched again.
+            let tp =
+                unsafe { adopt_nccl_comm(ctx, "mine", comm as nccl_sys::ncclComm_t, ownership) }
+                    .unwrap();
+            assert_eq!((tp.name(), tp.size(), tp.rank()), ("mine", 1, 0));
+            let mut x = {
+                let _w = tp.window();
+                symmem::alloc_from_host(&[2.5f32; 4096]).unwrap()
+            };
+            assert_eq!(x.is_symmetric(), tp.symmetric_supported());
+            tp.all_reduce(&mut x, ReduceOp::Sum).unwrap();
+            assert_eq!(x.to_host_vec().unwrap(), vec![2.5f32; 4096]);
+            // A second adoption under the same name is refused, and leaves the handle alone.
+            // SAFETY: refused before any use.
+            let e =
+                unsafe { adopt_nccl_comm(ctx, "mine", comm as nccl_sys::ncclComm_t, ownership) }
+                    .unwrap_err();
+            assert!(matches!(e, Error::DuplicateGroup { .. }), "{e}");
+            comm as usize
+        })
+        .unwrap();
+        if ownership == CommOwnership::Borrowed {
+            // Still ours and alive: destroy it now that every user is gone.
+            // SAFETY: the communicator created above; symmem never destroyed it.
+            let r = unsafe { cn::ncclCommDestroy(kept[0] as cn::ncclComm_t) };
+            assert_eq!(r, cn::ncclResult_t::ncclSuccess);
+        }
+    }
+    say("interop: adopted raw NCCL communicators (borrowed and owned) run symmetric collectives");
+}
+
+#[test]
 fn init_from_env_single_process() {
     let Some((_n, _g)) = gpus("init_from_env_single_process") else {
         return;

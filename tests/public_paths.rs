@@ -51,14 +51,15 @@ use symmem::cuda::version::{
 };
 #[cfg(feature = "cuda")]
 use symmem::cuda::{
+    adopt_nccl_comm,
     bootstrap::{
         all_gather_bytes, exchange_unique_id, BootstrapError, EnvSource, LaunchEnv, PortOrigin,
         DEFAULT_PORT, MAX_PAYLOAD, MAX_WORLD_SIZE, UNIQUE_ID_BYTES,
     },
-    cuda_context, cuda_stream, cudarc, gpu_count, init_from_env, init_rank, nccl_comm,
-    nccl_version, probe, run_threads, version, view, view_mut, BufferCudaExt, BufferView,
-    BufferViewMut, CudaDevice, CudaGraph, CudaRankStream, NcclComm, NcclVersion, SymmetricPolicy,
-    UniqueId, NCCL_WIN_COLL_SYMMETRIC,
+    cuda_context, cuda_stream, cudarc, gpu_count, init_from_env, init_rank, init_rank_on_stream,
+    nccl_comm, nccl_sys, nccl_version, probe, run_threads, version, view, view_mut, BufferCudaExt,
+    BufferView, BufferViewMut, CommOwnership, CudaDevice, CudaGraph, CudaRankStream, NcclComm,
+    NcclVersion, SymmetricPolicy, UniqueId, NCCL_WIN_COLL_SYMMETRIC,
 };
 
 /// Names a value of type `T` without running anything.
@@ -233,6 +234,16 @@ fn cuda_signatures() {
     let _: fn() -> Result<UniqueId> = UniqueId::new;
     let _: [u8; 128] = UniqueId([0; 128]).0;
     let _: fn(&NcclComm) -> symmem::cuda::nccl_sys::ncclComm_t = NcclComm::raw_comm;
+    let _: unsafe fn(&RankContext, &str, nccl_sys::ncclComm_t, CommOwnership) -> Result<Group> =
+        adopt_nccl_comm;
+    let _: fn(
+        std::sync::Arc<cudarc::driver::CudaStream>,
+        usize,
+        usize,
+        &symmem::cuda::UniqueId,
+        RankConfig,
+    ) -> Result<RankContext> = init_rank_on_stream;
+    let _ = [CommOwnership::Owned, CommOwnership::Borrowed];
     let _: fn(&NcclComm) -> usize = NcclComm::granularity;
     let _: i32 = NCCL_WIN_COLL_SYMMETRIC;
     let _: fn(usize) -> Result<CudaDevice> = CudaDevice::open;

@@ -191,7 +191,10 @@ pub const RULES: &[Rule] = &[
     Rule {
         id: "add-group",
         category: Category::CollectiveSetup,
-        patterns: &[Method("add_group")],
+        patterns: &[
+            Method("add_group"),
+            Function { path: "symmem::cuda::adopt_nccl_comm", min: 2 },
+        ],
         reason: "adds a group with its communicator to the rank (collective set-up), which is refused during capture",
         fix: "add groups once at start-up with `ctx.add_group(..)` and look them up with `symmem::group(name)`",
     },
@@ -205,6 +208,7 @@ pub const RULES: &[Rule] = &[
             Function { path: "symmem::run", min: 2 },
             Function { path: "symmem::cuda::run_threads", min: 2 },
             Function { path: "symmem::cuda::init_rank", min: 2 },
+            Function { path: "symmem::cuda::init_rank_on_stream", min: 2 },
             Function { path: "symmem::cuda::init_from_env", min: 2 },
         ],
         reason: "starts ranks and creates their communicators, which cannot run during capture (and would install a second rank context on this thread)",

@@ -32,7 +32,8 @@ use cudarc::driver::{
 use cudarc::driver::CudaContext;
 
 use crate::backend::cuda::device::{CudaDevice, CudaRankStream};
-use crate::backend::cuda::nccl::NcclComm;
+use crate::backend::cuda::nccl::{CommOwnership, NcclComm};
+use crate::backend::traits::DeviceBackend;
 use crate::buffer::Buffer;
 use crate::dtype::Element;
 use crate::error::{Error, Result};
@@ -339,6 +340,102 @@ pub fn cuda_context(ctx: &RankContext) -> Option<Arc<CudaContext>> {
 /// The NCCL communicator of a group, `None` on other backends.
 pub fn nccl_comm(group: &Group) -> Option<&NcclComm> {
     group.comm().as_any().downcast_ref::<NcclComm>()
+}
+
+/// Add a group named `name` to this rank from an NCCL communicator the caller created (with
+/// `ncclCommInitRank`, `ncclCommSplit`, another library...) for this rank's GPU: its
+/// collectives run on the rank's stream, its symmetric pool registers windows on it, and it
+/// takes part in the launch's aborts and departures. Every rank of the communicator adopts it
+/// under the same name. `ownership` says who destroys it ([`CommOwnership`]); on an error the
+/// communicator stays the caller's, untouched.
+///
+/// cudarc's safe `cudarc::nccl::Comm` cannot be adopted: it does not hand out its raw handle
+/// (and destroys it when dropped); create the communicator with symmem
+/// ([`init_rank`](crate::cuda::init_rank), [`crate::RankContext::split_group`]) or adopt a raw
+/// one.
+///
+/// Errors: [`Error::WrongDevice`] on a rank that is not a CUDA rank or for a communicator of
+/// another GPU, [`Error::InvalidArgument`] for a NULL handle, [`Error::DuplicateGroup`],
+/// [`Error::InvalidGroupName`], [`Error::NotAllowedDuringCapture`], NCCL errors.
+///
+/// # Safety
+/// `comm` is a live NCCL communicator whose rank runs on this rank's GPU. With
+/// [`CommOwnership::Owned`] nobody else uses or destroys it afterwards; with
+/// [`CommOwnership::Borrowed`] it stays alive (not destroyed, not aborted) until the group and
+/// every buffer and graph of its pool are gone, and nobody makes NCCL calls on it from another
+/// thread while symmem may (NCCL communicators are not thread-safe).
+pub unsafe fn adopt_nccl_comm(
+    ctx: &RankContext,
+    name: &str,
+    comm: crate::backend::cuda::nccl_api::sys::ncclComm_t,
+    ownership: CommOwnership,
+) -> Result<Group> {
+    crate::thread::refuse_if_capturing(&symmem_rules::refusals::RANK_ADD_GROUP)?;
+    crate::names::validate_group_name(name)?;
+    if ctx.group(name).is_ok() {
+        return Err(Error::DuplicateGroup {
+            name: name.to_string(),
+        });
+    }
+    if comm.is_null() {
+        return Err(Error::InvalidArgument {
+            op: "cuda::adopt_nccl_comm",
+            detail: "the communicator handle is NULL".into(),
+        });
+    }
+    let device = ctx
+        .device()
+        .as_any()
+        .downcast_ref::<CudaDevice>()
+        .ok_or_else(|| Error::WrongDevice {
+            op: "cuda::adopt_nccl_comm",
+            detail: "this rank is not a CUDA rank (host backend?)".into(),
+        })?;
+    let world = ctx.world();
+    let world_comm = nccl_comm(&world).ok_or_else(|| Error::WrongDevice {
+        op: "cuda::adopt_nccl_comm",
+        detail: "this rank's world group has no NCCL communicator".into(),
+    })?;
+    // SAFETY: `comm` is live (the caller's contract).
+    let dev = unsafe {
+        crate::backend::cuda::ffi::comm_cu_device(
+            comm,
+            "check that the handle is a live NCCL communicator",
+        )
+    }?;
+    if usize::try_from(dev).ok() != Some(device.ordinal()) {
+        return Err(Error::WrongDevice {
+            op: "cuda::adopt_nccl_comm",
+            detail: format!(
+                "the communicator's rank runs on GPU {dev}, this rank on GPU {}; adopt it on the rank of that GPU",
+                device.ordinal()
+            ),
+        });
+    }
+    let stream = device.rank_stream().clone();
+    let place = crate::backend::cuda::nccl::CommPlace {
+        key: Arc::from(format!("adopted:{name}")),
+        owner: ctx.rank(),
+    };
+    // SAFETY: the caller's contract; the wrapper starts borrowed (an error below leaves the
+    // communicator untouched).
+    let wrapped = unsafe {
+        NcclComm::adopt(
+            comm,
+            device.context().clone(),
+            stream,
+            world_comm.registry().clone(),
+            world_comm.settings(),
+            place,
+        )
+    }?;
+    let group = ctx.add_group(name, Arc::new(wrapped))?;
+    if ownership == CommOwnership::Owned {
+        if let Some(c) = nccl_comm(&group) {
+            c.take_ownership();
+        }
+    }
+    Ok(group)
 }
 
 #[cfg(test)]

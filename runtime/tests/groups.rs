@@ -327,3 +327,36 @@ fn which_collectives_take_the_symmetric_path() {
         DType::F32
     ));
 }
+
+/// `cuda::adopt_nccl_comm` checks what it can before any NCCL call: on a host rank, with a NULL
+/// handle or a taken name it fails, and nothing is dereferenced.
+#[cfg(feature = "cuda")]
+#[test]
+fn adopting_a_communicator_checks_before_touching_it() {
+    use symmem::cuda::{adopt_nccl_comm, nccl_sys, CommOwnership};
+    symmem::host::run(1, |ctx| {
+        let fake = std::ptr::NonNull::<nccl_sys::ncclComm>::dangling().as_ptr();
+        // SAFETY (of the test): each call below is rejected before the handle is used (host
+        // rank, NULL handle, duplicate or bad name), which is what is tested.
+        let e = unsafe { adopt_nccl_comm(ctx, "tp", fake, CommOwnership::Owned) }.unwrap_err();
+        assert!(matches!(e, Error::WrongDevice { .. }), "{e}");
+        assert!(e.to_string().contains("not a CUDA rank"), "{e}");
+        let e = unsafe { adopt_nccl_comm(ctx, "tp", std::ptr::null_mut(), CommOwnership::Owned) }
+            .unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        let e =
+            unsafe { adopt_nccl_comm(ctx, "world", fake, CommOwnership::Borrowed) }.unwrap_err();
+        assert!(matches!(e, Error::DuplicateGroup { .. }), "{e}");
+        let e = unsafe { adopt_nccl_comm(ctx, "", fake, CommOwnership::Borrowed) }.unwrap_err();
+        assert!(matches!(e, Error::InvalidGroupName { .. }), "{e}");
+        // During capture it is refused like `add_group`.
+        let r = symmem::capture(|| {
+            let e = unsafe { adopt_nccl_comm(ctx, "tp", fake, CommOwnership::Owned) }.unwrap_err();
+            assert!(matches!(e, Error::NotAllowedDuringCapture { .. }), "{e}");
+            Ok(())
+        });
+        assert!(r.is_ok());
+        assert!(ctx.group("tp").is_err());
+    })
+    .unwrap();
+}

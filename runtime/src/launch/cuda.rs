@@ -55,9 +55,15 @@ fn unique_id() -> Result<nccl::ncclUniqueId> {
     )
 }
 
+/// Which GPU a rank uses: one it opens (with its own stream), or the caller's stream.
+enum RankGpu {
+    Open(usize),
+    Adopt(Arc<cudarc::driver::CudaStream>),
+}
+
 /// Where a rank starts: its GPU, its place in the world, and what its communicators share.
 struct RankStart<'a> {
-    ordinal: usize,
+    gpu: RankGpu,
     rank: usize,
     world_size: usize,
     id: nccl::ncclUniqueId,
@@ -72,7 +78,10 @@ fn start_rank(
     cfg: RankConfig,
     before_init: impl FnOnce(bool) -> bool,
 ) -> Result<RankContext> {
-    let device = CudaDevice::open(start.ordinal);
+    let device = match start.gpu {
+        RankGpu::Open(ordinal) => CudaDevice::open(ordinal),
+        RankGpu::Adopt(stream) => CudaDevice::adopt(stream),
+    };
     if !before_init(device.is_ok()) {
         return Err(match device {
             Err(e) => e,
@@ -160,7 +169,7 @@ impl RankStarter for CudaStarter {
 
     fn start(&self, rank: usize, cfg: RankConfig) -> Result<RankContext> {
         let start = RankStart {
-            ordinal: rank,
+            gpu: RankGpu::Open(rank),
             rank,
             world_size: self.world_size,
             id: self.id,
@@ -231,7 +240,50 @@ pub fn init_rank(
     log_policy_once();
     let registry = Arc::new(AbortRegistry::default());
     let start = RankStart {
-        ordinal: device,
+        gpu: RankGpu::Open(device),
+        rank,
+        world_size,
+        id: id.raw(),
+        registry: &registry,
+        settings: CommSettings {
+            windows: found.windows,
+        },
+    };
+    start_rank(start, cfg, |_| true)
+}
+
+/// [`init_rank`] on the caller's cudarc `stream` (and its context, and so its GPU) instead of
+/// a GPU symmem opens: the rank's stream *is* `stream`, so symmem's allocations, copies,
+/// collectives and graph captures are ordered with the caller's kernels on it (candle's,
+/// cuBLAS's) without events. Installs the rank on the calling thread; blocks until every rank
+/// joined.
+///
+/// Who owns what: the caller keeps its `Arc<CudaStream>` (symmem holds another reference, so
+/// the stream outlives the rank context); symmem creates and destroys the NCCL communicators,
+/// pools and graphs; the context's cudarc event tracking is left as the caller set it. Graph
+/// capture needs a created stream: an adopted legacy default stream (`ctx.default_stream()`)
+/// works for everything else and refuses `symmem::capture` with a message.
+///
+/// Errors: as [`init_rank`]; [`Error::InvalidArgument`] for a rank outside the world.
+pub fn init_rank_on_stream(
+    stream: Arc<cudarc::driver::CudaStream>,
+    rank: usize,
+    world_size: usize,
+    id: &UniqueId,
+    cfg: RankConfig,
+) -> Result<RankContext> {
+    if world_size == 0 || rank >= world_size {
+        return Err(Error::InvalidArgument {
+            op: "cuda::init_rank_on_stream",
+            detail: format!("rank {rank} is not in a world of {world_size}"),
+        });
+    }
+    let found = require(1, stream.context().ordinal() + 1)?;
+    nvls_off();
+    log_policy_once();
+    let registry = Arc::new(AbortRegistry::default());
+    let start = RankStart {
+        gpu: RankGpu::Adopt(stream),
         rank,
         world_size,
         id: id.raw(),

@@ -79,6 +79,31 @@ impl CudaDevice {
         })
     }
 
+    /// Use the caller's cudarc `stream` (and its context) as the rank's stream: symmem's
+    /// allocations, copies, collectives and captures are then ordered with the caller's own
+    /// kernels on it, with no events. The context is used as it is: symmem does not turn off
+    /// cudarc's event tracking on a context it did not create (turn it off yourself before
+    /// capturing graphs that use cudarc `CudaSlice`s on this stream; see `docs/candle.md`).
+    pub fn adopt(stream: Arc<CudaStream>) -> Result<Self> {
+        let ctx = stream.context().clone();
+        ctx.bind_to_thread()
+            .map_err(|e| cuda_err("cuCtxSetCurrent", e, HINT_BIND))?;
+        let ordinal = ctx.ordinal();
+        let name = ctx.name().unwrap_or_else(|_| "NVIDIA GPU".to_string());
+        Ok(CudaDevice {
+            stream: Arc::new(CudaRankStream {
+                stream,
+                ctx: ctx.clone(),
+                capturing: AtomicBool::new(false),
+                aborts: Arc::new(AbortNote::default()),
+            }),
+            ctx,
+            ordinal,
+            name,
+            padded: Mutex::new(HashMap::new()),
+        })
+    }
+
     /// The cudarc context of this GPU.
     pub fn context(&self) -> &Arc<CudaContext> {
         &self.ctx
@@ -349,6 +374,12 @@ impl StreamBackend for CudaRankStream {
                 op: "begin_capture",
                 why: "the stream is already capturing",
                 fix: "finish the running capture first",
+            });
+        }
+        if self.cu_stream().is_null() {
+            return Err(Error::Unsupported {
+                backend: "cuda",
+                what: "capturing the legacy default stream, which this rank adopted (`ctx.default_stream()`); CUDA cannot capture it: adopt a created stream (`ctx.new_stream()`; with candle, `Device::new_cuda_with_stream`)".into(),
             });
         }
         self.bind()?;

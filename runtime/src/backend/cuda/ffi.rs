@@ -474,6 +474,19 @@ pub unsafe fn comm_count(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i
     Ok(size)
 }
 
+/// `ncclCommCuDevice`: the CUDA device ordinal of the communicator's rank.
+///
+/// # Safety
+/// `comm` is a live communicator.
+pub unsafe fn comm_cu_device(comm: nccl::ncclComm_t, hint: &'static str) -> Result<i32> {
+    let api = nccl_api()?;
+    let mut dev = -1;
+    // SAFETY: out-parameter; `comm` is live (the caller's contract).
+    let r = unsafe { (api.comm_cu_device)(comm, &mut dev) };
+    nccl_check("ncclCommCuDevice", r, comm, hint)?;
+    Ok(dev)
+}
+
 /// `ncclCommGetAsyncError`: an error when the call fails or the communicator reports one.
 ///
 /// # Safety

@@ -101,6 +101,10 @@ pub use nccl::NcclComm;
 pub use version::{NcclVersion, SymmetricPolicy};
 
 pub use crate::interop::{
-    cuda_context, cuda_stream, nccl_comm, view, view_mut, BufferCudaExt, BufferView, BufferViewMut,
+    adopt_nccl_comm, cuda_context, cuda_stream, nccl_comm, view, view_mut, BufferCudaExt,
+    BufferView, BufferViewMut,
 };
-pub use crate::launch::cuda::{init_from_env, init_rank, run_threads, UniqueId};
+pub use crate::launch::cuda::{
+    init_from_env, init_rank, init_rank_on_stream, run_threads, UniqueId,
+};
+pub use nccl::CommOwnership;

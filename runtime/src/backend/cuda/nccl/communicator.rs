@@ -60,6 +60,21 @@ pub struct NcclComm {
     /// collective), for the splits' [`CommPlace`] keys.
     splits: AtomicU64,
     registry: Arc<AbortRegistry>,
+    /// Whether symmem finalizes and destroys the communicator when it drops (false for a
+    /// communicator adopted with [`CommOwnership::Borrowed`]; set only once the adoption
+    /// succeeded, so that a failed one leaves the caller's communicator alone).
+    owned: AtomicBool,
+}
+
+/// Who destroys an adopted NCCL communicator (see [`crate::cuda::adopt_nccl_comm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommOwnership {
+    /// symmem takes it over: it finalizes and destroys it when the group's last user (the
+    /// group, its pool, a buffer or graph of that pool) is gone. Do not destroy it yourself.
+    Owned,
+    /// It stays yours: symmem never finalizes or destroys it. Keep it alive (and do not abort
+    /// it) until the group and every buffer and graph of its pool are gone.
+    Borrowed,
 }
 
 /// Which group of a launch a communicator is one rank's part of, and which rank owns it.
@@ -139,9 +154,32 @@ impl NcclComm {
         settings: CommSettings,
         place: CommPlace,
     ) -> Result<NcclComm> {
+        Self::from_raw_with(
+            comm,
+            ctx,
+            stream,
+            registry,
+            settings,
+            place,
+            CommOwnership::Owned,
+        )
+    }
+
+    /// [`NcclComm::from_raw`]; on failure `comm` is destroyed only when `ownership` is `Owned`.
+    fn from_raw_with(
+        comm: nccl::ncclComm_t,
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaRankStream>,
+        registry: Arc<AbortRegistry>,
+        settings: CommSettings,
+        place: CommPlace,
+        ownership: CommOwnership,
+    ) -> Result<NcclComm> {
         let destroy = |e: Error| {
-            // SAFETY: ours, unused elsewhere.
-            unsafe { ffi::comm_destroy(comm) };
+            if ownership == CommOwnership::Owned {
+                // SAFETY: ours, unused elsewhere.
+                unsafe { ffi::comm_destroy(comm) };
+            }
             e
         };
         // SAFETY: `comm` is live.
@@ -186,11 +224,55 @@ impl NcclComm {
             next_window: AtomicU64::new(0),
             splits: AtomicU64::new(0),
             registry,
+            owned: AtomicBool::new(ownership == CommOwnership::Owned),
         })
     }
 
     fn name(&self) -> Arc<str> {
         self.core.name()
+    }
+
+    /// Wrap a communicator the caller created for this rank's GPU (see
+    /// [`crate::cuda::adopt_nccl_comm`]).
+    ///
+    /// # Safety
+    /// `comm` is a live communicator of the context's GPU that nobody else destroys while this
+    /// wrapper lives when `ownership` is `Owned`, and that outlives every user of the wrapper
+    /// when it is `Borrowed`; no other thread makes NCCL calls on it while symmem does.
+    /// The wrapper starts as `Borrowed` (a failure later in the adoption leaves `comm` to the
+    /// caller); [`NcclComm::take_ownership`] makes it `Owned`.
+    pub(crate) unsafe fn adopt(
+        comm: nccl::ncclComm_t,
+        ctx: Arc<CudaContext>,
+        stream: Arc<CudaRankStream>,
+        registry: Arc<AbortRegistry>,
+        settings: CommSettings,
+        place: CommPlace,
+    ) -> Result<NcclComm> {
+        NcclComm::from_raw_with(
+            comm,
+            ctx,
+            stream,
+            registry,
+            settings,
+            place,
+            CommOwnership::Borrowed,
+        )
+    }
+
+    /// From now on symmem finalizes and destroys the communicator when it drops.
+    pub(crate) fn take_ownership(&self) {
+        self.owned.store(true, Ordering::Release);
+    }
+
+    /// The launch's abort registry (adopted communicators join it).
+    pub(crate) fn registry(&self) -> &Arc<AbortRegistry> {
+        &self.registry
+    }
+
+    /// The settings every communicator of the launch shares.
+    pub(crate) fn settings(&self) -> CommSettings {
+        self.settings
     }
 
     /// The raw `ncclComm_t` (for calling NCCL directly, e.g. in benchmarks). Valid while this
@@ -227,6 +309,13 @@ impl Drop for NcclComm {
         }
         {
             let mut raw = self.core.lock();
+            if !raw.is_dead() && !self.owned.load(Ordering::Acquire) {
+                // Borrowed: only what symmem created on it goes (the `Avg` operations).
+                // SAFETY: live communicator; the operations are symmem's, destroyed once.
+                unsafe { self.core.avg_ops.destroy(raw.comm) };
+                self.core
+                    .mark_dead(&mut raw, "the group of a borrowed communicator was dropped");
+            }
             if !raw.is_dead() {
                 // SAFETY: live communicator, used by nobody else any more (we hold the only
                 // strong reference to the core besides transient ones in the registry, which

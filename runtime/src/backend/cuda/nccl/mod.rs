@@ -10,4 +10,4 @@ mod tests;
 
 pub use abort::AbortRegistry;
 pub(crate) use communicator::CommPlace;
-pub use communicator::{CommSettings, NcclComm};
+pub use communicator::{CommOwnership, CommSettings, NcclComm};
