@@ -870,32 +870,40 @@ fn a_rank_on_the_callers_stream_orders_with_its_kernels_and_captures() {
 
 #[test]
 fn an_adopted_nccl_communicator_is_a_group() {
-    use symmem::cuda::cudarc::nccl::sys as cn;
     use symmem::cuda::{adopt_nccl_comm, nccl_sys, CommOwnership};
     let Some((_n, _g)) = gpus("an_adopted_nccl_communicator_is_a_group") else {
         return;
     };
+    // The communicator must come from the NCCL library symmem loaded (`libnccl.so.2`, the same
+    // handle dlopen returns again): one of another NCCL copy in the process (cudarc's
+    // `libnccl.so` may be another version) is refused by NCCL as "corrupted comm object".
+    type GetId = unsafe extern "C" fn(*mut nccl_sys::ncclUniqueId) -> i32;
+    type Init =
+        unsafe extern "C" fn(*mut nccl_sys::ncclComm_t, i32, nccl_sys::ncclUniqueId, i32) -> i32;
+    type Destroy = unsafe extern "C" fn(nccl_sys::ncclComm_t) -> i32;
+    // SAFETY: loading the NCCL library symmem already loaded (its initialisers ran).
+    let lib = unsafe { libloading::Library::new("libnccl.so.2") }.expect("libnccl.so.2");
+    // SAFETY: the C signatures of nccl.h (enums as int).
+    let (get_id, init, destroy) = unsafe {
+        (
+            *lib.get::<GetId>(b"ncclGetUniqueId").unwrap(),
+            *lib.get::<Init>(b"ncclCommInitRank").unwrap(),
+            *lib.get::<Destroy>(b"ncclCommDestroy").unwrap(),
+        )
+    };
     for ownership in [CommOwnership::Borrowed, CommOwnership::Owned] {
         let kept = cuda::run_threads(1, cfg(), |ctx| {
-            // A communicator made by the caller (here through cudarc's raw bindings).
-            let mut id = std::mem::MaybeUninit::<cn::ncclUniqueId>::zeroed();
-            let mut comm: cn::ncclComm_t = std::ptr::null_mut();
+            // A communicator made by the caller (through NCCL's C API).
+            let mut id = std::mem::MaybeUninit::<nccl_sys::ncclUniqueId>::zeroed();
+            let mut comm: nccl_sys::ncclComm_t = std::ptr::null_mut();
             // SAFETY: out-parameters; the rank's context is current on this thread.
             unsafe {
-                assert_eq!(
-                    cn::ncclGetUniqueId(id.as_mut_ptr()),
-                    cn::ncclResult_t::ncclSuccess
-                );
-                assert_eq!(
-                    cn::ncclCommInitRank(&mut comm, 1, id.assume_init(), 0),
-                    cn::ncclResult_t::ncclSuccess
-                );
+                assert_eq!(get_id(id.as_mut_ptr()), 0);
+                assert_eq!(init(&mut comm, 1, id.assume_init(), 0), 0);
             }
             // SAFETY: a live communicator of this rank's GPU; Borrowed: destroyed below, after
             // the rank context (and so the group) is gone; Owned: never touched again.
-            let tp =
-                unsafe { adopt_nccl_comm(ctx, "mine", comm as nccl_sys::ncclComm_t, ownership) }
-                    .unwrap();
+            let tp = unsafe { adopt_nccl_comm(ctx, "mine", comm, ownership) }.unwrap();
             assert_eq!((tp.name(), tp.size(), tp.rank()), ("mine", 1, 0));
             let mut x = {
                 let _w = tp.window();
@@ -906,9 +914,7 @@ fn an_adopted_nccl_communicator_is_a_group() {
             assert_eq!(x.to_host_vec().unwrap(), vec![2.5f32; 4096]);
             // A second adoption under the same name is refused, and leaves the handle alone.
             // SAFETY: refused before any use.
-            let e =
-                unsafe { adopt_nccl_comm(ctx, "mine", comm as nccl_sys::ncclComm_t, ownership) }
-                    .unwrap_err();
+            let e = unsafe { adopt_nccl_comm(ctx, "mine", comm, ownership) }.unwrap_err();
             assert!(matches!(e, Error::DuplicateGroup { .. }), "{e}");
             comm as usize
         })
@@ -916,8 +922,8 @@ fn an_adopted_nccl_communicator_is_a_group() {
         if ownership == CommOwnership::Borrowed {
             // Still ours and alive: destroy it now that every user is gone.
             // SAFETY: the communicator created above; symmem never destroyed it.
-            let r = unsafe { cn::ncclCommDestroy(kept[0] as cn::ncclComm_t) };
-            assert_eq!(r, cn::ncclResult_t::ncclSuccess);
+            let r = unsafe { destroy(kept[0] as nccl_sys::ncclComm_t) };
+            assert_eq!(r, 0);
         }
     }
     say("interop: adopted raw NCCL communicators (borrowed and owned) run symmetric collectives");

@@ -358,6 +358,9 @@ pub fn nccl_comm(group: &Group) -> Option<&NcclComm> {
 /// another GPU, [`Error::InvalidArgument`] for a NULL handle, [`Error::DuplicateGroup`],
 /// [`Error::InvalidGroupName`], [`Error::NotAllowedDuringCapture`], NCCL errors.
 ///
+/// The communicator must come from the NCCL library symmem loaded (`libnccl.so.2` first on the
+/// loader's path): one of another NCCL copy in the process is refused with NCCL's error.
+///
 /// # Safety
 /// `comm` is a live NCCL communicator whose rank runs on this rank's GPU. With
 /// [`CommOwnership::Owned`] nobody else uses or destroys it afterwards; with
