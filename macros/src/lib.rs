@@ -12,6 +12,8 @@
 //! * `item`: the annotated item (a function with a body, or a clear rejection);
 //! * `capture`: the body walk that applies the capture-unfit table of `symmem-rules` and
 //!   handles the escape hatch (`scope`, `rules`, `hatch`, `walk`);
+//! * `deferred`: what a synchronous function returns that runs later (futures and iterators,
+//!   routed; closures and streams, rejected), judged by the return type as written;
 //! * `expand`: the pipeline `expand::expand(attr, item)` (testable without a compiler) and the
 //!   code generation.
 //!
@@ -20,6 +22,7 @@
 
 mod args;
 mod capture;
+mod deferred;
 mod errors;
 mod expand;
 mod item;
