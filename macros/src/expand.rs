@@ -205,7 +205,6 @@ fn generate(mut func: ItemFn, args: &Args, returns: &Returns) -> TokenStream {
     }
 
     // `async fn`: route each poll of the body.
-    let fake = Ident::new("__symmem_return", site);
     let never_check = match args.capture {
         Capture::Never => {
             let enter = never(&quote!(true));
@@ -219,6 +218,7 @@ fn generate(mut func: ItemFn, args: &Args, returns: &Returns) -> TokenStream {
     // notes then point.
     let hint = match &func.sig.output {
         ReturnType::Type(_, ty) if nameable(ty) => {
+            let fake = Ident::new("__symmem_return", site.located_at(ty.span()));
             let ret = quote_spanned!(ty.span()=> return #fake;);
             quote! {
                 #[allow(unknown_lints, unreachable_code, clippy::diverging_sub_expression, clippy::empty_loop, clippy::let_unit_value, clippy::unreachable, clippy::needless_return)]

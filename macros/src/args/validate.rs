@@ -196,11 +196,13 @@ fn validate_disabled(value: Expr, errors: &mut Errors) -> Option<Expr> {
         }) => {
             let v = s.value();
             // The string's contents, when they are an expression: the same without quotes.
+            // The string's contents when they are an expression (`"!self.on"`); a word
+            // (`"no"`, `"off"`) is read as the `bool` it means.
+            let word = v.trim().to_ascii_lowercase();
             let fix = match s.parse::<Expr>() {
-                Ok(e) if !v.trim().is_empty() && !matches!(e, Expr::Lit(_)) => {
-                    v.trim().to_string()
-                }
-                _ if v == "true" || v == "false" => v,
+                _ if ["false", "no", "off", "n", "0"].contains(&word.as_str()) => "false".to_string(),
+                Ok(Expr::Path(p)) if p.path.get_ident().is_some() => "true".to_string(),
+                Ok(e) if !matches!(e, Expr::Lit(_)) => v.trim().to_string(),
                 _ => "true".to_string(),
             };
             errors.spanned(

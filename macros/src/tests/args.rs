@@ -142,7 +142,11 @@ fn disabled_string_suggests_the_expression() {
     let (_, e) = run(quote!(group = "tp", disabled = "!self.on"));
     assert!(e.iter().any(|m| m.contains("write `disabled = !self.on`")), "{e:?}");
     let (_, e) = run(quote!(group = "tp", disabled = "yes"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = yes`")), "{e:?}");
+    assert!(e.iter().any(|m| m.contains("write `disabled = true`")), "{e:?}");
+    let (_, e) = run(quote!(group = "tp", disabled = "no"));
+    assert!(e.iter().any(|m| m.contains("write `disabled = false`")), "{e:?}");
+    let (_, e) = run(quote!(group = "tp", disabled = "x == y"));
+    assert!(e.iter().any(|m| m.contains("write `disabled = x == y`")), "{e:?}");
     let (_, e) = run(quote!(group = "tp", disabled = "false"));
     assert!(e.iter().any(|m| m.contains("write `disabled = false`")), "{e:?}");
     let (_, e) = run(quote!(group = "tp", disabled = ""));
