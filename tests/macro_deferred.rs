@@ -62,7 +62,9 @@ async fn alloc_later(n: usize) -> Result<Buffer<f32>, Error> {
 }
 
 #[symmetric_memory(group = "world")]
-fn returns_impl_future(n: usize) -> impl Future<Output = Result<(Buffer<f32>, Buffer<f32>), Error>> {
+fn returns_impl_future(
+    n: usize,
+) -> impl Future<Output = Result<(Buffer<f32>, Buffer<f32>), Error>> {
     let now = symmem::alloc::<f32>(n); // in the function: routed by the window
     async move {
         YieldOnce(false).await;
@@ -263,7 +265,13 @@ macro_rules! routed_fn {
 }
 
 routed_fn!(from_literals, "world", false, "never", "::symmem");
-routed_fn!(from_literals_disabled, "world", 1 + 1 == 2, "checked", "symmem");
+routed_fn!(
+    from_literals_disabled,
+    "world",
+    1 + 1 == 2,
+    "checked",
+    "symmem"
+);
 routed_fn!(from_expr, expr "world");
 
 #[test]
@@ -302,7 +310,11 @@ fn refusal(f: impl FnOnce()) -> (String, (String, u32)) {
         .cloned()
         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default();
-    let at = REFUSED_AT.lock().unwrap().take().expect("hook saw the panic");
+    let at = REFUSED_AT
+        .lock()
+        .unwrap()
+        .take()
+        .expect("hook saw the panic");
     (msg, at)
 }
 

@@ -6,9 +6,7 @@
 //! `#[tokio::main]`/`#[tokio::test]` (expanded before this attribute) is recognised too.
 
 use quote::ToTokens;
-use syn::{
-    GenericArgument, PathArguments, ReturnType, Stmt, Type, TypeParamBound, TypePath,
-};
+use syn::{GenericArgument, PathArguments, ReturnType, Stmt, Type, TypeParamBound, TypePath};
 
 /// What the function returns, as far as routing is concerned.
 pub(crate) enum Returns {
@@ -53,7 +51,10 @@ fn strip(ty: &Type) -> &Type {
 }
 
 fn is_closure_trait(name: &str) -> bool {
-    matches!(name, "Fn" | "FnMut" | "FnOnce" | "AsyncFn" | "AsyncFnMut" | "AsyncFnOnce")
+    matches!(
+        name,
+        "Fn" | "FnMut" | "FnOnce" | "AsyncFn" | "AsyncFnMut" | "AsyncFnOnce"
+    )
 }
 
 fn is_iter_trait(name: &str) -> bool {
@@ -164,7 +165,10 @@ pub(crate) fn classify(output: &ReturnType) -> Returns {
                 let item = assoc(p, "Item").filter(nameable);
                 return Returns::ImplIterator(item);
             }
-            if bounds.iter().any(|(n, _)| n == "Stream" || n == "AsyncIterator") {
+            if bounds
+                .iter()
+                .any(|(n, _)| n == "Stream" || n == "AsyncIterator")
+            {
                 return reject("a stream", STREAM_FIX);
             }
             Returns::Plain

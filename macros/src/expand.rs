@@ -51,12 +51,13 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
             let errors = errors.to_compile_errors();
             return quote!(#tokens #errors);
         }
-        ItemInput::Unparsed {
-            attrs,
-            vis,
-            sig,
-            body,
-        } => {
+        ItemInput::Unparsed(unparsed) => {
+            let item::UnparsedFn {
+                attrs,
+                vis,
+                sig,
+                body,
+            } = *unparsed;
             let validated = args::validate(raw, &mut errors);
             return match validated.args {
                 Some(args) if errors.is_empty() => generate_unparsed(&args, attrs, vis, sig, body),
@@ -105,7 +106,12 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     // A returned future is routed like an `async fn` body: `async` blocks in the body are
     // checked as its code.
     let routes_future = matches!(returns, Returns::ImplFuture(_) | Returns::BoxedFuture);
-    capture::check_body(&mut func.block, mode, is_async || routes_future, &mut errors);
+    capture::check_body(
+        &mut func.block,
+        mode,
+        is_async || routes_future,
+        &mut errors,
+    );
 
     match validated.args {
         Some(args) if errors.is_empty() => generate(*func, &args, &returns),
@@ -128,11 +134,9 @@ fn private_path(krate: &Path, span: Option<Span>) -> TokenStream {
 /// Whether the function may be marked `#[track_caller]` (so that the `capture = "never"`
 /// refusal names its call site): Rust ABI, not `main`, not already marked.
 fn may_track_caller(func: &ItemFn) -> bool {
-    let rust_abi = func
-        .sig
-        .abi
-        .as_ref()
-        .map_or(true, |abi| abi.name.as_ref().is_some_and(|n| n.value() == "Rust"));
+    let rust_abi = func.sig.abi.as_ref().map_or(true, |abi| {
+        abi.name.as_ref().is_some_and(|n| n.value() == "Rust")
+    });
     let marked = func.attrs.iter().any(|a| a.path().is_ident("track_caller"));
     rust_abi && !marked && func.sig.ident != "main" && func.sig.asyncness.is_none()
 }

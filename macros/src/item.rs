@@ -14,16 +14,7 @@ pub(crate) enum ItemInput {
     Fn(Box<ItemFn>),
     /// A function whose body does not parse (a syntax error, or syntax newer than syn's): its
     /// signature, and the body as written, left to the compiler to report on, once.
-    Unparsed {
-        /// The outer attributes.
-        attrs: Vec<syn::Attribute>,
-        /// The visibility.
-        vis: syn::Visibility,
-        /// The signature.
-        sig: syn::Signature,
-        /// The body's brace group, as written.
-        body: proc_macro2::Group,
-    },
+    Unparsed(Box<UnparsedFn>),
     /// Anything else: the reason, and the item's tokens to emit unchanged next to the error.
     Rejected {
         /// Why the item cannot carry the attribute.
@@ -43,12 +34,7 @@ pub(crate) fn parse_item(tokens: TokenStream) -> ItemInput {
         Err(e) => e,
     };
     if let Ok(unparsed) = syn::parse2::<UnparsedFn>(tokens.clone()) {
-        return ItemInput::Unparsed {
-            attrs: unparsed.attrs,
-            vis: unparsed.vis,
-            sig: unparsed.sig,
-            body: unparsed.body,
-        };
+        return ItemInput::Unparsed(Box::new(unparsed));
     }
     let error = if let Some(sig) = bodyless_fn(&tokens) {
         syn::Error::new_spanned(
@@ -73,11 +59,15 @@ pub(crate) fn parse_item(tokens: TokenStream) -> ItemInput {
 }
 
 /// A function signature followed by a brace group that did not parse as a block.
-struct UnparsedFn {
-    attrs: Vec<syn::Attribute>,
-    vis: syn::Visibility,
-    sig: syn::Signature,
-    body: proc_macro2::Group,
+pub(crate) struct UnparsedFn {
+    /// The outer attributes.
+    pub(crate) attrs: Vec<syn::Attribute>,
+    /// The visibility.
+    pub(crate) vis: syn::Visibility,
+    /// The signature.
+    pub(crate) sig: syn::Signature,
+    /// The body's brace group, as written.
+    pub(crate) body: proc_macro2::Group,
 }
 
 impl syn::parse::Parse for UnparsedFn {
@@ -102,9 +92,12 @@ impl syn::parse::Parse for UnparsedFn {
 /// attribute too, with its own "custom attributes cannot be applied to statements").
 fn statement(tokens: &TokenStream) -> Option<syn::Error> {
     let open = "open a window for the code instead: `let _w = symmem::window(\"tp\")?;` (or `group.window()`) before it, dropped when the scope ends";
-    let stmt = syn::parse2::<syn::Stmt>(tokens.clone())
-        .ok()
-        .or_else(|| Some(syn::Stmt::Expr(syn::parse2::<syn::Expr>(tokens.clone()).ok()?, None)))?;
+    let stmt = syn::parse2::<syn::Stmt>(tokens.clone()).ok().or_else(|| {
+        Some(syn::Stmt::Expr(
+            syn::parse2::<syn::Expr>(tokens.clone()).ok()?,
+            None,
+        ))
+    })?;
     let (what, spanned) = match stmt {
         syn::Stmt::Local(l) => ("a `let` statement", pair(&l.let_token, &l.pat)),
         syn::Stmt::Expr(syn::Expr::Closure(c), _) => {
@@ -116,7 +109,9 @@ fn statement(tokens: &TokenStream) -> Option<syn::Error> {
     };
     Some(syn::Error::new_spanned(
         spanned,
-        format!("{ONLY_FNS}, not to {what}: put it on the function whose body allocates, or {open}"),
+        format!(
+            "{ONLY_FNS}, not to {what}: put it on the function whose body allocates, or {open}"
+        ),
     ))
 }
 

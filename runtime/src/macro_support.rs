@@ -146,11 +146,7 @@ pub fn routed_iter<T, I: Iterator<Item = T>>(
 /// A returned boxed future (`Pin<Box<dyn Future + ..>>`, `BoxFuture`, `#[async_trait]`'s
 /// shape), routed and boxed again: the result coerces to the function's return type.
 #[inline]
-pub fn routed_boxed<F: Future>(
-    disabled: bool,
-    group: &'static str,
-    fut: F,
-) -> Pin<Box<Routed<F>>> {
+pub fn routed_boxed<F: Future>(disabled: bool, group: &'static str, fut: F) -> Pin<Box<Routed<F>>> {
     Box::pin(routed(disabled, group, fut))
 }
 

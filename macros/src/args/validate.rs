@@ -200,7 +200,9 @@ fn validate_disabled(value: Expr, errors: &mut Errors) -> Option<Expr> {
             // (`"no"`, `"off"`) is read as the `bool` it means.
             let word = v.trim().to_ascii_lowercase();
             let fix = match s.parse::<Expr>() {
-                _ if ["false", "no", "off", "n", "0"].contains(&word.as_str()) => "false".to_string(),
+                _ if ["false", "no", "off", "n", "0"].contains(&word.as_str()) => {
+                    "false".to_string()
+                }
                 Ok(Expr::Path(p)) if p.path.get_ident().is_some() => "true".to_string(),
                 Ok(e) if !matches!(e, Expr::Lit(_)) => v.trim().to_string(),
                 _ => "true".to_string(),

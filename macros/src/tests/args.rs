@@ -118,11 +118,14 @@ serde = "1"
 sm = { package = "symmem", path = "../symmem" } # renamed
 "#;
     assert_eq!(facade_name(renamed).as_deref(), Some("sm"));
-    let table = "[target.'cfg(unix)'.dev-dependencies.my-sm]\npackage = \"symmem\"\nversion = \"0.1\"\n";
+    let table =
+        "[target.'cfg(unix)'.dev-dependencies.my-sm]\npackage = \"symmem\"\nversion = \"0.1\"\n";
     assert_eq!(facade_name(table).as_deref(), Some("my_sm"));
     assert_eq!(facade_name("[dependencies]\nsymmem = \"0.1\"\n"), None);
     assert_eq!(
-        facade_name("[dependencies]\nsymmem = { version = \"0.1\" }\nsm = { package = \"symmem\" }\n"),
+        facade_name(
+            "[dependencies]\nsymmem = { version = \"0.1\" }\nsm = { package = \"symmem\" }\n"
+        ),
         None,
         "named `symmem` too: `::symmem` works"
     );
@@ -131,26 +134,50 @@ sm = { package = "symmem", path = "../symmem" } # renamed
         facade_name("[dependencies]\nx = { package = \"symmem-runtime\" }\n"),
         None
     );
-    assert_eq!(facade_name("[dependencies]\nfoo = { package = \"symmem\" }"), Some("foo".into()));
+    assert_eq!(
+        facade_name("[dependencies]\nfoo = { package = \"symmem\" }"),
+        Some("foo".into())
+    );
     // Not a dependency table.
-    assert_eq!(facade_name("[features]\nsm = { package = \"symmem\" }\n"), None);
+    assert_eq!(
+        facade_name("[features]\nsm = { package = \"symmem\" }\n"),
+        None
+    );
 }
 
 /// `disabled = "<expression>"` suggests the expression without the quotes.
 #[test]
 fn disabled_string_suggests_the_expression() {
     let (_, e) = run(quote!(group = "tp", disabled = "!self.on"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = !self.on`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = !self.on`")),
+        "{e:?}"
+    );
     let (_, e) = run(quote!(group = "tp", disabled = "yes"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = true`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = true`")),
+        "{e:?}"
+    );
     let (_, e) = run(quote!(group = "tp", disabled = "no"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = false`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = false`")),
+        "{e:?}"
+    );
     let (_, e) = run(quote!(group = "tp", disabled = "x == y"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = x == y`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = x == y`")),
+        "{e:?}"
+    );
     let (_, e) = run(quote!(group = "tp", disabled = "false"));
-    assert!(e.iter().any(|m| m.contains("write `disabled = false`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = false`")),
+        "{e:?}"
+    );
     let (_, e) = run(quote!(group = "tp", disabled = ""));
-    assert!(e.iter().any(|m| m.contains("write `disabled = true`")), "{e:?}");
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = true`")),
+        "{e:?}"
+    );
 }
 
 /// `macro_rules!` fragments (`$g:literal`, `$g:expr`) arrive in invisible groups: accepted.

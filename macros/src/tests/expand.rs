@@ -280,7 +280,9 @@ fn returned_futures_are_routed() {
                     return g();
                 }
                 let c = || return 1;
-                fn inner() -> u32 { return 2; }
+                fn inner() -> u32 {
+                    return 2;
+                }
                 async move { Ok(1) }
             }
         ),
@@ -319,7 +321,11 @@ fn returned_futures_are_routed() {
 #[test]
 fn boxed_futures_are_routed() {
     for ret in [
-        quote!(::core::pin::Pin<Box<dyn ::core::future::Future<Output = u32> + ::core::marker::Send + 'async_trait>>),
+        quote!(
+            ::core::pin::Pin<
+                Box<dyn ::core::future::Future<Output = u32> + ::core::marker::Send + 'async_trait>,
+            >
+        ),
         quote!(BoxFuture<'a, u32>),
         quote!(futures::future::LocalBoxFuture<'static, u32>),
     ] {
@@ -368,7 +374,10 @@ fn returned_iterators_are_routed() {
             }
         ),
     );
-    assert!(out.contains(":: symmem :: __private :: routed (false , \"tp\" , v . into_iter ())"), "{out}");
+    assert!(
+        out.contains(":: symmem :: __private :: routed (false , \"tp\" , v . into_iter ())"),
+        "{out}"
+    );
 }
 
 /// Returned closures, boxed iterators and streams cannot be routed: an error on the return type,
@@ -376,15 +385,27 @@ fn returned_iterators_are_routed() {
 #[test]
 fn returned_closures_and_streams_are_rejected() {
     let cases = [
-        (quote!(impl Fn(usize) -> Buffer<f32>), "a closure (`impl Fn*`)"),
-        (quote!(impl FnMut() + Send + 'static), "a closure (`impl Fn*`)"),
+        (
+            quote!(impl Fn(usize) -> Buffer<f32>),
+            "a closure (`impl Fn*`)",
+        ),
+        (
+            quote!(impl FnMut() + Send + 'static),
+            "a closure (`impl Fn*`)",
+        ),
         (quote!(Box<dyn FnOnce() -> u32 + Send>), "a boxed closure"),
         (quote!(std::sync::Arc<dyn Fn()>), "a boxed closure"),
         (quote!(&'static dyn Fn()), "a closure (`&dyn Fn*`)"),
-        (quote!(Box<dyn Iterator<Item = u32>>), "a boxed lazy iterator"),
+        (
+            quote!(Box<dyn Iterator<Item = u32>>),
+            "a boxed lazy iterator",
+        ),
         (quote!(impl Stream<Item = u32>), "a stream"),
         (quote!(BoxStream<'static, u32>), "a stream"),
-        (quote!(Box<dyn Future<Output = u32> + Unpin>), "an unpinned boxed future"),
+        (
+            quote!(Box<dyn Future<Output = u32> + Unpin>),
+            "an unpinned boxed future",
+        ),
     ];
     for (ret, what) in cases {
         let out = ex(
@@ -396,7 +417,10 @@ fn returned_closures_and_streams_are_rejected() {
             ),
         );
         assert!(out.contains(what), "{ret}: {out}");
-        assert!(out.contains("group \\\"dp\\\"'s symmetric pool"), "{ret}: {out}");
+        assert!(
+            out.contains("group \\\"dp\\\"'s symmetric pool"),
+            "{ret}: {out}"
+        );
         assert!(out.starts_with("fn f ()"), "{out}");
         assert_eq!(out.matches("compile_error").count(), 1, "{out}");
     }
@@ -433,7 +457,10 @@ fn below_tokio_main_says_to_move_the_attribute() {
             }
         ),
     );
-    assert!(out.contains("put `#[symmetric_memory(..)]` above `#[tokio::main]`"), "{out}");
+    assert!(
+        out.contains("put `#[symmetric_memory(..)]` above `#[tokio::main]`"),
+        "{out}"
+    );
     assert_eq!(out.matches("compile_error").count(), 1, "{out}");
 }
 
@@ -448,15 +475,31 @@ fn capture_never_names_methods_and_tracks_the_caller() {
         ),
     );
     assert!(out.starts_with("# [track_caller] fn dump"), "{out}");
-    assert!(out.contains("enter_no_capture_method :: < Self > (false , \"tp\" , \"dump\")"), "{out}");
+    assert!(
+        out.contains("enter_no_capture_method :: < Self > (false , \"tp\" , \"dump\")"),
+        "{out}"
+    );
     for item in [
-        quote!(extern "C" fn f() {}),
-        quote!(fn main() {}),
-        quote!(#[track_caller] fn f() {}),
-        quote!(async fn f() {}),
+        quote!(
+            extern "C" fn f() {}
+        ),
+        quote!(
+            fn main() {}
+        ),
+        quote!(
+            #[track_caller]
+            fn f() {}
+        ),
+        quote!(
+            async fn f() {}
+        ),
     ] {
         let out = ex(quote!(group = "tp", capture = "never"), item.clone());
-        assert_eq!(out.matches("track_caller").count(), usize::from(item.to_string().contains("track_caller")), "{out}");
+        assert_eq!(
+            out.matches("track_caller").count(),
+            usize::from(item.to_string().contains("track_caller")),
+            "{out}"
+        );
     }
 }
 
@@ -543,7 +586,12 @@ fn invisible_groups_are_accepted() {
     assert!(!out.contains("compile_error"), "{out}");
     assert!(out.contains("enter_no_capture_method"), "{out}");
     let nested = none(quote!(#g));
-    let out = ex(quote!(group = #nested), quote!(fn f() {}));
+    let out = ex(
+        quote!(group = #nested),
+        quote!(
+            fn f() {}
+        ),
+    );
     assert!(!out.contains("compile_error"), "{out}");
 }
 

@@ -8,7 +8,7 @@ mod tests {
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
 
-    use sm::{symmetric_memory, Buffer, Error};
+    use sm::{Buffer, Error, symmetric_memory};
 
     #[symmetric_memory(group = "world")]
     fn opt_out_in_tail() -> bool {
