@@ -45,6 +45,6 @@ pub use symmem_runtime::*;
 pub mod __private {
     pub use symmem_runtime::macro_support::{
         enter, enter_no_capture, enter_no_capture_method, enter_unless, routed, routed_boxed,
-        routed_future, routed_iter, Routed, WindowGuard,
+        routed_boxed_future, routed_future, routed_iter, Routed, WindowGuard,
     };
 }

@@ -18,8 +18,9 @@ pub(crate) enum Returns {
     /// `impl Iterator<Item = T> + ..` (and the other iterator traits).
     ImplIterator(Option<Type>),
     /// `Pin<Box<dyn Future ..>>`, `BoxFuture<..>`, `LocalBoxFuture<..>`: wrapped and boxed
-    /// again.
-    BoxedFuture,
+    /// again (or, when the value is written `Box::pin(x)`, `x` wrapped and boxed once); the
+    /// output type when it is written.
+    BoxedFuture(Option<Type>),
     /// Deferred work the macro cannot route: the error message's subject and fix.
     Rejected(Rejection),
 }
@@ -178,7 +179,10 @@ pub(crate) fn classify(output: &ReturnType) -> Returns {
                 return Returns::Plain;
             };
             match name.as_str() {
-                "BoxFuture" | "LocalBoxFuture" => return Returns::BoxedFuture,
+                "BoxFuture" | "LocalBoxFuture" => {
+                    let output = type_args(p).first().map(|t| (*t).clone());
+                    return Returns::BoxedFuture(output.filter(nameable));
+                }
                 "BoxStream" | "LocalBoxStream" => return reject("a stream", STREAM_FIX),
                 _ => {}
             }
@@ -189,10 +193,14 @@ pub(crate) fn classify(output: &ReturnType) -> Returns {
             if name == "Pin" {
                 if let Some(Type::Path(boxed)) = args.first().map(|t| strip(t)) {
                     if last_ident(&boxed.path).as_deref() == Some("Box") {
+                        let object = type_args(boxed).first().and_then(|t| dyn_bounds(t));
+                        if let Some(Some((_, fut))) = object
+                            .as_ref()
+                            .map(|b| b.iter().find(|(n, _)| n == "Future"))
+                        {
+                            return Returns::BoxedFuture(assoc(fut, "Output").filter(nameable));
+                        }
                         if let Some(names) = type_args(boxed).first().and_then(|t| inner_dyn(t)) {
-                            if names.iter().any(|n| n == "Future") {
-                                return Returns::BoxedFuture;
-                            }
                             if names.iter().any(|n| n == "Stream") {
                                 return reject("a stream", STREAM_FIX);
                             }

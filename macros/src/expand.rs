@@ -105,7 +105,7 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
     // A returned future is routed like an `async fn` body: `async` blocks in the body are
     // checked as its code.
-    let routes_future = matches!(returns, Returns::ImplFuture(_) | Returns::BoxedFuture);
+    let routes_future = matches!(returns, Returns::ImplFuture(_) | Returns::BoxedFuture(_));
     capture::check_body(
         &mut func.block,
         mode,
@@ -300,12 +300,17 @@ impl Wrap<'_> {
         let tokens = match self.returns {
             Returns::ImplFuture(Some(t)) => quote!(#p::routed_future::<#t, _>(#flag, #group, #e)),
             Returns::ImplIterator(Some(t)) => quote!(#p::routed_iter::<#t, _>(#flag, #group, #e)),
-            Returns::BoxedFuture => match self.ret.as_ref().filter(|t| nameable(t)) {
-                Some(ret) => {
-                    let f = Ident::new("__symmem_future", Span::mixed_site());
-                    quote!(#p::routed_boxed(#flag, #group, { let #f: #ret = #e; #f }))
-                }
-                None => quote!(#p::routed_boxed(#flag, #group, #e)),
+            Returns::BoxedFuture(output) => match (box_pin_arg(e), output) {
+                // `Box::pin(x)`: box `x` once, routed (the `#[async_trait]` shape).
+                (Some(x), Some(t)) => quote!(#p::routed_boxed_future::<#t, _>(#flag, #group, #x)),
+                (Some(x), None) => quote!(#p::routed_boxed(#flag, #group, #x)),
+                (None, _) => match self.ret.as_ref().filter(|t| nameable(t)) {
+                    Some(ret) => {
+                        let f = Ident::new("__symmem_future", Span::mixed_site());
+                        quote!(#p::routed_boxed(#flag, #group, { let #f: #ret = #e; #f }))
+                    }
+                    None => quote!(#p::routed_boxed(#flag, #group, #e)),
+                },
             },
             _ => quote!(#p::routed(#flag, #group, #e)),
         };
@@ -321,6 +326,24 @@ impl Wrap<'_> {
             }
         }
     }
+}
+
+/// `x` when `e` is `Box::pin(x)` (any path ending in `Box::pin`).
+fn box_pin_arg(e: &Expr) -> Option<&Expr> {
+    let Expr::Call(call) = e else { return None };
+    let Expr::Path(path) = &*call.func else {
+        return None;
+    };
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    let is_box_pin = segments.len() >= 2 && segments[segments.len() - 2..] == ["Box", "pin"];
+    (is_box_pin && call.args.len() == 1 && path.qself.is_none())
+        .then(|| call.args.first())
+        .flatten()
 }
 
 /// Whether a tail expression visibly has type `!` (wrapping it would leave the adapter's type

@@ -150,6 +150,18 @@ pub fn routed_boxed<F: Future>(disabled: bool, group: &'static str, fut: F) -> P
     Box::pin(routed(disabled, group, fut))
 }
 
+/// The future `x` of a returned `Box::pin(x)` (`Pin<Box<dyn Future<Output = T> + ..>>`,
+/// `BoxFuture<'_, T>`, `#[async_trait]`'s shape), routed and boxed once: the result coerces to
+/// the function's return type; `T` gives `x` its output type, as the return type did.
+#[inline]
+pub fn routed_boxed_future<T, F: Future<Output = T>>(
+    disabled: bool,
+    group: &'static str,
+    fut: F,
+) -> Pin<Box<Routed<F>>> {
+    Box::pin(routed(disabled, group, fut))
+}
+
 impl<F: Future> Future for Routed<F> {
     type Output = F::Output;
     #[inline]

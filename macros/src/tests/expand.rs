@@ -316,10 +316,12 @@ fn returned_futures_are_routed() {
     assert!(!out.contains("routed"), "{out}");
 }
 
-/// `Pin<Box<dyn Future>>` (the shape `#[async_trait]` gives an `async fn`), `BoxFuture`: the
-/// returned future is typed by the return type, then routed and boxed again.
+/// `Pin<Box<dyn Future>>` (the shape `#[async_trait]` gives an `async fn`), `BoxFuture`: a
+/// returned `Box::pin(x)` becomes `x` routed and boxed once, typed by the output type; any other
+/// value is typed by the return type, then routed and boxed again.
 #[test]
 fn boxed_futures_are_routed() {
+    let squash = |s: &str| s.replace(' ', "");
     for ret in [
         quote!(
             ::core::pin::Pin<
@@ -333,13 +335,22 @@ fn boxed_futures_are_routed() {
             quote!(group = "tp"),
             quote!(
                 fn f<'a>(&'a self) -> #ret {
+                    if x {
+                        return make();
+                    }
                     Box::pin(async move { 1 })
                 }
             ),
         );
-        let want = quote!(::symmem::__private::routed_boxed(false, "tp", { let __symmem_future: #ret = Box::pin(async move { 1 }); __symmem_future })).to_string();
-        let squash = |s: &str| s.replace(' ', "");
-        assert!(squash(&out).contains(&squash(&want)), "{want}\n{out}");
+        let once = quote!(::symmem::__private::routed_boxed_future::<u32, _>(
+            false,
+            "tp",
+            async move { 1 }
+        ))
+        .to_string();
+        assert!(squash(&out).contains(&squash(&once)), "{once}\n{out}");
+        let twice = quote!(return ::symmem::__private::routed_boxed(false, "tp", { let __symmem_future: #ret = make(); __symmem_future })).to_string();
+        assert!(squash(&out).contains(&squash(&twice)), "{twice}\n{out}");
         assert!(!out.contains("compile_error"), "{out}");
     }
     // An `async` block in such a body is the future's code: not flagged as deferred.
@@ -347,11 +358,12 @@ fn boxed_futures_are_routed() {
         quote!(group = "tp"),
         quote!(
             fn f(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-                Box::pin(async move { h().await })
+                std::boxed::Box::pin(async move { h().await })
             }
         ),
     );
     assert!(!out.contains("compile_error"), "{out}");
+    assert!(out.contains("routed_boxed_future :: < () , _ >"), "{out}");
 }
 
 /// Returned lazy iterators are routed around each `next`.
