@@ -250,8 +250,30 @@ pub(crate) fn is_tokio_body(stmts: &[Stmt]) -> bool {
         }
         _ => false,
     });
+    // tokio-macros builds the runtime with `<tokio path>::runtime::Builder` and blocks on
+    // `body`: a body written by hand that merely blocks on a future is not taken for it.
     binds_async_body
-        && stmts
-            .iter()
-            .any(|s| s.to_token_stream().to_string().contains("block_on"))
+        && stmts.iter().any(|s| {
+            // The identifiers in order (token strings differ between the compiler and
+            // proc-macro2, identifiers do not).
+            let mut idents = Vec::new();
+            collect_idents(s.to_token_stream(), &mut idents);
+            let builder = idents
+                .windows(2)
+                .any(|w| w[0] == "runtime" && w[1] == "Builder");
+            let block_on = idents
+                .windows(2)
+                .any(|w| w[0] == "block_on" && w[1] == "body");
+            builder && block_on
+        })
+}
+
+fn collect_idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
+    for t in tokens {
+        match t {
+            proc_macro2::TokenTree::Ident(i) => out.push(i.to_string()),
+            proc_macro2::TokenTree::Group(g) => collect_idents(g.stream(), out),
+            _ => {}
+        }
+    }
 }

@@ -273,10 +273,23 @@ fn generate_unparsed(
         None => quote!(false),
     };
     let mut outer = TokenStream::new();
-    let inner = if sig.asyncness.is_some() {
-        quote!(let #flag: bool = #disabled; #p::routed(#flag, #group, async move #body).await)
-    } else {
-        quote!(match #p::enter_unless(#disabled, #group) { #guard => #body })
+    let name = sig.ident.to_string();
+    let name = LitStr::new(name.strip_prefix("r#").unwrap_or(&name), sig.ident.span());
+    let inner = match (sig.asyncness.is_some(), args.capture) {
+        (true, Capture::Checked) => {
+            quote!(let #flag: bool = #disabled; #p::routed(#flag, #group, async move #body).await)
+        }
+        (true, Capture::Never) => quote! {
+            ::core::mem::drop(#p::enter_no_capture(true, #group, #name));
+            let #flag: bool = #disabled;
+            #p::routed(#flag, #group, async move #body).await
+        },
+        (false, Capture::Checked) => {
+            quote!(match #p::enter_unless(#disabled, #group) { #guard => #body })
+        }
+        (false, Capture::Never) => {
+            quote!(match #p::enter_no_capture(#disabled, #group, #name) { #guard => #body })
+        }
     };
     let mut braced = proc_macro2::Group::new(proc_macro2::Delimiter::Brace, inner);
     braced.set_span(body.span());

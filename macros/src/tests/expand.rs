@@ -474,6 +474,19 @@ fn below_tokio_main_says_to_move_the_attribute() {
         "{out}"
     );
     assert_eq!(out.matches("compile_error").count(), 1, "{out}");
+    // Blocking on a future by hand is not tokio's shape: the capture check reports the
+    // `async` block instead.
+    let out = ex(
+        quote!(group = "tp"),
+        quote!(
+            fn run(rt: &Runtime) {
+                let body = async { 1 };
+                rt.block_on(body);
+            }
+        ),
+    );
+    assert!(!out.contains("above `#[tokio::main]`"), "{out}");
+    assert!(out.contains("deferred-async"), "{out}");
 }
 
 /// `capture = "never"` on a method names `Type::method` (through `Self`); `#[track_caller]` is
@@ -622,6 +635,18 @@ fn body_syntax_errors_are_left_to_the_compiler() {
     );
     assert!(!out.contains("compile_error"), "{out}");
     assert!(out.contains("let x = ;"), "{out}");
+    let never = ex(
+        quote!(group = "tp", capture = "never"),
+        quote!(
+            fn f() {
+                let x = ;
+            }
+        ),
+    );
+    assert!(
+        never.contains("enter_no_capture (false , \"tp\" , \"f\")"),
+        "{never}"
+    );
     assert!(out.contains("enter_unless (false , \"tp\")"), "{out}");
 }
 
