@@ -44,6 +44,7 @@ pub use symmem_runtime::*;
 #[doc(hidden)]
 pub mod __private {
     pub use symmem_runtime::macro_support::{
-        enter, enter_no_capture, enter_unless, routed, Routed, WindowGuard,
+        enter, enter_no_capture, enter_no_capture_method, enter_unless, routed, routed_boxed,
+        routed_boxed_future, routed_future, routed_iter, Routed, WindowGuard,
     };
 }

@@ -12,6 +12,9 @@ use syn::{Item, ItemFn};
 pub(crate) enum ItemInput {
     /// A function with a body (free function, method, trait default method).
     Fn(Box<ItemFn>),
+    /// A function whose body does not parse (a syntax error, or syntax newer than syn's): its
+    /// signature, and the body as written, left to the compiler to report on, once.
+    Unparsed(Box<UnparsedFn>),
     /// Anything else: the reason, and the item's tokens to emit unchanged next to the error.
     Rejected {
         /// Why the item cannot carry the attribute.
@@ -30,6 +33,9 @@ pub(crate) fn parse_item(tokens: TokenStream) -> ItemInput {
         Ok(f) => return ItemInput::Fn(Box::new(f)),
         Err(e) => e,
     };
+    if let Ok(unparsed) = syn::parse2::<UnparsedFn>(tokens.clone()) {
+        return ItemInput::Unparsed(Box::new(unparsed));
+    }
     let error = if let Some(sig) = bodyless_fn(&tokens) {
         syn::Error::new_spanned(
             sig,
@@ -44,10 +50,69 @@ pub(crate) fn parse_item(tokens: TokenStream) -> ItemInput {
             }
             None => fn_error,
         }
+    } else if let Some(error) = statement(&tokens) {
+        error
     } else {
         fn_error
     };
     ItemInput::Rejected { error, tokens }
+}
+
+/// A function signature followed by a brace group that did not parse as a block.
+pub(crate) struct UnparsedFn {
+    /// The outer attributes.
+    pub(crate) attrs: Vec<syn::Attribute>,
+    /// The visibility.
+    pub(crate) vis: syn::Visibility,
+    /// The signature.
+    pub(crate) sig: syn::Signature,
+    /// The body's brace group, as written.
+    pub(crate) body: proc_macro2::Group,
+}
+
+impl syn::parse::Parse for UnparsedFn {
+    fn parse(input: syn::parse::ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(syn::Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let body: proc_macro2::Group = input.parse()?;
+        if body.delimiter() != proc_macro2::Delimiter::Brace || !input.is_empty() {
+            return Err(input.error("expected a function body"));
+        }
+        Ok(UnparsedFn {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+/// The error for the attribute on a statement or an expression (rustc hands those to the
+/// attribute too, with its own "custom attributes cannot be applied to statements").
+fn statement(tokens: &TokenStream) -> Option<syn::Error> {
+    let open = "open a window for the code instead: `let _w = symmem::window(\"tp\")?;` (or `group.window()`) before it, dropped when the scope ends";
+    let stmt = syn::parse2::<syn::Stmt>(tokens.clone()).ok().or_else(|| {
+        Some(syn::Stmt::Expr(
+            syn::parse2::<syn::Expr>(tokens.clone()).ok()?,
+            None,
+        ))
+    })?;
+    let (what, spanned) = match stmt {
+        syn::Stmt::Local(l) => ("a `let` statement", pair(&l.let_token, &l.pat)),
+        syn::Stmt::Expr(syn::Expr::Closure(c), _) => {
+            ("a closure", pair(&c.or1_token, &c.or2_token))
+        }
+        syn::Stmt::Expr(e, _) => ("an expression", e.to_token_stream()),
+        syn::Stmt::Macro(m) => ("a macro invocation", m.mac.path.to_token_stream()),
+        syn::Stmt::Item(_) => return None,
+    };
+    Some(syn::Error::new_spanned(
+        spanned,
+        format!(
+            "{ONLY_FNS}, not to {what}: put it on the function whose body allocates, or {open}"
+        ),
+    ))
 }
 
 /// The signature of a function declaration without a body (`fn f(&self);` in a trait or an

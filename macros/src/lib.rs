@@ -12,6 +12,8 @@
 //! * `item`: the annotated item (a function with a body, or a clear rejection);
 //! * `capture`: the body walk that applies the capture-unfit table of `symmem-rules` and
 //!   handles the escape hatch (`scope`, `rules`, `hatch`, `walk`);
+//! * `deferred`: what a synchronous function returns that runs later (futures and iterators,
+//!   routed; closures and streams, rejected), judged by the return type as written;
 //! * `expand`: the pipeline `expand::expand(attr, item)` (testable without a compiler) and the
 //!   code generation.
 //!
@@ -20,6 +22,7 @@
 
 mod args;
 mod capture;
+mod deferred;
 mod errors;
 mod expand;
 mod item;
@@ -52,12 +55,16 @@ use proc_macro::TokenStream;
 ///   the calls that cannot run while a CUDA graph is captured (see `docs/capture-rules.md`);
 ///   `"never"` turns the checks off and makes the function panic if it is called during
 ///   capture.
-/// * `crate = "path"`: where the symmem facade is (default `::symmem`).
+/// * `crate = "path"`: where the symmem facade is (default `::symmem`, or the name the
+///   package's `Cargo.toml` gives the `symmem` package).
 ///
-/// The window guard is bound to a hygienic local at the top of the body, so routing returns to
-/// what it was on every exit path (return, `?`, panic). Window entry cannot fail: a group that
-/// the calling rank lacks makes the allocations inside fail with `Error::GroupNotFound`.
-/// `async fn`s are routed around each poll of their body, never across an `.await`.
+/// The window guard is bound by a `match` arm around the body (a hygienic binding), so routing
+/// returns to what it was on every exit path (return, `?`, panic), after every temporary of the
+/// body has been dropped. Window entry cannot fail: a group that the calling rank lacks makes the
+/// allocations inside fail with `Error::GroupNotFound`. `async fn`s are routed around each poll
+/// of their body, never across an `.await`. A returned future (`impl Future`, `Pin<Box<dyn
+/// Future>>`, `BoxFuture`, `#[async_trait]`'s shape) is routed around each poll, a returned
+/// `impl Iterator` around each `next`; a returned closure or stream is a compile error.
 ///
 /// Inside a checked body, a statement may opt out of the capture checks with
 /// `#[symmem::allow_capture_unfit(reason = "...")]`.

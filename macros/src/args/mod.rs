@@ -2,6 +2,7 @@
 //! judges them (every problem of one attribute is reported together), `suggest` finds what a
 //! misspelt key or value was meant to be.
 
+mod facade;
 mod parse;
 mod suggest;
 mod validate;
@@ -9,5 +10,7 @@ mod validate;
 pub(crate) use parse::RawArgs;
 pub(crate) use validate::{validate, Args, Capture};
 
+#[cfg(test)]
+pub(crate) use facade::facade_name;
 #[cfg(test)]
 pub(crate) use validate::Validated;

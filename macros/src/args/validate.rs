@@ -27,8 +27,11 @@ pub(crate) struct Args {
     pub(crate) disabled: Option<Expr>,
     /// The capture mode.
     pub(crate) capture: Capture,
-    /// Path of the facade crate (`::symmem` unless `crate = "..."`).
+    /// Path of the facade crate (`crate = "..."`, else the facade's name in the calling
+    /// package's manifest: `::symmem`, or `::sm` for `sm = { package = "symmem", .. }`).
     pub(crate) krate: Path,
+    /// The span of the `crate = ".."` string, when one was given.
+    pub(crate) krate_span: Option<Span>,
 }
 
 /// What validation produced: the arguments when they are all valid, and the capture mode when
@@ -51,7 +54,7 @@ pub(crate) fn validate(raw: RawArgs, errors: &mut Errors) -> Validated {
     let mut disabled: Option<Expr> = None;
     let mut capture: Option<Capture> = None;
     let mut capture_bad = false;
-    let mut krate: Option<Path> = None;
+    let mut krate: Option<(Path, Span)> = None;
     let mut seen: Vec<String> = Vec::new();
     let mut group_suggested = false;
 
@@ -119,7 +122,8 @@ pub(crate) fn validate(raw: RawArgs, errors: &mut Errors) -> Validated {
         group,
         disabled,
         capture: capture.unwrap_or(Capture::Checked),
-        krate: krate.unwrap_or_else(|| syn::parse_quote!(::symmem)),
+        krate_span: krate.as_ref().map(|(_, s)| *s),
+        krate: krate.map_or_else(super::facade::default_path, |(p, _)| p),
     });
     Validated {
         args,
@@ -127,8 +131,17 @@ pub(crate) fn validate(raw: RawArgs, errors: &mut Errors) -> Validated {
     }
 }
 
-fn as_lit_str(value: &Expr) -> Option<&LitStr> {
+/// `value` without the invisible groups (`Delimiter::None`) a `macro_rules!` fragment
+/// (`$g:literal`, `$g:expr`) arrives in.
+pub(crate) fn ungroup(value: &Expr) -> &Expr {
     match value {
+        Expr::Group(g) if g.attrs.is_empty() => ungroup(&g.expr),
+        other => other,
+    }
+}
+
+fn as_lit_str(value: &Expr) -> Option<&LitStr> {
+    match ungroup(value) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s),
             attrs,
@@ -139,7 +152,7 @@ fn as_lit_str(value: &Expr) -> Option<&LitStr> {
 
 /// Why `value` is not a string literal, with the form to write instead.
 fn not_a_string(key: &str, value: &Expr, example: &str) -> String {
-    match value {
+    match ungroup(value) {
         Expr::Path(p) if p.path.get_ident().is_some() => {
             let ident = p.path.get_ident().map(|i| i.to_string()).unwrap_or_default();
             if ident.len() > 1 && ident.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
@@ -177,15 +190,22 @@ fn validate_group(value: &Expr, errors: &mut Errors) -> Option<LitStr> {
 }
 
 fn validate_disabled(value: Expr, errors: &mut Errors) -> Option<Expr> {
-    match &value {
+    match ungroup(&value) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(s), ..
         }) => {
             let v = s.value();
-            let fix = if v == "true" || v == "false" {
-                v
-            } else {
-                "true".to_string()
+            // The string's contents, when they are an expression: the same without quotes.
+            // The string's contents when they are an expression (`"!self.on"`); a word
+            // (`"no"`, `"off"`) is read as the `bool` it means.
+            let word = v.trim().to_ascii_lowercase();
+            let fix = match s.parse::<Expr>() {
+                _ if ["false", "no", "off", "n", "0"].contains(&word.as_str()) => {
+                    "false".to_string()
+                }
+                Ok(Expr::Path(p)) if p.path.get_ident().is_some() => "true".to_string(),
+                Ok(e) if !matches!(e, Expr::Lit(_)) => v.trim().to_string(),
+                _ => "true".to_string(),
             };
             errors.spanned(
                 &value,
@@ -230,9 +250,9 @@ fn validate_capture(value: &Expr, errors: &mut Errors) -> Option<Capture> {
     }
 }
 
-fn validate_crate(value: &Expr, errors: &mut Errors) -> Option<Path> {
+fn validate_crate(value: &Expr, errors: &mut Errors) -> Option<(Path, Span)> {
     let Some(lit) = as_lit_str(value) else {
-        let message = match value {
+        let message = match ungroup(value) {
             Expr::Path(p) => {
                 let path = p.path.to_owned();
                 format!(
@@ -247,7 +267,19 @@ fn validate_crate(value: &Expr, errors: &mut Errors) -> Option<Path> {
         return None;
     };
     match lit.parse::<Path>() {
-        Ok(path) if !lit.value().trim().is_empty() => Some(path),
+        Ok(path) if !lit.value().trim().is_empty() => {
+            if path.segments.iter().any(|s| !s.arguments.is_none()) {
+                errors.spanned(
+                    lit,
+                    format!(
+                        "`crate = {:?}` has generic arguments: write the plain path of the symmem facade (a module path, no `<..>`), e.g. `crate = \"::symmem\"`",
+                        lit.value()
+                    ),
+                );
+                return None;
+            }
+            Some((path, lit.span()))
+        }
         _ => {
             errors.spanned(
                 lit,

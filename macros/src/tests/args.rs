@@ -104,3 +104,102 @@ fn syntax_recovery() {
     let (_, e) = run(quote!(group: "tp"));
     assert_eq!(e.len(), 1, "{e:#?}");
 }
+
+/// The facade's name in the calling package's manifest: `::sm` for a renamed dependency.
+#[test]
+fn facade_name_from_the_manifest() {
+    use crate::args::facade_name;
+    let renamed = r#"
+[package]
+name = "app"
+
+[dependencies]
+serde = "1"
+sm = { package = "symmem", path = "../symmem" } # renamed
+"#;
+    assert_eq!(facade_name(renamed).as_deref(), Some("sm"));
+    let table =
+        "[target.'cfg(unix)'.dev-dependencies.my-sm]\npackage = \"symmem\"\nversion = \"0.1\"\n";
+    assert_eq!(facade_name(table).as_deref(), Some("my_sm"));
+    assert_eq!(facade_name("[dependencies]\nsymmem = \"0.1\"\n"), None);
+    assert_eq!(
+        facade_name(
+            "[dependencies]\nsymmem = { version = \"0.1\" }\nsm = { package = \"symmem\" }\n"
+        ),
+        None,
+        "named `symmem` too: `::symmem` works"
+    );
+    assert_eq!(facade_name("[package]\nname = \"symmem\"\n"), None);
+    assert_eq!(
+        facade_name("[dependencies]\nx = { package = \"symmem-runtime\" }\n"),
+        None
+    );
+    assert_eq!(
+        facade_name("[dependencies]\nfoo = { package = \"symmem\" }"),
+        Some("foo".into())
+    );
+    // Not a dependency table.
+    assert_eq!(
+        facade_name("[features]\nsm = { package = \"symmem\" }\n"),
+        None
+    );
+}
+
+/// `disabled = "<expression>"` suggests the expression without the quotes.
+#[test]
+fn disabled_string_suggests_the_expression() {
+    let (_, e) = run(quote!(group = "tp", disabled = "!self.on"));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = !self.on`")),
+        "{e:?}"
+    );
+    let (_, e) = run(quote!(group = "tp", disabled = "yes"));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = true`")),
+        "{e:?}"
+    );
+    let (_, e) = run(quote!(group = "tp", disabled = "no"));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = false`")),
+        "{e:?}"
+    );
+    let (_, e) = run(quote!(group = "tp", disabled = "x == y"));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = x == y`")),
+        "{e:?}"
+    );
+    let (_, e) = run(quote!(group = "tp", disabled = "false"));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = false`")),
+        "{e:?}"
+    );
+    let (_, e) = run(quote!(group = "tp", disabled = ""));
+    assert!(
+        e.iter().any(|m| m.contains("write `disabled = true`")),
+        "{e:?}"
+    );
+}
+
+/// `macro_rules!` fragments (`$g:literal`, `$g:expr`) arrive in invisible groups: accepted.
+#[test]
+fn invisible_groups_in_every_argument() {
+    use proc_macro2::{Delimiter, Group, TokenTree};
+    let none = |t: proc_macro2::TokenStream| TokenTree::Group(Group::new(Delimiter::None, t));
+    let (g, d, c, k) = (
+        none(quote!("tp")),
+        none(quote!(x == 1)),
+        none(quote!("never")),
+        none(quote!("my::sm")),
+    );
+    let (v, e) = run(quote!(group = #g, disabled = #d, capture = #c, crate = #k));
+    assert!(e.is_empty(), "{e:?}");
+    let args = v.args.unwrap();
+    assert_eq!(args.group.value(), "tp");
+    assert_eq!(args.capture, Capture::Never);
+    let k = &args.krate;
+    assert_eq!(quote!(#k).to_string(), "my :: sm");
+    // A constant in a fragment is still a constant.
+    let konst = none(quote!(GROUP));
+    let (_, e) = run(quote!(group = #konst));
+    assert!(e.iter().any(|m| m.contains("not a constant")), "{e:?}");
+}

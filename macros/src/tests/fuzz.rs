@@ -196,3 +196,202 @@ proptest! {
         }
     }
 }
+
+// Every argument form, as a `macro_rules!` would pass it: values (and whole arguments) in
+// invisible groups (`Delimiter::None`), `crate` paths with generic arguments, and functions
+// returning deferred work (futures, iterators, closures, streams), with `return`s and tails.
+
+const CRATE_PATHS: &[&str] = &[
+    "\"symmem<u8>\"",
+    "\"a::<b>\"",
+    "\"a::b<'c>::d\"",
+    "\"<T as X>::y\"",
+    "\"Fn(u8) -> u8\"",
+    "\"::sm\"",
+    "\"crate::re::sm\"",
+    "\"self\"",
+    "\"std\"",
+    "\"::\"",
+    "\"a::\"",
+    "\"\"",
+    "\"a b\"",
+    "sm",
+    "::symmem",
+    "symmem<u8>",
+];
+const GROUPED_VALUES: &[&str] = &[
+    "\"tp\"",
+    "\"never\"",
+    "\"checked\"",
+    "\"!self.on\"",
+    "\"no\"",
+    "true",
+    "!self.on",
+    "x == y",
+    "GROUP",
+    "1",
+    "\"1x\"",
+    "(\"tp\")",
+    "concat!(\"t\", \"p\")",
+];
+const RETURN_TYPES: &[&str] = &[
+    "",
+    "-> u32",
+    "-> impl Future<Output = Result<u32, Error>> + Send + '_",
+    "-> impl Future<Output = impl Sized>",
+    "-> impl core::future::Future",
+    "-> ::core::pin::Pin<Box<dyn ::core::future::Future<Output = u32> + ::core::marker::Send + 'async_trait>>",
+    "-> Pin<Box<dyn Future<Output = ()>>>",
+    "-> BoxFuture<'a, u32>",
+    "-> LocalBoxFuture<'static, ()>",
+    "-> Box<dyn Future<Output = u32> + Unpin>",
+    "-> impl Iterator<Item = Result<Buffer<f32>, Error>> + '_",
+    "-> impl DoubleEndedIterator + ExactSizeIterator",
+    "-> impl Fn(usize) -> Buffer<f32>",
+    "-> Box<dyn FnMut() + Send>",
+    "-> &'static dyn Fn()",
+    "-> impl Stream<Item = u32>",
+    "-> BoxStream<'static, u32>",
+    "-> (impl Future<Output = u32>)",
+    "-> !",
+    "-> Pin<Box<dyn Stream<Item = u8>>>",
+    "-> Pin<u8>",
+    "-> Box<u8>",
+];
+const DEFERRED_BODIES: &[&str] = &[
+    "",
+    "g()",
+    "async move { 1 }",
+    "Box::pin(async move { let __self = self; let __ret: u32 = { 1 }; __ret })",
+    "if x { return g(); } h()",
+    "return g();",
+    "let c = || return 1; c",
+    "fn inner() -> u32 { return 2; } inner()",
+    "todo!()",
+    "loop { return f; }",
+    "(0..n).map(|i| symmem::alloc(i))",
+    "move || symmem::alloc::<f32>(n)",
+    "let body = async { 1 }; { return rt.block_on(body); }",
+    "let x = ; x",
+    "let b = symmem::opt_out().is_active(); b",
+    "#[symmem::allow_capture_unfit(reason = \"x\")] s.synchronize()?; g()",
+];
+
+fn none_group(tokens: TokenStream) -> proc_macro2::TokenTree {
+    proc_macro2::TokenTree::Group(proc_macro2::Group::new(
+        proc_macro2::Delimiter::None,
+        tokens,
+    ))
+}
+
+/// One `key = value` argument; the value (or the whole argument) possibly in invisible groups.
+fn grouped_arg_strategy() -> impl Strategy<Value = TokenStream> {
+    let value = prop_oneof![pick(GROUPED_VALUES), pick(CRATE_PATHS), pick(VALUES)];
+    (pick(KEYS), value, 0..3u8, any::<bool>()).prop_map(|(k, v, depth, whole)| {
+        let key = tokens(k).unwrap_or_default();
+        let mut value = tokens(v).unwrap_or_default();
+        for _ in 0..depth {
+            value = none_group(value).into();
+        }
+        let mut arg = key;
+        arg.extend(tokens("=").unwrap_or_default());
+        arg.extend(value);
+        if whole {
+            none_group(arg).into()
+        } else {
+            arg
+        }
+    })
+}
+
+/// `key = value` with a value meant for that key (grouped or not), so that valid arguments
+/// meet the bad ones.
+fn keyed_arg_strategy() -> impl Strategy<Value = TokenStream> {
+    let key_value = prop_oneof![
+        2 => Just(("group", "\"tp\"")),
+        2 => pick(CRATE_PATHS).prop_map(|v| ("crate", v)),
+        1 => pick(GROUPED_VALUES).prop_map(|v| ("disabled", v)),
+        1 => pick(GROUPED_VALUES).prop_map(|v| ("capture", v)),
+    ];
+    (key_value, 0..3u8).prop_map(|((k, v), depth)| {
+        let mut value = tokens(v).unwrap_or_default();
+        for _ in 0..depth {
+            value = none_group(value).into();
+        }
+        let mut arg = tokens(&format!("{k} =")).unwrap_or_default();
+        arg.extend(value);
+        arg
+    })
+}
+
+fn grouped_attr_strategy() -> impl Strategy<Value = TokenStream> {
+    let arg = prop_oneof![grouped_arg_strategy(), keyed_arg_strategy()];
+    prop::collection::vec((arg, prop::bool::weighted(0.9)), 0..5).prop_map(|args| {
+        let mut out = TokenStream::new();
+        for (arg, comma) in args {
+            out.extend(arg);
+            if comma {
+                out.extend(tokens(",").unwrap_or_default());
+            }
+        }
+        out
+    })
+}
+
+/// A function returning (or not) deferred work; the return type possibly in an invisible
+/// group (a `$t:ty`).
+fn deferred_item_strategy() -> impl Strategy<Value = TokenStream> {
+    (
+        pick(&["fn", "pub fn", "async fn", "unsafe fn", "extern \"C\" fn"]),
+        pick(&["f", "f<'a>(&'a self)", "main", "r#type"]),
+        pick(RETURN_TYPES),
+        pick(DEFERRED_BODIES),
+        any::<bool>(),
+    )
+        .prop_map(|(prefix, name, ret, body, group_ret)| {
+            let name = if name.contains('(') {
+                name.to_string()
+            } else {
+                format!("{name}()")
+            };
+            let mut out = tokens(&format!("{prefix} {name}")).unwrap_or_default();
+            let ret_tokens = tokens(ret).unwrap_or_default();
+            let mut ret_iter = ret_tokens.clone().into_iter();
+            match (group_ret, ret_iter.next(), ret_iter.next()) {
+                (true, Some(dash), Some(gt)) => {
+                    out.extend([dash, gt]);
+                    out.extend([none_group(ret_iter.collect())]);
+                }
+                _ => out.extend(ret_tokens),
+            }
+            out.extend(tokens(&format!("{{ {body} }}")).unwrap_or_default());
+            out
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 10_000, ..ProptestConfig::default() })]
+
+    /// 10,000 inputs of every argument form (invisible groups, generic `crate` paths) on
+    /// functions returning deferred work: tokens out, never a panic; a function is always
+    /// emitted, and the output parses.
+    #[test]
+    fn grouped_arguments_and_deferred_returns_never_panic(
+        attr in grouped_attr_strategy(),
+        item in prop_oneof![3 => deferred_item_strategy(), 1 => item_strategy().prop_map(|s| tokens(&s).unwrap_or_default())],
+    ) {
+        let text = item.to_string();
+        let is_fn = syn::parse2::<syn::ItemFn>(item.clone()).is_ok();
+        let out = std::panic::catch_unwind(|| expand(attr.clone(), item.clone()));
+        let out = match out {
+            Ok(out) => out,
+            Err(_) => return Err(TestCaseError::fail(format!("panicked on {attr} / {text}"))),
+        };
+        if is_fn {
+            prop_assert!(syn::parse2::<syn::File>(out.clone()).is_ok(), "unparsable output for {attr} / {text}: {out}");
+            let f: syn::File = syn::parse2(out.clone()).unwrap();
+            prop_assert!(f.items.iter().any(|i| matches!(i, syn::Item::Fn(_))), "function lost: {attr} / {text}: {out}");
+        }
+        prop_assert!(!out.is_empty() || text.trim().is_empty());
+    }
+}
