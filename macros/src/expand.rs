@@ -112,6 +112,10 @@ pub fn expand(attr: TokenStream, item: TokenStream) -> TokenStream {
         is_async || routes_future,
         &mut errors,
     );
+    // The `disabled` expression runs at every call, also while a graph is captured.
+    if let Some(d) = validated.args.as_ref().and_then(|a| a.disabled.as_ref()) {
+        capture::check_disabled(d, mode, is_async, &mut errors);
+    }
 
     match validated.args {
         Some(args) if errors.is_empty() => generate(*func, &args, &returns),

@@ -13,5 +13,4 @@ mod walk;
 
 pub(crate) use scope::Mode;
 pub(crate) use walk::check_body;
-#[cfg_attr(not(test), allow(unused_imports))]
 pub(crate) use walk::check_disabled;

@@ -35,8 +35,6 @@ pub(crate) fn check_body(block: &mut Block, mode: Mode, is_async: bool, errors: 
 /// The expression is evaluated at every call, also while a graph is captured, so the rules of
 /// the body apply to it and its errors point into it. An escape hatch in it is an error (it
 /// would stay in the expansion, where nothing removes it).
-// Called by the expansion once `expand.rs` wires it (one line after `check_body`).
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn check_disabled(expr: &Expr, mode: Mode, is_async: bool, errors: &mut Errors) {
     let mut expr = expr.clone();
     Walker::new(mode, is_async, true, errors).visit_expr_mut(&mut expr);
