@@ -248,16 +248,3 @@ impl Error {
         }
     }
 }
-
-/// A cudarc driver call the caller made (for `?` on cudarc's driver API in code that returns
-/// `symmem::Result`): [`Error::Cuda`] with the driver's error name and text.
-#[cfg(feature = "cuda")]
-impl From<cudarc::driver::DriverError> for Error {
-    fn from(e: cudarc::driver::DriverError) -> Error {
-        crate::backend::cuda::ffi::cuda_err(
-            "(a cudarc driver call)",
-            e,
-            "the call was made through cudarc, outside symmem; the driver's error says what failed",
-        )
-    }
-}

@@ -56,6 +56,18 @@ pub fn cuda_err(call: &'static str, e: DriverError, hint: &'static str) -> Error
     }
 }
 
+/// A cudarc driver call the caller made (for `?` on cudarc's driver API in code that returns
+/// `symmem::Result`): [`Error::Cuda`] with the driver's error name and text.
+impl From<cudarc::driver::DriverError> for Error {
+    fn from(e: cudarc::driver::DriverError) -> Error {
+        cuda_err(
+            "(a cudarc driver call)",
+            e,
+            "the call was made through cudarc, outside symmem; the driver's error says what failed",
+        )
+    }
+}
+
 /// Check a raw `CUresult`.
 fn cu_check(call: &'static str, r: cu::CUresult, hint: &'static str) -> Result<()> {
     r.result().map_err(|e| cuda_err(call, e, hint))
