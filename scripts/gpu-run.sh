@@ -205,8 +205,8 @@ fi
 # 5. Other integration tests (CPU-level; quick), if time is left.
 for t in "$bin"/tests/*; do
   name=$(basename "$t")
-  # (ui, module_graph, drift, doc_sync and public_paths read the sources: not here)
-  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths) continue ;; esac
+  # (ui, module_graph, drift, doc_sync and public_paths read the sources, features runs cargo: not here)
+  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths|features) continue ;; esac
   step 60 "$out/other-tests.log" "$t"
 done
 
