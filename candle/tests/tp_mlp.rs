@@ -312,3 +312,40 @@ fn shards_are_compact_copies_of_the_right_slices() {
         assert_eq!(values(&s), (12..24).map(|v| v as f64).collect::<Vec<_>>());
     });
 }
+
+#[test]
+fn the_layers_are_send_sync_and_clone() {
+    // They hold a `Group` handle (Send + Sync + Clone); what makes using them from another
+    // thread safe is the handle's own thread check (`all_reduce.rs`, `errors_not_panics`).
+    fn bounds<T: Send + Sync + Clone>() {}
+    bounds::<ColumnParallelLinear>();
+    bounds::<RowParallelLinear>();
+    bounds::<TpMlp>();
+    bounds::<SwiGluMlp>();
+}
+
+#[test]
+fn a_layer_used_on_another_rank_s_thread_fails_without_hanging() {
+    within_limit(|| {
+        let w = weights(DType::F32, 3, false);
+        let handoff = std::sync::Mutex::new(None);
+        let barrier = std::sync::Barrier::new(2);
+        let outs = run(2, |ctx| {
+            let mlp = TpMlp::from_full(&w.gate, &w.up, &w.down, &ctx.world()).unwrap();
+            if ctx.rank() == 0 {
+                *handoff.lock().unwrap() = Some(mlp);
+                barrier.wait();
+                barrier.wait();
+                None
+            } else {
+                barrier.wait();
+                let rank0s = handoff.lock().unwrap().take().unwrap();
+                let r = rank0s.forward(&w.x).map(|_| ());
+                barrier.wait();
+                Some(r)
+            }
+        });
+        let e = outs[1].as_ref().unwrap().as_ref().unwrap_err();
+        assert!(e.to_string().contains("world"), "{e}");
+    });
+}
