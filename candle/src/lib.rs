@@ -45,7 +45,8 @@
 //!   layer used on another thread fails with an error rather than acting for the wrong rank.
 //! * **Collectives.** [`all_reduce`] and the forward of [`RowParallelLinear`] and [`TpMlp`] are
 //!   collectives: every rank of the group calls them in the same order with tensors of the
-//!   same shape and dtype. Their results are new tensors outside candle's autograd graph.
+//!   same shape and dtype. Their results are new tensors outside candle's autograd graph;
+//!   [`AllReduceOp`] is the all-reduce as a candle custom op, inside the graph.
 //!
 //! `docs/candle.md` in the repository has the longer version.
 
@@ -54,11 +55,13 @@
 mod convert;
 mod error;
 mod layers;
+mod op;
 mod reduce;
 
 pub use convert::{copy_to_buffer, from_buffer, symmem_dtype, to_buffer, TensorElement};
 pub use error::{Error, Result};
 pub use layers::{shard, ColumnParallelLinear, RowParallelLinear, SwiGluMlp, TpMlp};
+pub use op::AllReduceOp;
 pub use reduce::{
     all_reduce, all_reduce_with_report, buffer_path, would_use_symmetric, AllReduceReport,
     CollectivePath, PlainReason,
