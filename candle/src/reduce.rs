@@ -217,3 +217,45 @@ pub fn all_reduce_with_report(
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reasons the host backend cannot produce (its groups register windows and serve every
+    /// reduction) still say what happened and where.
+    #[test]
+    fn every_reason_names_the_group_and_the_cause() {
+        let reasons = [
+            (
+                PlainReason::NoSymmetricWindows { group: "tp".into() },
+                "registers no symmetric windows",
+            ),
+            (
+                PlainReason::NoSymmetricKernel {
+                    group: "tp".into(),
+                    op: ReduceOp::Prod,
+                    dtype: symmem::DType::F64,
+                },
+                "Prod on f64",
+            ),
+            (
+                PlainReason::BufferNotSymmetric {
+                    group: "tp".into(),
+                    pool: "default".into(),
+                },
+                "pool `default`",
+            ),
+        ];
+        for (why, cause) in reasons {
+            let text = why.to_string();
+            assert!(text.contains("`tp`") && text.contains(cause), "{text}");
+        }
+        let text = PlainReason::UnsupportedDType(candle_core::DType::I16).to_string();
+        assert!(text.contains("I16"), "{text}");
+        assert!(
+            !CollectivePath::Plain(PlainReason::NoSymmetricWindows { group: "tp".into() })
+                .is_symmetric()
+        );
+    }
+}
