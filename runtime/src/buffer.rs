@@ -3,6 +3,7 @@
 use symmem_rules::refusals;
 
 use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use crate::backend::operand::SymRef;
@@ -13,6 +14,35 @@ use crate::pool::graph::record_use;
 use crate::pool::owner::Owner;
 use crate::pool::Pool;
 use crate::thread::refuse_if_capturing;
+
+/// `range` of a buffer or view of `len` elements as `(start, end)`, or an error naming `op`.
+pub(crate) fn sub_range(
+    op: &'static str,
+    len: usize,
+    range: impl RangeBounds<usize>,
+) -> Result<(usize, usize)> {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => Some(s),
+        Bound::Excluded(&s) => s.checked_add(1),
+        Bound::Unbounded => Some(0),
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.checked_add(1),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => Some(len),
+    };
+    match (start, end) {
+        (Some(s), Some(e)) if s <= e && e <= len => Ok((s, e)),
+        _ => Err(Error::InvalidArgument {
+            op,
+            detail: format!(
+                "the range {:?}..{:?} is not inside the {len} elements",
+                range.start_bound(),
+                range.end_bound()
+            ),
+        }),
+    }
+}
 
 /// Where a symmetric buffer lies: which group's window, and at which offset. The same
 /// allocation sequence gives the same window and offset on every rank.

@@ -22,7 +22,9 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use std::ops::{Bound, RangeBounds};
+use std::ops::RangeBounds;
+
+use crate::buffer::sub_range;
 
 use cudarc::driver::{
     sys as cu, CudaStream, DevicePtr, DevicePtrMut, DeviceSlice, LaunchArgs, PushKernelArg,
@@ -105,35 +107,6 @@ pub fn view_mut<T: Element>(buf: &mut Buffer<T>) -> Result<BufferViewMut<'_, T>>
         stream: rank_stream(buf)?,
         _b: PhantomData,
     })
-}
-
-/// `range` of a view of `len` elements as `(start, end)`, or an error naming `op`.
-fn sub_range(
-    op: &'static str,
-    len: usize,
-    range: impl RangeBounds<usize>,
-) -> Result<(usize, usize)> {
-    let start = match range.start_bound() {
-        Bound::Included(&s) => Some(s),
-        Bound::Excluded(&s) => s.checked_add(1),
-        Bound::Unbounded => Some(0),
-    };
-    let end = match range.end_bound() {
-        Bound::Included(&e) => e.checked_add(1),
-        Bound::Excluded(&e) => Some(e),
-        Bound::Unbounded => Some(len),
-    };
-    match (start, end) {
-        (Some(s), Some(e)) if s <= e && e <= len => Ok((s, e)),
-        _ => Err(Error::InvalidArgument {
-            op,
-            detail: format!(
-                "the range {:?}..{:?} is not inside a view of {len} elements",
-                range.start_bound(),
-                range.end_bound()
-            ),
-        }),
-    }
 }
 
 impl<'a, T: Element> BufferView<'a, T> {
@@ -443,7 +416,7 @@ pub unsafe fn adopt_nccl_comm(
 
 #[cfg(test)]
 mod tests {
-    use super::sub_range;
+    use crate::buffer::sub_range;
 
     #[test]
     fn sub_ranges_stay_inside_the_view() {
@@ -459,7 +432,7 @@ mod tests {
             sub_range("t", 10, 0..=usize::MAX),
         ] {
             let e = bad.unwrap_err().to_string();
-            assert!(e.contains("not inside a view of 10 elements"), "{e}");
+            assert!(e.contains("not inside the 10 elements"), "{e}");
         }
         #[allow(clippy::reversed_empty_ranges)]
         let reversed = sub_range("t", 10, 5..2);

@@ -565,3 +565,63 @@ fn a_buffer_of_another_rank_is_refused() {
     })
     .unwrap();
 }
+
+/// `all_reduce_range` reduces only the slice, on the symmetric path when the buffer is
+/// symmetric, and refuses a range outside the buffer before any communication.
+#[test]
+fn all_reduce_of_a_range_touches_only_the_range() {
+    for n in [1usize, 2, 3] {
+        symmem::host::run(n, |ctx| {
+            let world = ctx.world();
+            let r = ctx.rank() as f32;
+            for symmetric in [true, false] {
+                let mut b = {
+                    let _w = symmetric.then(|| world.window());
+                    symmem::alloc_from_host(&[r + 1.0; 100]).unwrap()
+                };
+                assert_eq!(b.is_symmetric(), symmetric);
+                world
+                    .all_reduce_range(&mut b, 10..37, ReduceOp::Sum)
+                    .unwrap();
+                let total: f32 = (1..=n).map(|q| q as f32).sum();
+                let got = b.to_host_vec().unwrap();
+                for (i, v) in got.iter().enumerate() {
+                    let want = if (10..37).contains(&i) {
+                        total
+                    } else {
+                        r + 1.0
+                    };
+                    assert_eq!(*v, want, "element {i}, symmetric {symmetric}");
+                }
+                // Empty and whole ranges are fine; a range past the end is an error at once.
+                world.all_reduce_range(&mut b, 5..5, ReduceOp::Sum).unwrap();
+                world.all_reduce_range(&mut b, .., ReduceOp::Max).unwrap();
+                let e = world
+                    .all_reduce_range(&mut b, 90..101, ReduceOp::Sum)
+                    .unwrap_err();
+                assert!(matches!(e, symmem::Error::InvalidArgument { .. }), "{e}");
+            }
+        })
+        .unwrap();
+    }
+}
+
+/// Ranks that pass different ranges of a symmetric buffer diverge: the host backend reports
+/// it on every rank (the offsets differ), never reads the wrong elements.
+#[test]
+fn different_ranges_on_different_ranks_are_a_divergence() {
+    let out = symmem::host::run(2, |ctx| {
+        let world = ctx.world();
+        let mut b = {
+            let _w = world.window();
+            symmem::alloc_from_host(&[1.0f32; 64]).unwrap()
+        };
+        let start = 8 * ctx.rank();
+        world.all_reduce_range(&mut b, start..start + 16, ReduceOp::Sum)
+    })
+    .unwrap();
+    for r in out {
+        let e = r.unwrap_err();
+        assert!(matches!(e, symmem::Error::RankDivergence { .. }), "{e}");
+    }
+}

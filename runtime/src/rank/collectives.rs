@@ -6,7 +6,7 @@
 //! symmetric path (NCCL's symmetric kernels on CUDA; direct peer reads at the same window
 //! offset on the host backend); any other buffer takes the plain path.
 
-use crate::backend::operand::Operand;
+use crate::backend::operand::{Operand, SymRef};
 use crate::buffer::Buffer;
 use crate::dtype::{DType, Element, ReduceOp};
 use crate::error::{Error, Result};
@@ -103,6 +103,40 @@ impl Group {
         self.on_rank_thread("all_reduce")?;
         let o = self.operand("all_reduce", buf)?;
         let count = buf.len();
+        self.validate("all_reduce", move || {
+            format!(
+                "{} {op:?} count {count} in place {}",
+                T::DTYPE,
+                Self::describe(&o)
+            )
+        })?;
+        self.enqueue_all_reduce(o, o, count, T::DTYPE, op)
+    }
+
+    /// In-place all-reduce of the elements `range` of `buf` only (for example one layer's slice
+    /// of a larger symmetric buffer): every rank's `buf[range]` becomes `op` over all ranks'
+    /// `buf[range]`; the rest of `buf` is untouched. Every rank passes the same range (on a
+    /// symmetric buffer the slice then lies at the same window offset on every rank, so the
+    /// symmetric path still applies). A range outside the buffer is an
+    /// [`Error::InvalidArgument`], checked before any communication.
+    pub fn all_reduce_range<T: Element>(
+        &self,
+        buf: &mut Buffer<T>,
+        range: impl std::ops::RangeBounds<usize>,
+        op: ReduceOp,
+    ) -> Result<()> {
+        self.on_rank_thread("all_reduce_range")?;
+        let (start, end) = crate::buffer::sub_range("all_reduce_range", buf.len(), range)?;
+        let whole = self.operand("all_reduce_range", buf)?;
+        let skip = start * std::mem::size_of::<T>();
+        let o = Operand {
+            ptr: whole.ptr + skip as u64,
+            // Inside the same window: the offset stays below the segment's size.
+            sym: whole
+                .sym
+                .and_then(|r| SymRef::new(r.window(), r.offset() + skip)),
+        };
+        let count = end - start;
         self.validate("all_reduce", move || {
             format!(
                 "{} {op:?} count {count} in place {}",
