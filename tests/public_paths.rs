@@ -114,7 +114,7 @@ fn signatures() {
     let _: fn(&Group, &Buffer<f32>, &mut Buffer<f32>, ReduceOp) -> Result<()> =
         Group::all_reduce_into::<f32>;
     let _: fn(&Group, &mut Buffer<f32>, std::ops::Range<usize>, ReduceOp) -> Result<()> =
-        Group::all_reduce_range::<f32, std::ops::Range<usize>>;
+        Group::all_reduce_range::<f32>;
     let _: fn(&Group, &Buffer<f32>, &mut Buffer<f32>) -> Result<()> = Group::all_gather::<f32>;
     let _: fn(&Group, &Buffer<f32>, &mut Buffer<f32>, ReduceOp) -> Result<()> =
         Group::reduce_scatter::<f32>;
