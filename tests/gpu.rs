@@ -698,6 +698,43 @@ extern "C" __global__ void add_to(float* out, const float* in, unsigned n) {
     say("interop: BufferView/BufferViewMut slices passed as kernel arguments");
 }
 
+#[test]
+fn a_cudarc_slice_becomes_a_plain_buffer_in_place() {
+    let Some((_n, _g)) = gpus("a_cudarc_slice_becomes_a_plain_buffer_in_place") else {
+        return;
+    };
+    cuda::run_threads(1, cfg(), |ctx| {
+        let stream = cuda_stream(ctx).unwrap();
+        let host: Vec<f32> = (0..4096).map(|i| i as f32).collect();
+        let slice = stream.clone_htod(&host).unwrap();
+        let before = ctx.default_pool_stats().in_use_bytes;
+        let mut b = cuda::buffer_from_cuda_slice(ctx, slice).unwrap();
+        // In place: no pool block, not symmetric, the slice's contents.
+        assert_eq!(ctx.default_pool_stats().in_use_bytes, before);
+        assert!(!b.is_symmetric());
+        assert_eq!(b.len(), 4096);
+        assert_eq!(b.to_host_vec().unwrap(), host);
+        // Collectives and capture use it like any plain buffer; a graph that recorded it keeps
+        // the memory alive after the buffer is dropped.
+        ctx.world().all_reduce(&mut b, ReduceOp::Sum).unwrap();
+        let (mut g, ()) =
+            symmem::capture(|| ctx.world().all_reduce(&mut b, ReduceOp::Max)).unwrap();
+        drop(b);
+        g.replay().unwrap();
+        symmem::synchronize().unwrap();
+        drop(g);
+        // A slice of another stream is refused (ordering could not be kept).
+        let other = cuda_context(ctx).unwrap().new_stream().unwrap();
+        let foreign = other.alloc_zeros::<f32>(16).unwrap();
+        let e = cuda::buffer_from_cuda_slice(ctx, foreign).unwrap_err();
+        assert!(e.to_string().contains("another stream"), "{e}");
+    })
+    .unwrap();
+    say(
+        "interop: a cudarc CudaSlice on the rank's stream as a plain buffer (collectives, capture)",
+    );
+}
+
 /// Out-of-range slices are errors, not views past the buffer.
 fn ov_len_is_checked(v: &symmem::cuda::BufferView<'_, f32>) -> bool {
     v.len() == 32 && v.slice(0..33).is_err() && v.slice(32..).map(|s| s.is_empty()).unwrap_or(false)

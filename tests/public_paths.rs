@@ -56,10 +56,10 @@ use symmem::cuda::{
         all_gather_bytes, exchange_unique_id, BootstrapError, EnvSource, LaunchEnv, PortOrigin,
         DEFAULT_PORT, MAX_PAYLOAD, MAX_WORLD_SIZE, UNIQUE_ID_BYTES,
     },
-    cuda_context, cuda_stream, cudarc, gpu_count, init_from_env, init_rank, init_rank_on_stream,
-    nccl_comm, nccl_sys, nccl_version, probe, run_threads, version, view, view_mut, BufferCudaExt,
-    BufferView, BufferViewMut, CommOwnership, CudaDevice, CudaGraph, CudaRankStream, NcclComm,
-    NcclVersion, SymmetricPolicy, UniqueId, NCCL_WIN_COLL_SYMMETRIC,
+    buffer_from_cuda_slice, cuda_context, cuda_stream, cudarc, gpu_count, init_from_env, init_rank,
+    init_rank_on_stream, nccl_comm, nccl_sys, nccl_version, probe, run_threads, version, view,
+    view_mut, BufferCudaExt, BufferView, BufferViewMut, CommOwnership, CudaDevice, CudaGraph,
+    CudaRankStream, NcclComm, NcclVersion, SymmetricPolicy, UniqueId, NCCL_WIN_COLL_SYMMETRIC,
 };
 
 /// Names a value of type `T` without running anything.
@@ -246,6 +246,8 @@ fn cuda_signatures() {
         RankConfig,
     ) -> Result<RankContext> = init_rank_on_stream;
     let _ = [CommOwnership::Owned, CommOwnership::Borrowed];
+    let _: fn(&RankContext, cudarc::driver::CudaSlice<f32>) -> Result<Buffer<f32>> =
+        buffer_from_cuda_slice::<f32>;
     let _: fn(&NcclComm) -> usize = NcclComm::granularity;
     let _: i32 = NCCL_WIN_COLL_SYMMETRIC;
     let _: fn(usize) -> Result<CudaDevice> = CudaDevice::open;

@@ -315,6 +315,53 @@ pub fn nccl_comm(group: &Group) -> Option<&NcclComm> {
     group.comm().as_any().downcast_ref::<NcclComm>()
 }
 
+/// A plain [`Buffer`] over the caller's cudarc `slice`, which it takes over: collectives,
+/// copies, views and graph capture use the slice's memory in place (no copy), and the slice is
+/// dropped, so freed by cudarc's own rules (stream-ordered on its stream), when the buffer and
+/// every graph that recorded it are gone.
+///
+/// The slice must live on this rank's stream ([`cuda_stream`]; e.g. allocated with
+/// `cuda_stream(ctx).alloc_zeros(..)`, or on a stream the rank was started on with
+/// [`init_rank_on_stream`](crate::cuda::init_rank_on_stream)): then every use of it is ordered
+/// with symmem's work without events, including its free. Such a buffer is never symmetric (its
+/// memory is not in a window): allocate symmetric buffers inside a window and copy into them.
+///
+/// Errors: [`Error::WrongDevice`] on a rank that is not a CUDA rank, or for a slice on another
+/// stream or GPU (the slice is dropped, as it was moved in: get it back by not calling this).
+pub fn buffer_from_cuda_slice<T: Element>(
+    ctx: &RankContext,
+    slice: cudarc::driver::CudaSlice<T>,
+) -> Result<Buffer<T>> {
+    let Some(stream) = cuda_stream(ctx) else {
+        return Err(Error::WrongDevice {
+            op: "cuda::buffer_from_cuda_slice",
+            detail: "this rank is not a CUDA rank (host backend?)".into(),
+        });
+    };
+    if slice.stream().cu_stream() != stream.cu_stream() {
+        return Err(Error::WrongDevice {
+            op: "cuda::buffer_from_cuda_slice",
+            detail: "the slice lives on another stream than this rank's: allocate it on `symmem::cuda::cuda_stream(ctx)` (or start the rank on the slice's stream with `cuda::init_rank_on_stream`), or copy it into a symmem buffer".into(),
+        });
+    }
+    let len = slice.len();
+    let ptr = {
+        let (p, _sync) = slice.device_ptr(&stream);
+        p
+    };
+    let pool = ctx.inner_default_pool().clone();
+    let owner = crate::pool::owner::Owner::Foreign(Arc::new(crate::pool::owner::Foreign {
+        pool,
+        memory: Box::new(slice),
+    }));
+    let alloc = crate::pool::allocation::Allocation {
+        block: crate::pool::arena::Block::detached(),
+        ptr,
+        sym: None,
+    };
+    Ok(Buffer::from_parts(alloc, len, owner))
+}
+
 /// Add a group named `name` to this rank from an NCCL communicator the caller created (with
 /// `ncclCommInitRank`, `ncclCommSplit`, another library...) for this rank's GPU: its
 /// collectives run on the rank's stream, its symmetric pool registers windows on it, and it

@@ -45,6 +45,8 @@ pub(crate) enum KeptBlock {
     Pinned(Arc<Pool>, Block),
     /// A block of another graph: keep that graph's arena alive (held only for its lifetime).
     OtherGraph(#[allow(dead_code)] Arc<GraphArena>),
+    /// Foreign memory (a caller's `CudaSlice`): keep it alive (held only for its lifetime).
+    Foreign(#[allow(dead_code)] Arc<crate::pool::owner::Foreign>),
 }
 
 impl Drop for KeptBlock {
@@ -134,6 +136,7 @@ fn record_use_capturing(cap: *const CaptureBlocks, owner: &Owner, block: &Block)
             }
             KeptBlock::OtherGraph(a.clone())
         }
+        Owner::Foreign(f) => KeptBlock::Foreign(f.clone()),
     };
     state.pins.borrow_mut().push(pin);
 }

@@ -14,6 +14,19 @@ pub(crate) enum Owner {
     /// A block allocated while capturing: it belongs to the graph, which keeps it reserved for
     /// its whole lifetime.
     Graph(Arc<GraphArena>),
+    /// Memory symmem did not allocate (a caller's `CudaSlice`), held until the buffer and every
+    /// graph that recorded it are gone; the pool is the rank's default pool (for its stream
+    /// and rank), to which nothing is given back.
+    Foreign(Arc<Foreign>),
+}
+
+/// What a buffer over foreign memory holds: the memory's owner (dropped, and so freed by its
+/// own rules, when the last holder goes) and the rank's default pool.
+pub(crate) struct Foreign {
+    pub(crate) pool: Arc<Pool>,
+    /// Held only to be dropped (which frees the memory by its owner's rules).
+    #[allow(dead_code)]
+    pub(crate) memory: Box<dyn std::any::Any + Send + Sync>,
 }
 
 impl Owner {
@@ -23,6 +36,7 @@ impl Owner {
         match self {
             Owner::Pool(p) => p.get(),
             Owner::Graph(a) => a.pool(),
+            Owner::Foreign(f) => &f.pool,
         }
     }
 
@@ -32,6 +46,8 @@ impl Owner {
         match self {
             Owner::Pool(p) => p.free(a),
             Owner::Graph(g) => g.release(a.block),
+            // The memory goes with the last `Arc` (the buffer's, or a graph's that recorded it).
+            Owner::Foreign(_) => {}
         }
     }
 }

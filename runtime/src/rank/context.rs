@@ -256,6 +256,11 @@ impl RankContext {
         &self.inner.config
     }
 
+    /// The rank's default pool (for buffers over foreign memory).
+    pub(crate) fn inner_default_pool(&self) -> &Arc<Pool> {
+        self.inner.default_pool()
+    }
+
     /// Statistics of the rank's default pool (allocations outside windows).
     pub fn default_pool_stats(&self) -> PoolStats {
         self.inner.default_pool.stats()

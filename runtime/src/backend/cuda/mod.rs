@@ -101,8 +101,8 @@ pub use nccl::NcclComm;
 pub use version::{NcclVersion, SymmetricPolicy};
 
 pub use crate::interop::{
-    adopt_nccl_comm, cuda_context, cuda_stream, nccl_comm, view, view_mut, BufferCudaExt,
-    BufferView, BufferViewMut,
+    adopt_nccl_comm, buffer_from_cuda_slice, cuda_context, cuda_stream, nccl_comm, view, view_mut,
+    BufferCudaExt, BufferView, BufferViewMut,
 };
 pub use crate::launch::cuda::{
     init_from_env, init_rank, init_rank_on_stream, run_threads, UniqueId,

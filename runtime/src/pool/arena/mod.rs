@@ -104,6 +104,21 @@ pub struct Block {
     serial: NonZeroU64,
 }
 
+impl Block {
+    /// A block of no arena: what a buffer over memory symmem did not allocate (a caller's
+    /// `CudaSlice`) carries. No arena ever receives it: such a buffer's owner gives nothing
+    /// back to a pool, and capture keeps its owner alive instead of pinning the block.
+    pub(crate) fn detached() -> Block {
+        Block {
+            offset: 0,
+            size: 0,
+            segment: SegmentId::MAX,
+            slot: u32::MAX,
+            serial: NonZeroU64::MAX,
+        }
+    }
+}
+
 /// Exact statistics of an [`Arena`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ArenaStats {
