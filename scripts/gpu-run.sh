@@ -61,7 +61,11 @@ while IFS=$'\t' read -r kind name exe; do
     bench) copy bench "$name" "$exe" ;;
     example) copy examples "$name" "$exe" ;;
   esac
-done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null)
+# (Not the CPU-only members symmem-candle and tests/edition2024: CI runs them, and their
+# binaries would not fit the device tool's carry limit; symmem-candle's tests/tp_mlp.rs would
+# also overwrite the example's tests/tp_mlp.)
+done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null
+                and (.package_id | test("symmem-candle|edition2024") | not))
                 | [(.target.kind[0]), .target.name, .executable] | @tsv' "$json" | sort -u)
 
 if [ -f examples/tp_mlp.rs ] && [ ! -x "$stage/examples/tp_mlp" ]; then
