@@ -295,7 +295,7 @@ pub const RULES: &[Rule] = &[
     },
 ];
 
-/// A violation's message: "capture check (category, rule `id`): <what> <reason>", the help
+/// A violation's message: "capture check (category, rule `id`): `<what> <reason>`", the help
 /// line, and the note on silencing it (`what` is the offending code, e.g. "`.synchronize()`").
 pub fn message(rule: &Rule, what: &str) -> String {
     format!(
