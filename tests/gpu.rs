@@ -723,6 +723,21 @@ fn a_cudarc_slice_becomes_a_plain_buffer_in_place() {
         g.replay().unwrap();
         symmem::synchronize().unwrap();
         drop(g);
+        // Dropped inside a capture, it is kept by the graph (its free is not recorded into it):
+        // two replays and the graph's drop work, and the memory is freed afterwards.
+        let slice = stream.alloc_zeros::<f32>(1 << 20).unwrap();
+        let mut b = cuda::buffer_from_cuda_slice(ctx, slice).unwrap();
+        let (mut g, ()) = symmem::capture(|| {
+            ctx.world().all_reduce(&mut b, ReduceOp::Sum)?;
+            drop(b);
+            Ok(())
+        })
+        .unwrap();
+        g.replay().unwrap();
+        g.replay().unwrap();
+        symmem::synchronize().unwrap();
+        drop(g);
+        symmem::synchronize().unwrap();
         // A slice of another stream is refused (ordering could not be kept).
         let other = cuda_context(ctx).unwrap().new_stream().unwrap();
         let foreign = other.alloc_zeros::<f32>(16).unwrap();
