@@ -723,8 +723,8 @@ fn a_cudarc_slice_becomes_a_plain_buffer_in_place() {
         g.replay().unwrap();
         symmem::synchronize().unwrap();
         drop(g);
-        // Dropped inside a capture, it is kept by the graph (its free is not recorded into it):
-        // two replays and the graph's drop work, and the memory is freed afterwards.
+        // Dropped inside a capture, its free waits for the end of the capture (it is not recorded
+        // into the graph): two replays and the graph's drop work.
         let slice = stream.alloc_zeros::<f32>(1 << 20).unwrap();
         let mut b = cuda::buffer_from_cuda_slice(ctx, slice).unwrap();
         let (mut g, ()) = symmem::capture(|| {

@@ -238,13 +238,6 @@ impl<T: Element> Buffer<T> {
 impl<T: Element> Drop for Buffer<T> {
     #[inline]
     fn drop(&mut self) {
-        if let Owner::Foreign(_) = self.owner {
-            // Foreign memory frees itself with stream work (cudarc's `cuMemFreeAsync` on its
-            // stream); dropped inside a capture, that would be recorded into the graph. A capture
-            // in progress on this thread keeps it instead, until the graph (or the aborted
-            // capture) is gone, which happens outside the capture.
-            record_use(&self.owner, &self.alloc.block);
-        }
         self.owner.give_back(self.alloc);
     }
 }

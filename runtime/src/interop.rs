@@ -352,7 +352,7 @@ pub fn buffer_from_cuda_slice<T: Element>(
     let pool = ctx.inner_default_pool().clone();
     let owner = crate::pool::owner::Owner::Foreign(Arc::new(crate::pool::owner::Foreign {
         pool,
-        memory: Box::new(slice),
+        memory: Some(Box::new(slice)),
     }));
     let alloc = crate::pool::allocation::Allocation {
         block: crate::pool::arena::Block::detached(),

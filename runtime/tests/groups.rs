@@ -341,16 +341,20 @@ fn adopting_a_communicator_checks_before_touching_it() {
         let e = unsafe { adopt_nccl_comm(ctx, "tp", fake, CommOwnership::Owned) }.unwrap_err();
         assert!(matches!(e, Error::WrongDevice { .. }), "{e}");
         assert!(e.to_string().contains("not a CUDA rank"), "{e}");
+        // SAFETY: a NULL handle is refused before any use.
         let e = unsafe { adopt_nccl_comm(ctx, "tp", std::ptr::null_mut(), CommOwnership::Owned) }
             .unwrap_err();
         assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+        // SAFETY: refused for the taken name before the handle is used.
         let e =
             unsafe { adopt_nccl_comm(ctx, "world", fake, CommOwnership::Borrowed) }.unwrap_err();
         assert!(matches!(e, Error::DuplicateGroup { .. }), "{e}");
+        // SAFETY: refused for the invalid name before the handle is used.
         let e = unsafe { adopt_nccl_comm(ctx, "", fake, CommOwnership::Borrowed) }.unwrap_err();
         assert!(matches!(e, Error::InvalidGroupName { .. }), "{e}");
         // During capture it is refused like `add_group`.
         let r = symmem::capture(|| {
+            // SAFETY: refused during capture before the handle is used.
             let e = unsafe { adopt_nccl_comm(ctx, "tp", fake, CommOwnership::Owned) }.unwrap_err();
             assert!(matches!(e, Error::NotAllowedDuringCapture { .. }), "{e}");
             Ok(())

@@ -28,7 +28,7 @@ fn clean_body_passes() {
             let g = |n| symmem::alloc_zeroed::<f32>(n);
             let _ = g(4)?;
             sleep(d); // bare: not caught
-            println!("{}", y.len());
+            let _ = format!("{}", y.len());
             Ok(y)
         }
     });

@@ -77,6 +77,12 @@ pub trait StreamBackend: Send + Sync + 'static {
     fn end_capture(&self) -> Result<Box<dyn GraphBackend>>;
     /// Stop recording after a failure and discard what was recorded.
     fn abort_capture(&self);
+    /// Drop `memory` (foreign memory whose drop queues stream work, e.g. a cudarc `CudaSlice`'s
+    /// `cuMemFreeAsync`) where that work cannot be recorded into a graph: now, unless the
+    /// stream is capturing (from whichever thread), else once the capture has ended.
+    fn drop_outside_capture(&self, memory: Box<dyn Any + Send + Sync>) {
+        drop(memory);
+    }
     /// Run a host closure as stream work (host backend only; recorded while capturing).
     fn launch_host(&self, op: HostOp) -> Result<()> {
         drop(op);

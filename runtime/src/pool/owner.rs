@@ -24,9 +24,21 @@ pub(crate) enum Owner {
 /// own rules, when the last holder goes) and the rank's default pool.
 pub(crate) struct Foreign {
     pub(crate) pool: Arc<Pool>,
-    /// Held only to be dropped (which frees the memory by its owner's rules).
-    #[allow(dead_code)]
-    pub(crate) memory: Box<dyn std::any::Any + Send + Sync>,
+    /// Held only to be dropped (which frees the memory by its owner's rules); `None` once
+    /// handed to the stream in `drop`.
+    pub(crate) memory: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+impl Drop for Foreign {
+    /// The memory's drop queues stream work (cudarc: `cuMemFreeAsync` on the rank's stream).
+    /// If the last holder goes while that stream captures (a buffer dropped inside the
+    /// capture, or on another thread meanwhile), that work would be recorded into the graph
+    /// and run at every replay: the stream drops it once the capture has ended instead.
+    fn drop(&mut self) {
+        if let Some(m) = self.memory.take() {
+            self.pool.stream().drop_outside_capture(m);
+        }
+    }
 }
 
 impl Owner {

@@ -20,7 +20,7 @@ mod tokio {
         pub struct Runtime;
         impl Runtime {
             pub fn block_on<F: std::future::Future>(&self, _: F) -> F::Output {
-                unimplemented!()
+                panic!("the stand-in runtime runs nothing")
             }
         }
     }

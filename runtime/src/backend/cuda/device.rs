@@ -71,6 +71,7 @@ impl CudaDevice {
                 ctx: ctx.clone(),
                 capturing: AtomicBool::new(false),
                 aborts: Arc::new(AbortNote::default()),
+                deferred: Mutex::new(Vec::new()),
             }),
             ctx,
             ordinal,
@@ -96,6 +97,7 @@ impl CudaDevice {
                 ctx: ctx.clone(),
                 capturing: AtomicBool::new(false),
                 aborts: Arc::new(AbortNote::default()),
+                deferred: Mutex::new(Vec::new()),
             }),
             ctx,
             ordinal,
@@ -213,6 +215,9 @@ pub struct CudaRankStream {
     ctx: Arc<CudaContext>,
     capturing: AtomicBool,
     aborts: Arc<AbortNote>,
+    /// Foreign memory dropped while the stream captured (`drop_outside_capture`), dropped when
+    /// the capture ends.
+    deferred: Mutex<Vec<Box<dyn Any + Send + Sync>>>,
 }
 
 /// What a rank's stream learns when one of the rank's communicators is aborted (a peer
@@ -273,6 +278,12 @@ impl CudaRankStream {
     /// synchronisation).
     pub(crate) fn aborts(&self) -> &Arc<AbortNote> {
         &self.aborts
+    }
+
+    /// Drop the foreign memory deferred during a capture (the capture has ended).
+    fn drop_deferred(&self) {
+        let items = std::mem::take(&mut *self.deferred.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(items);
     }
 
     /// The cudarc stream object.
@@ -399,6 +410,7 @@ impl StreamBackend for CudaRankStream {
         // SAFETY: the stream is live. A failed capture's partial graph is destroyed.
         let graph = unsafe { ffi::end_capture(self.cu_stream(), HINT_CAPTURE) };
         self.capturing.store(false, Ordering::Release);
+        self.drop_deferred();
         let exec = graph?.instantiate(HINT_CAPTURE)?;
         Ok(Box::new(CudaGraph {
             exec,
@@ -415,6 +427,19 @@ impl StreamBackend for CudaRankStream {
         // either way the stream leaves capture mode, and a graph returned is destroyed.
         let _ = unsafe { ffi::end_capture(self.cu_stream(), HINT_CAPTURE) };
         self.capturing.store(false, Ordering::Release);
+        self.drop_deferred();
+    }
+
+    fn drop_outside_capture(&self, memory: Box<dyn Any + Send + Sync>) {
+        let mut d = self.deferred.lock().unwrap_or_else(|e| e.into_inner());
+        // Checked under the lock that `drop_deferred` takes after clearing the flag: an item
+        // pushed here is either seen by that drain or pushed after it, when not capturing.
+        if self.is_capturing() {
+            d.push(memory);
+        } else {
+            drop(d);
+            drop(memory);
+        }
     }
 
     fn as_any(&self) -> &dyn Any {
