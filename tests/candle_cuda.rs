@@ -1,6 +1,7 @@
 //! symmem and symmem-candle build next to candle's `cuda` feature (cudarc with `dynamic-linking`
 //! and `cuda-version-from-build-system`, candle's kernels compiled with nvcc): `cargo check` of
-//! `checks/candle-cuda`, with NVIDIA's CUDA 13.0 compiler installed from the package registry's
+//! `checks/candle-cuda` (a downstream crate), then of symmem-candle's `cuda` feature with its
+//! tests and examples (`-p symmem-candle --features cuda --all-targets`), with NVIDIA's CUDA 13.0 compiler installed from the package registry's
 //! wheels by `scripts/install-nvcc.sh` (into `.whl/cuda`, no root, no GPU). `check` links
 //! nothing, so no CUDA libraries are needed; candle's kernels are compiled for `sm_90`
 //! (`CUDA_COMPUTE_CAP=90`: there is no GPU to ask). Run as a child process under a time limit,
@@ -17,8 +18,10 @@ fn symmem_and_symmem_candle_build_next_to_candles_cuda_feature() {
     let target = concat!(env!("CARGO_TARGET_TMPDIR"), "/candle-cuda-check");
     let log_path = concat!(env!("CARGO_TARGET_TMPDIR"), "/candle-cuda-check.log");
     let log = std::fs::File::create(log_path).expect("log file");
+    // Then symmem-candle's own CUDA path with its tests and examples, in this workspace (the
+    // same target folder: candle's compiled kernels are reused).
     let script = format!(
-        "set -e; eval \"$('{root}/scripts/install-nvcc.sh')\"; exec \"$CARGO\" check --locked --quiet --manifest-path '{manifest}'"
+        "set -e; eval \"$('{root}/scripts/install-nvcc.sh')\"; \"$CARGO\" check --locked --quiet --manifest-path '{manifest}'; exec \"$CARGO\" check --locked --quiet --manifest-path '{root}/Cargo.toml' -p symmem-candle --features cuda --all-targets"
     );
     let mut child = Command::new("bash")
         .args(["-c", &script])

@@ -1,9 +1,12 @@
-//! A tensor-parallel SwiGLU MLP in candle on symmem's host backend (ranks are threads, no GPU):
-//! builds `TpMlp` at tp 2, 3 and 4 from the same full weights, compares its output with the
-//! unsharded candle MLP, and prints the largest error and the step time.
+//! A tensor-parallel SwiGLU MLP in candle on symmem: builds `TpMlp` at tp 2, 3 and 4 from the
+//! same full weights, compares its output with the unsharded candle MLP, and prints the largest
+//! error and the step time. By default on symmem's host backend (ranks are threads, candle's
+//! CPU device, no GPU); with the `cuda` feature and `--device cuda`, one rank per GPU, each on
+//! its candle CUDA device's stream (`symmem_candle::cuda::init_rank_on_device`).
 //!
 //! ```text
 //! cargo run --release -p symmem-candle --example tp_mlp_candle [-- --dtype bf16 --steps 20 --hidden 512 --inter 1536 --batch 8 --tp 2,4]
+//! cargo run --release -p symmem-candle --features cuda --example tp_mlp_candle -- --device cuda --tp 1,2
 //! ```
 
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ struct Args {
     inter: usize,
     batch: usize,
     tp: Vec<usize>,
+    cuda: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -28,6 +32,7 @@ fn parse() -> Result<Args, String> {
         inter: 1536,
         batch: 8,
         tp: vec![2, 3, 4],
+        cuda: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -53,9 +58,17 @@ fn parse() -> Result<Args, String> {
             "--inter" => a.inter = num(&value)?,
             "--batch" => a.batch = num(&value)?,
             "--tp" => a.tp = value.split(',').map(num).collect::<Result<Vec<_>, _>>()?,
+            "--device" => {
+                a.cuda = match value.as_str() {
+                    "cpu" => false,
+                    "cuda" if cfg!(feature = "cuda") => true,
+                    "cuda" => return Err("--device cuda: this build has no CUDA path; build with `--features cuda`".into()),
+                    other => return Err(format!("--device: {other:?}: use cpu or cuda")),
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown flag {other:?}; flags: --dtype --steps --hidden --inter --batch --tp"
+                    "unknown flag {other:?}; flags: --dtype --steps --hidden --inter --batch --tp --device"
                 ))
             }
         }
@@ -116,8 +129,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .flatten_all()?
         .to_vec1::<f64>()?[0];
     println!(
-        "SwiGLU MLP, {:?}, batch {} hidden {h} intermediate {i}, host backend (ranks are threads)",
-        a.dtype, a.batch
+        "SwiGLU MLP, {:?}, batch {} hidden {h} intermediate {i}, {}",
+        a.dtype,
+        a.batch,
+        if a.cuda {
+            "CUDA backend (one rank per GPU, on candle's stream)"
+        } else {
+            "host backend (ranks are threads)"
+        }
     );
     println!(
         "unsharded candle reference: {ref_time:?} per step (median of {})",
@@ -125,17 +144,25 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     for &tp in &a.tp {
-        let results = symmem::host::run(tp, |ctx| -> symmem_candle::Result<_> {
-            let mlp = TpMlp::from_full(&gate, &up, &down, &ctx.world())?;
+        let step = |ctx: &symmem::RankContext, device: &Device| -> symmem_candle::Result<_> {
+            let on = |t: &Tensor| t.to_device(device);
+            let mlp = TpMlp::from_full(&on(&gate)?, &on(&up)?, &on(&down)?, &ctx.world())?;
+            let x = on(&x)?;
             let (mut y, report) = mlp.forward_with_report(&x)?; // warm-up (pool segments)
             let mut times = Vec::with_capacity(a.steps);
             for _ in 0..a.steps {
                 let t = Instant::now();
                 y = mlp.forward(&x)?;
+                device.synchronize()?;
                 times.push(t.elapsed());
             }
             Ok((y, median(times), report))
-        })?;
+        };
+        let results = if a.cuda {
+            on_gpus(tp, step)?
+        } else {
+            symmem::host::run(tp, |ctx| step(ctx, &Device::Cpu))?
+        };
         let mut worst = 0.0f64;
         let mut step = Duration::ZERO;
         let mut path = String::new();
@@ -156,4 +183,48 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// Run `f` on `tp` ranks, one per GPU, each on the stream of its candle CUDA device.
+#[cfg(feature = "cuda")]
+fn on_gpus<R: Send>(
+    tp: usize,
+    f: impl Fn(&symmem::RankContext, &Device) -> symmem_candle::Result<R> + Sync,
+) -> Result<Vec<symmem_candle::Result<R>>, Box<dyn std::error::Error>> {
+    let gpus = symmem::cuda::gpu_count()?;
+    if tp > gpus {
+        return Err(format!("--tp {tp} needs {tp} GPUs; {gpus} visible").into());
+    }
+    let id = symmem::cuda::UniqueId::new()?;
+    let f = &f;
+    Ok(std::thread::scope(|s| {
+        let ranks: Vec<_> = (0..tp)
+            .map(|rank| {
+                s.spawn(move || -> symmem_candle::Result<R> {
+                    let device = Device::new_cuda_with_stream(rank)?;
+                    let ctx = symmem_candle::cuda::init_rank_on_device(
+                        &device,
+                        rank,
+                        tp,
+                        &id,
+                        symmem::RankConfig::default(),
+                    )?;
+                    f(&ctx, &device)
+                })
+            })
+            .collect();
+        ranks
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    }))
+}
+
+/// Without the `cuda` feature `--device cuda` is refused while parsing.
+#[cfg(not(feature = "cuda"))]
+fn on_gpus<R: Send>(
+    _tp: usize,
+    _f: impl Fn(&symmem::RankContext, &Device) -> symmem_candle::Result<R> + Sync,
+) -> Result<Vec<symmem_candle::Result<R>>, Box<dyn std::error::Error>> {
+    Err("this build has no CUDA path; build with `--features cuda`".into())
 }

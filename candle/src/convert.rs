@@ -14,7 +14,24 @@ mod sealed {
 ///
 /// `<T as WithDType>::DTYPE` (candle's tag) and `<T as symmem::Element>::DTYPE` (symmem's) name
 /// the same type.
+#[cfg(not(feature = "cuda"))]
 pub trait TensorElement: symmem::Element + WithDType + sealed::Sealed {}
+
+/// An element type that both candle tensors and symmem buffers hold: `f32`, `f64`,
+/// [`f16`](struct@half::f16), [`bf16`](struct@half::bf16), `u8`, `u32`, `i32` and `i64`. Sealed.
+///
+/// `<T as WithDType>::DTYPE` (candle's tag) and `<T as symmem::Element>::DTYPE` (symmem's) name
+/// the same type. With the `cuda` feature it is also one of candle's CUDA storage types.
+#[cfg(feature = "cuda")]
+pub trait TensorElement:
+    symmem::Element
+    + WithDType
+    + candle_core::cuda_backend::CudaDType
+    + candle_core::cuda_backend::cudarc::driver::DeviceRepr
+    + candle_core::cuda_backend::cudarc::driver::ValidAsZeroBits
+    + sealed::Sealed
+{
+}
 
 macro_rules! tensor_element {
     ($($t:ty),*) => {$(
@@ -47,15 +64,24 @@ pub fn symmem_dtype(dtype: candle_core::DType) -> Result<symmem::DType> {
     })
 }
 
-/// `Ok` for the CPU; the error for any other device. A CUDA device gets
-/// [`Error::CudaNotImplemented`]: the CUDA path will be zero-copy (behind a `cuda` feature), so
-/// it is refused now rather than served by a hidden host round-trip.
+/// `Ok` for the CPU, and for CUDA devices with the `cuda` feature; the error for any other
+/// device. Without the feature a CUDA device gets [`Error::CudaNotImplemented`] (build with
+/// the `cuda` feature): it is refused rather than served by a hidden host round-trip.
 pub(crate) fn check_location(op: &'static str, device: DeviceLocation) -> Result<()> {
     match device {
         DeviceLocation::Cpu => Ok(()),
+        #[cfg(feature = "cuda")]
+        DeviceLocation::Cuda { .. } => Ok(()),
+        #[cfg(not(feature = "cuda"))]
         DeviceLocation::Cuda { .. } => Err(Error::CudaNotImplemented { op, device }),
         device @ DeviceLocation::Metal { .. } => Err(Error::UnsupportedDevice { op, device }),
     }
+}
+
+/// Whether `device` is a CUDA device (served by this build: the `cuda` feature).
+#[cfg(feature = "cuda")]
+fn on_cuda(device: DeviceLocation) -> bool {
+    matches!(device, DeviceLocation::Cuda { .. })
 }
 
 fn check_dtype<T: TensorElement>(op: &'static str, tensor: &Tensor) -> Result<()> {
@@ -106,18 +132,28 @@ fn with_cpu_slice<T: TensorElement, R>(
     f(elements)
 }
 
-/// Copy a CPU tensor into a new buffer of the current routing (inside `group.window()` or a
+/// Copy a tensor into a new buffer of the current routing (inside `group.window()` or a
 /// `#[symmetric_memory]` body the buffer comes from the group's symmetric pool).
 ///
 /// * **Copy**: the tensor's elements are copied in row-major order (a non-contiguous tensor is
 ///   made contiguous first); the buffer and the tensor share nothing afterwards, and either
-///   may drop first. The copy is blocking, so it is refused during graph capture.
+///   may drop first. From a CPU tensor the copy is blocking, so it is refused during graph
+///   capture. From a CUDA tensor (feature `cuda`; the rank must be a CUDA rank on the tensor's
+///   GPU) it is a device-to-device copy queued on the rank's stream, ordered with candle's
+///   stream (see the `cuda` module: no events when the rank runs on candle's stream, which
+///   also makes it capturable).
 /// * **Thread**: call it on a rank's thread (the buffer is that rank's); the tensor may have
 ///   been made on any thread.
 /// * **Errors**: no rank context on the thread, `T` not the tensor's dtype
-///   ([`Error::DTypeMismatch`]), a CUDA tensor ([`Error::CudaNotImplemented`]: no hidden host
-///   round-trip), or the pool's errors.
+///   ([`Error::DTypeMismatch`]), a CUDA tensor without the `cuda` feature
+///   ([`Error::CudaNotImplemented`]: no hidden host round-trip) or on another GPU or a host
+///   rank ([`Error::WrongDevice`]), or the pool's errors.
 pub fn to_buffer<T: TensorElement>(tensor: &Tensor) -> Result<Buffer<T>> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(tensor.device().location()) {
+        check_dtype::<T>("to_buffer", tensor)?;
+        return crate::cuda::tensor_to_buffer::<T>("to_buffer", tensor);
+    }
     with_cpu_slice("to_buffer", tensor, |elements| {
         Ok(symmem::alloc_from_host(elements)?)
     })
@@ -127,6 +163,19 @@ pub fn to_buffer<T: TensorElement>(tensor: &Tensor) -> Result<Buffer<T>> {
 /// buffer kept across steps, so that no allocation happens per step). Same rules as
 /// [`to_buffer`]; a length mismatch is [`Error::ShapeMismatch`].
 pub fn copy_to_buffer<T: TensorElement>(tensor: &Tensor, buffer: &mut Buffer<T>) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    if on_cuda(tensor.device().location()) {
+        check_dtype::<T>("copy_to_buffer", tensor)?;
+        if tensor.elem_count() != buffer.len() {
+            return Err(Error::ShapeMismatch {
+                op: "copy_to_buffer",
+                shape: tensor.dims().to_vec(),
+                shape_elements: tensor.elem_count(),
+                buffer_len: buffer.len(),
+            });
+        }
+        return crate::cuda::tensor_into_buffer::<T>("copy_to_buffer", tensor, buffer);
+    }
     with_cpu_slice("copy_to_buffer", tensor, |elements| {
         if elements.len() != buffer.len() {
             return Err(Error::ShapeMismatch {
@@ -140,14 +189,18 @@ pub fn copy_to_buffer<T: TensorElement>(tensor: &Tensor, buffer: &mut Buffer<T>)
     })
 }
 
-/// Copy a buffer into a new tensor of `shape` on `device` (the CPU).
+/// Copy a buffer into a new tensor of `shape` on `device` (the CPU, or with the `cuda` feature
+/// a CUDA device of the rank's GPU).
 ///
-/// * **Copy**: the buffer's elements are read (blocking, after the work queued on the rank's
-///   stream, so after a collective that wrote the buffer) into the new tensor's own storage;
-///   the buffer stays valid and unchanged, and may drop before or after the tensor.
+/// * **Copy**: the buffer's elements are read (after the work queued on the rank's stream, so
+///   after a collective that wrote the buffer) into the new tensor's own storage: blocking for
+///   the CPU; for a CUDA device a device-to-device copy queued on the rank's stream into memory
+///   candle allocates and owns (never a wrapper of the buffer), ordered with candle's stream.
+///   The buffer stays valid and unchanged, and may drop before or after the tensor.
 /// * **Thread**: call it on the thread of the buffer's rank; the tensor may then go anywhere.
 /// * **Errors**: the shape does not hold `buffer.len()` elements ([`Error::ShapeMismatch`]), a
-///   CUDA `device` ([`Error::CudaNotImplemented`]), a call during capture or on another thread
+///   CUDA `device` without the `cuda` feature ([`Error::CudaNotImplemented`]) or not the rank's
+///   GPU ([`Error::WrongDevice`]), a blocking copy during capture or a call on another thread
 ///   (symmem's errors).
 pub fn from_buffer<T: TensorElement>(
     buffer: &Buffer<T>,
@@ -164,6 +217,10 @@ pub fn from_buffer<T: TensorElement>(
             buffer_len: buffer.len(),
         });
     }
+    #[cfg(feature = "cuda")]
+    if let candle_core::Device::Cuda(cuda) = device {
+        return crate::cuda::buffer_to_tensor("from_buffer", buffer, shape, cuda);
+    }
     let host = buffer.to_host_vec()?;
     Ok(Tensor::from_vec(host, shape, device)?)
 }
@@ -172,6 +229,7 @@ pub fn from_buffer<T: TensorElement>(
 mod tests {
     use super::*;
 
+    #[cfg(not(feature = "cuda"))]
     #[test]
     fn devices_other_than_the_cpu_are_refused_by_name() {
         assert!(check_location("t", DeviceLocation::Cpu).is_ok());
@@ -179,10 +237,19 @@ mod tests {
         assert!(matches!(e, Error::CudaNotImplemented { .. }), "{e:?}");
         let text = e.to_string();
         assert!(
-            text.contains("to_buffer") && text.contains("not implemented yet"),
+            text.contains("to_buffer") && text.contains("enable its `cuda` feature"),
             "{text}"
         );
         assert!(text.contains("gpu_id: 1"), "{text}");
+        let e = check_location("from_buffer", DeviceLocation::Metal { gpu_id: 0 }).unwrap_err();
+        assert!(matches!(e, Error::UnsupportedDevice { .. }), "{e:?}");
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn cuda_devices_are_served_with_the_feature_and_metal_is_refused() {
+        assert!(check_location("t", DeviceLocation::Cpu).is_ok());
+        assert!(check_location("t", DeviceLocation::Cuda { gpu_id: 3 }).is_ok());
         let e = check_location("from_buffer", DeviceLocation::Metal { gpu_id: 0 }).unwrap_err();
         assert!(matches!(e, Error::UnsupportedDevice { .. }), "{e:?}");
     }

@@ -22,8 +22,9 @@ pub enum Error {
     #[error("symmem-candle: candle failed: {0}")]
     Candle(#[from] candle_core::Error),
 
-    /// The tensor (or the target device) is a CUDA device: that path is not implemented yet.
-    #[error("symmem-candle: {op}: the tensor is on {device:?}, and the CUDA path (zero-copy between candle's CUDA storage and symmem buffers) is not implemented yet; this crate does not copy through the host behind your back: move the tensor to the CPU explicitly (`tensor.to_device(&Device::Cpu)`) if a host copy is what you want")]
+    /// The tensor (or the target device) is a CUDA device, and this build lacks the `cuda`
+    /// feature.
+    #[error("symmem-candle: {op}: the tensor is on {device:?}, and this build of symmem-candle has no CUDA path: enable its `cuda` feature (`symmem-candle = {{ .., features = [\"cuda\"] }}`, next to candle-core's `cuda`). It does not copy through the host behind your back: move the tensor to the CPU explicitly (`tensor.to_device(&Device::Cpu)`) if a host copy is what you want")]
     CudaNotImplemented {
         /// The operation.
         op: &'static str,
@@ -38,6 +39,16 @@ pub enum Error {
         op: &'static str,
         /// Where the tensor is.
         device: DeviceLocation,
+    },
+
+    /// A CUDA tensor or device that does not fit the rank: a host-backend rank, another GPU,
+    /// or a stream other than the rank's during graph capture.
+    #[error("symmem-candle: {op}: {detail}")]
+    WrongDevice {
+        /// The operation.
+        op: &'static str,
+        /// What does not fit and what to do.
+        detail: String,
     },
 
     /// The tensor's dtype is not the buffer's element type.

@@ -31,13 +31,18 @@
 //!
 //! # The rules
 //!
-//! * **CPU tensors only, for now.** Tensors on candle's CPU device are copied to and from
+//! * **CPU and CUDA tensors.** Tensors on candle's CPU device are copied to and from
 //!   buffers of the calling rank (host memory on symmem's host backend, device memory on its
-//!   CUDA backend). A tensor on a CUDA device is refused with [`Error::CudaNotImplemented`]:
-//!   the CUDA path is meant to be zero-copy (behind a future `cuda` feature, with the same
-//!   functions), so it is never replaced by a hidden host round-trip.
+//!   CUDA backend). With the `cuda` feature (which turns on candle-core's), tensors on a CUDA
+//!   device of the rank's GPU are copied device to device on the rank's stream; start the rank
+//!   on candle's stream ([`cuda::init_rank_on_device`]) so that nothing waits on events and
+//!   the all-reduce can be captured in a CUDA graph. Without the feature a CUDA tensor is
+//!   refused with [`Error::CudaNotImplemented`], never served by a hidden host round-trip.
 //! * **Copies, no sharing.** [`to_buffer`] and [`from_buffer`] copy; afterwards the tensor and
-//!   the buffer share nothing and drop in any order. A buffer is owned by the rank that
+//!   the buffer share nothing and drop in any order (on CUDA the copies are stream-ordered, so
+//!   a buffer or tensor dropped right after one is reused or freed only after the copy ran).
+//!   A symmem buffer is never handed to candle as its storage (candle would free a pool's or
+//!   NCCL's memory). A buffer is owned by the rank that
 //!   allocated it; a tensor can go anywhere.
 //! * **Which thread.** Everything that touches a buffer or a group runs on the rank's thread
 //!   (inside `symmem::host::run`'s closure, or the thread a rank context is installed on).
@@ -53,6 +58,8 @@
 #![deny(missing_docs)]
 
 mod convert;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod error;
 mod layers;
 mod op;

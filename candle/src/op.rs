@@ -1,5 +1,8 @@
 //! The tensor all-reduce as a candle custom op, usable inside candle's autograd graph.
 
+#[cfg(feature = "cuda")]
+use candle_core::backend::BackendStorage;
+#[cfg(not(feature = "cuda"))]
 use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 use symmem::{Group, ReduceOp};
@@ -11,9 +14,12 @@ use crate::error::Error;
 /// ReduceOp::Sum))` all-reduces the tensor over the group and records the op in candle's
 /// autograd graph.
 ///
-/// * **Forward** (CPU tensors): the elements are copied into a buffer allocated in the
-///   group's window (symmetric), all-reduced, and copied into the result's storage, exactly as
-///   [`crate::all_reduce`] does. A CUDA tensor gets [`Error::CudaNotImplemented`].
+/// * **Forward**: the elements are copied into a buffer allocated in the group's window
+///   (symmetric), all-reduced, and copied into the result's storage, exactly as
+///   [`crate::all_reduce`] does: on the host for CPU tensors; for CUDA tensors (feature `cuda`)
+///   device-to-device on the rank's stream, so the op can be captured in a graph when the rank
+///   runs on candle's stream. Without the feature a CUDA tensor gets
+///   [`Error::CudaNotImplemented`].
 /// * **Backward**, for `Sum` only: the identity (the gradient of the result is passed to the
 ///   input unchanged). That is the gradient of a rank's *partial* when every rank computes the
 ///   same loss from the replicated result, which is how the output of a row-parallel layer is
@@ -94,6 +100,25 @@ impl AllReduceOp {
     }
 }
 
+#[cfg(feature = "cuda")]
+impl AllReduceOp {
+    /// The CUDA forward: copy into a buffer of the group's symmetric pool on the rank's stream,
+    /// all-reduce it in place, copy the result into new candle storage.
+    fn reduce_cuda<T: TensorElement>(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<candle_core::CudaStorage, Error> {
+        let op = "AllReduceOp";
+        let mut buffer = {
+            let _window = self.group.window();
+            crate::cuda::storage_to_buffer::<T>(op, storage, layout)?
+        };
+        self.group.all_reduce(&mut buffer, self.op)?;
+        crate::cuda::buffer_to_storage(op, &buffer, &storage.device)
+    }
+}
+
 impl CustomOp1 for AllReduceOp {
     fn name(&self) -> &'static str {
         "symmem-all-reduce"
@@ -122,6 +147,7 @@ impl CustomOp1 for AllReduceOp {
         Ok((out, layout.shape().clone()))
     }
 
+    #[cfg(not(feature = "cuda"))]
     fn cuda_fwd(
         &self,
         storage: &candle_core::CudaStorage,
@@ -132,6 +158,30 @@ impl CustomOp1 for AllReduceOp {
             device: storage.device().location(),
         }
         .into())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::DType as C;
+        let out = match storage.dtype() {
+            C::F32 => self.reduce_cuda::<f32>(storage, layout),
+            C::F64 => self.reduce_cuda::<f64>(storage, layout),
+            C::F16 => self.reduce_cuda::<half::f16>(storage, layout),
+            C::BF16 => self.reduce_cuda::<half::bf16>(storage, layout),
+            C::U8 => self.reduce_cuda::<u8>(storage, layout),
+            C::U32 => self.reduce_cuda::<u32>(storage, layout),
+            C::I32 => self.reduce_cuda::<i32>(storage, layout),
+            C::I64 => self.reduce_cuda::<i64>(storage, layout),
+            dtype => Err(Error::UnsupportedDType {
+                op: "AllReduceOp",
+                dtype,
+            }),
+        }?;
+        Ok((out, layout.shape().clone()))
     }
 
     fn bwd(

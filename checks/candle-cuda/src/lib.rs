@@ -13,3 +13,11 @@ pub fn devices() -> candle_core::Result<(candle_core::Device, &'static str)> {
     let d = candle_core::Device::new_cuda(0)?;
     Ok((d, std::any::type_name::<symmem_candle::TpMlp>()))
 }
+
+/// symmem-candle's CUDA path on candle's own device type: a rank started on candle's stream.
+pub fn rank_on_candles_stream(
+    device: &candle_core::Device,
+    id: &symmem::cuda::UniqueId,
+) -> symmem_candle::Result<symmem::RankContext> {
+    symmem_candle::cuda::init_rank_on_device(device, 0, 1, id, symmem::RankConfig::default())
+}

@@ -17,6 +17,8 @@ pub(crate) enum Owner {
     /// Memory symmem did not allocate (a caller's `CudaSlice`), held until the buffer and every
     /// graph that recorded it are gone; the pool is the rank's default pool (for its stream
     /// and rank), to which nothing is given back.
+    // Only the CUDA backend wraps foreign memory.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     Foreign(Arc<Foreign>),
 }
 

@@ -257,6 +257,8 @@ impl RankContext {
     }
 
     /// The rank's default pool (for buffers over foreign memory).
+    // Only the CUDA backend wraps foreign memory.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn inner_default_pool(&self) -> &Arc<Pool> {
         self.inner.default_pool()
     }

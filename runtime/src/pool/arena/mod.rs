@@ -108,6 +108,8 @@ impl Block {
     /// A block of no arena: what a buffer over memory symmem did not allocate (a caller's
     /// `CudaSlice`) carries. No arena ever receives it: such a buffer's owner gives nothing
     /// back to a pool, and capture keeps its owner alive instead of pinning the block.
+    // Only the CUDA backend wraps foreign memory.
+    #[cfg_attr(not(feature = "cuda"), allow(dead_code))]
     pub(crate) fn detached() -> Block {
         Block {
             offset: 0,
