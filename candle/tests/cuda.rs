@@ -155,8 +155,16 @@ fn the_all_reduce_and_its_custom_op_run_on_cuda_tensors_and_replay_in_a_graph() 
                     report.path
                 ));
             }
-            // Inside a capture on candle's stream: the copy in, the symmetric all-reduce and the
-            // copy out are recorded, and a replay gives the eager result.
+            // Inside a capture on candle's stream: the copy in and the symmetric all-reduce are
+            // recorded, and a replay gives the eager result. cudarc's event tracking (on once a
+            // context has two streams) waits on events recorded before the capture at every
+            // use of a candle tensor, so it is turned off for the tensors of the capture, as
+            // candle's CUDA-graph users do.
+            let ctx_cu = symmem::cuda::cuda_context(ctx).unwrap();
+            // SAFETY: everything of this capture runs on one stream (candle's is the rank's),
+            // so no use needs cross-stream events; tracking is back on before the test ends,
+            // and the untracked tensors are dropped within it.
+            unsafe { ctx_cu.disable_event_tracking() };
             let x = random(&mut rng, &[8, 4096], 1.0, DType::BF16)
                 .to_device(dev)
                 .unwrap();
@@ -173,6 +181,10 @@ fn the_all_reduce_and_its_custom_op_run_on_cuda_tensors_and_replay_in_a_graph() 
             graph.replay().unwrap();
             let replayed = from_buffer(&sym, (8, 4096), dev).unwrap();
             assert_eq!(values(&replayed), values(&eager));
+            drop((x, eager, replayed, sym, graph));
+            symmem::synchronize().unwrap();
+            // SAFETY: as above; the tensors made without tracking are gone.
+            unsafe { ctx_cu.enable_event_tracking() };
         })
     });
 }
