@@ -8,7 +8,7 @@
 //! taking it is one compare-and-swap and releasing it is one store (`std::sync::Mutex` also
 //! swaps on release, to learn whether to wake a waiter). Measured on the window + allocation +
 //! free path, the two read-modify-write operations this saves per allocation are a large part of
-//! its cost (`docs/benchmarks.md`).
+//! its cost (`docs/history/benchmarks-log.md`, "From 68 ns to 37 ns: the allocator path").
 //!
 //! Under contention a waiter spins briefly, then yields its time slice until the lock is free:
 //! critical sections are short (pool bookkeeping, or one NCCL enqueue; the rare long ones,
