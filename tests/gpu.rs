@@ -20,6 +20,20 @@ use symmem::{
 
 static GPU: Mutex<()> = Mutex::new(());
 
+/// The runtime's log (the NCCL line, fallbacks, segments with `RUST_LOG=symmem=debug`) in the
+/// test output: `symmem=info` unless `RUST_LOG` says otherwise.
+fn log_once() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("symmem=info"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
 /// Visible line, not swallowed by the test harness's output capture.
 fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -29,6 +43,7 @@ fn say(line: &str) {
 /// `SYMMEM_REQUIRE_GPU=1`). Holds the GPU lock while the test runs.
 fn gpus(test: &str) -> Option<(usize, MutexGuard<'static, ()>)> {
     let guard = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    log_once();
     let report = detect();
     let require = std::env::var("SYMMEM_REQUIRE_GPU")
         .map(|v| v == "1")

@@ -1,36 +1,156 @@
-//! The one place the runtime reports diagnostics that are not errors (a policy line, a
-//! fallback taken, a misuse healed): [`warn`].
+//! The one place the runtime reports what is not an error (a policy line, a fallback taken, a
+//! misuse healed, a segment created), through the [`tracing`] facade, target `symmem`.
 //!
-//! Every such line of the runtime goes through here, prefixed `symmem: `, so that the logging
-//! facade (`tracing`, issue 15) plugs in at one point; until then they go to stderr. Nothing a
-//! caller must act on is reported here only: those are `Error`s.
+//! The library never installs a subscriber: without one nothing is printed. With one (the
+//! example and the tests install `tracing_subscriber::fmt`), filter with the target, e.g.
+//! `RUST_LOG=symmem=debug`. Levels:
+//!
+//! * `warn`: something did not go as asked but symmem healed it (a plain-path fallback, a
+//!   leaked guard, an ignored environment value); `error`: an internal invariant failed and was
+//!   contained (reported, never a panic);
+//! * `info`: once per process, the NCCL library and symmetric-memory policy found, and the
+//!   backend `auto` chose;
+//! * `debug`: a pool segment created or released, a symmetric window registered;
+//! * `trace`: every collective queued (group, collective, element type, count, path).
+//!
+//! Nothing on the window or allocation fast paths reports anything. Nothing a caller must act
+//! on is reported here only: those are `Error`s.
 
-/// Report `message`, prefixed `symmem: ` unless it already is (an `Error`'s text, a policy
-/// line).
+/// The target of every event of the runtime.
+pub(crate) const TARGET: &str = "symmem";
+
+/// `message` without a leading `symmem: ` (an `Error`'s text, a policy line): the target says
+/// it already.
+fn unprefixed(message: std::fmt::Arguments<'_>) -> String {
+    let text = message.to_string();
+    match text.strip_prefix("symmem: ") {
+        Some(rest) => rest.to_string(),
+        None => text,
+    }
+}
+
+/// A `warn` event (cold, out of line: the callers' paths stay small).
 #[cold]
 #[inline(never)]
 pub(crate) fn warn(message: std::fmt::Arguments<'_>) {
-    eprintln!("{}", line(message));
+    tracing::warn!(target: TARGET, "{}", unprefixed(message));
 }
 
-/// The reported line of `message`.
-fn line(message: std::fmt::Arguments<'_>) -> String {
-    let text = message.to_string();
-    if text.starts_with("symmem: ") {
-        text
-    } else {
-        format!("symmem: {text}")
+/// An `error` event: an internal invariant failed and was contained.
+#[cold]
+#[inline(never)]
+pub(crate) fn error(message: std::fmt::Arguments<'_>) {
+    tracing::error!(target: TARGET, "{}", unprefixed(message));
+}
+
+/// An `info` event (reported once per process by its callers).
+#[cold]
+#[inline(never)]
+pub(crate) fn info(message: std::fmt::Arguments<'_>) {
+    tracing::info!(target: TARGET, "{}", unprefixed(message));
+}
+
+/// A `debug` event of a pool: `what` (`segment created`, ...) with the pool, bytes and, for
+/// symmetric segments, the NCCL window index.
+#[cold]
+#[inline(never)]
+pub(crate) fn segment(what: &'static str, pool: &str, bytes: usize, window: Option<u64>) {
+    match window {
+        Some(w) => tracing::debug!(target: TARGET, pool, bytes, window = w, "{what}"),
+        None => tracing::debug!(target: TARGET, pool, bytes, "{what}"),
     }
+}
+
+/// A `trace` event of a queued collective. Only the level check (one relaxed load of the
+/// callsite's interest) runs when no subscriber wants it.
+#[inline(always)]
+pub(crate) fn collective(
+    group: &str,
+    collective: &'static str,
+    dtype: crate::dtype::DType,
+    count: usize,
+    symmetric: bool,
+) {
+    tracing::trace!(
+        target: TARGET,
+        group,
+        collective,
+        dtype = %dtype,
+        count,
+        path = if symmetric { "symmetric" } else { "plain" },
+        "collective queued"
+    );
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing::subscriber::with_default;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    /// Collects `level target: message` lines of every event.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Lines {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct V(String);
+            impl tracing::field::Visit for V {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    self.0.push_str(&format!(" {}={v:?}", f.name()));
+                }
+            }
+            let mut v = V(String::new());
+            event.record(&mut v);
+            let m = event.metadata();
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{} {}:{}", m.level(), m.target(), v.0));
+        }
+    }
+
+    fn collect(f: impl FnOnce()) -> Vec<String> {
+        let lines = Lines::default();
+        let sub = tracing_subscriber::registry().with(lines.clone());
+        with_default(sub, f);
+        let v = lines.0.lock().unwrap().clone();
+        v
+    }
+
     #[test]
-    fn prefixes_once() {
-        assert_eq!(super::line(format_args!("a note")), "symmem: a note");
-        assert_eq!(
-            super::line(format_args!("symmem: an error text")),
-            "symmem: an error text"
+    fn every_level_reaches_a_subscriber_under_the_symmem_target() {
+        let lines = collect(|| {
+            super::warn(format_args!("a note {}", 1));
+            super::error(format_args!("broken"));
+            super::info(format_args!("policy"));
+            super::segment("segment created", "tp", 4096, Some(3));
+            super::collective("tp", "all_reduce", crate::dtype::DType::BF16, 8, true);
+        });
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        // A message that carries the crate's prefix already (an `Error`'s text) loses it.
+        let again = collect(|| super::warn(format_args!("symmem: an error text")));
+        assert!(again[0].ends_with("message=an error text"), "{again:?}");
+        assert!(lines[0].starts_with("WARN symmem:") && lines[0].contains("a note 1"));
+        assert!(lines[1].starts_with("ERROR symmem:"), "{lines:?}");
+        assert!(lines[2].starts_with("INFO symmem:"), "{lines:?}");
+        assert!(
+            lines[3].starts_with("DEBUG symmem:")
+                && lines[3].contains("pool=\"tp\"")
+                && lines[3].contains("bytes=4096")
+                && lines[3].contains("window=3"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[4].starts_with("TRACE symmem:")
+                && lines[4].contains("collective=\"all_reduce\"")
+                && lines[4].contains("path=\"symmetric\""),
+            "{lines:?}"
         );
     }
 }

@@ -60,7 +60,7 @@ pub enum Error {
     },
 
     /// A symmetric allocation during capture does not fit in the capacity reserved before capture.
-    #[error("symmem: cannot allocate {requested} bytes from group `{group}`'s symmetric pool during graph capture: only {available} bytes (largest free block) are reserved and no segment may be created during capture (that is a collective); call `group.reserve_symmetric({reserve})` for group `{group}` before capture")]
+    #[error("symmem: cannot allocate {} from group `{group}`'s symmetric pool during graph capture: only {} (largest free block) are reserved and no segment may be created during capture (that is a collective); call `group.reserve_symmetric({reserve})` for group `{group}` before capture", size(*.requested), size(*.available))]
     CaptureReserveExceeded {
         /// The group whose pool is exhausted.
         group: Arc<str>,
@@ -73,7 +73,7 @@ pub enum Error {
     },
 
     /// The pool could not obtain more memory.
-    #[error("symmem: pool `{pool}` is out of memory allocating {requested} bytes ({reserved} bytes reserved, {in_use} in use): free buffers or call `empty_cache()`, then retry; the pool stays usable. Cause: {source}")]
+    #[error("symmem: pool `{pool}` is out of memory allocating {} ({} reserved, {} in use): free buffers or call `empty_cache()`, then retry; the pool stays usable. Cause: {source}", size(*.requested), size(*.reserved), size(*.in_use))]
     OutOfMemory {
         /// Pool description (group name or `default`).
         pool: String,
@@ -89,7 +89,7 @@ pub enum Error {
     },
 
     /// A pool was configured with a capacity limit that the request would exceed.
-    #[error("symmem: pool `{pool}` would exceed its limit of {limit} bytes ({reserved} reserved) to serve {requested} bytes; free buffers, call `empty_cache()`, or raise the limit")]
+    #[error("symmem: pool `{pool}` would exceed its limit of {} ({} reserved) to serve {}; free buffers, call `empty_cache()`, or raise the limit", size(*.limit), size(*.reserved), size(*.requested))]
     PoolLimit {
         /// Pool description.
         pool: String,
@@ -207,7 +207,7 @@ pub enum Error {
     BackendUnavailable(String),
 
     /// The host backend could not allocate memory.
-    #[error("symmem: the host backend could not allocate {bytes} bytes of host memory; free buffers or lower the sizes")]
+    #[error("symmem: the host backend could not allocate {} of host memory; free buffers or lower the sizes", size(*.bytes))]
     HostAlloc {
         /// Bytes requested.
         bytes: usize,
@@ -246,5 +246,35 @@ impl Error {
             what: what.into(),
             source: Box::new(source),
         }
+    }
+}
+
+/// A byte count for a message: exact below 1 KiB, else in KiB/MiB/GiB/TiB with two decimals
+/// and the exact count after it (`"1.50 GiB (1610612736 bytes)"`).
+pub(crate) fn size(bytes: usize) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut v = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.2} {} ({bytes} bytes)", UNITS[unit])
+}
+
+#[cfg(test)]
+mod size_tests {
+    #[test]
+    fn byte_counts_read_in_binary_units_with_the_exact_count() {
+        assert_eq!(super::size(0), "0 bytes");
+        assert_eq!(super::size(1023), "1023 bytes");
+        assert_eq!(super::size(1024), "1.00 KiB (1024 bytes)");
+        assert_eq!(super::size(3 << 19), "1.50 MiB (1572864 bytes)");
+        assert_eq!(super::size(3 << 29), "1.50 GiB (1610612736 bytes)");
+        assert_eq!(super::size(5 << 40), "5.00 TiB (5497558138880 bytes)");
+        assert_eq!(super::size(usize::MAX).split(' ').nth(1), Some("TiB"));
     }
 }

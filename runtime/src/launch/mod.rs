@@ -90,7 +90,7 @@ where
                 && kind == BackendKind::Host
                 && !LOGGED_AUTO.swap(true, Ordering::Relaxed)
             {
-                crate::diag::warn(format_args!(
+                crate::diag::info(format_args!(
                     "backend auto -> host: {}",
                     report
                         .why_not_cuda(world_size)

@@ -360,6 +360,7 @@ impl Pool {
                     r = dev.alloc_segment(size);
                 }
                 let base = r.map_err(|e| self.oom(st, request, e))?;
+                crate::diag::segment("segment created", &self.label, size, None);
                 Segment {
                     base,
                     size,
@@ -391,6 +392,16 @@ impl Pool {
             &format!("create segment of {size} bytes"),
         )?;
         let s = comm.create_symmetric_segment(size)?;
+        crate::diag::segment(
+            if s.handle == 0 {
+                "symmetric segment created (no window: plain path)"
+            } else {
+                "symmetric segment created and registered"
+            },
+            &self.label,
+            s.size,
+            Some(s.window),
+        );
         Ok(Segment {
             base: s.base,
             size: s.size,
@@ -526,7 +537,7 @@ impl Pool {
         if let Err(e) = st.arena.free(a.block) {
             // Unreachable through the safe API (a buffer owns its block exactly once); report
             // instead of corrupting the arena.
-            crate::diag::warn(format_args!(
+            crate::diag::error(format_args!(
                 "internal error returning a block to pool `{label}`: {e}"
             ));
         }
@@ -562,6 +573,12 @@ impl Pool {
     unsafe fn destroy(&self, seg: &Segment) {
         // SAFETY (both arms): the segment came from this source, and the caller's contract is
         // the source's: destroyed once, unused.
+        crate::diag::segment(
+            "segment released",
+            &self.label,
+            seg.size,
+            matches!(self.source, Source::Symmetric { .. }).then_some(seg.nccl_window),
+        );
         match &self.source {
             Source::Device(dev) => unsafe { dev.free_segment(seg.base, seg.size) },
             Source::Symmetric { comm, .. } => unsafe {

@@ -162,7 +162,7 @@ impl QuickCache {
         for s in &mut self.slots {
             while let Some(a) = s.blocks.pop() {
                 if let Err(e) = arena.free(a.block) {
-                    crate::diag::warn(format_args!(
+                    crate::diag::error(format_args!(
                         "internal error flushing a cached block of pool `{label}`: {e}"
                     ));
                 }

@@ -110,9 +110,9 @@ pub(crate) fn log_policy_once() {
         if let (Some(v), Some(p)) = (f.nccl_version, f.policy) {
             let line = p.log_line(v);
             if f.windows || !p.allows_symmetric() {
-                crate::diag::warn(format_args!("{line}"));
+                crate::diag::info(format_args!("{line}"));
             } else {
-                crate::diag::warn(format_args!("{line} (this library lacks ncclCommWindowRegister: symmetric pools use plain memory)"));
+                crate::diag::info(format_args!("{line} (this library lacks ncclCommWindowRegister: symmetric pools use plain memory)"));
             }
         }
     });

@@ -10,7 +10,7 @@ use crate::backend::cuda::version::VersionError;
 #[non_exhaustive]
 pub enum ProbeError {
     /// None of the candidate names of a library could be loaded.
-    #[error("symmem: the {library} library could not be loaded: tried the names {} (the names cudarc loads), searched by the dynamic loader in LD_LIBRARY_PATH ({}), the executable's RUNPATH, the ldconfig cache, /lib and /usr/lib{diagnosis}. {hint}", list(.tried), ld_path_text(.ld_library_path))]
+    #[error("symmem: the {library} library could not be loaded. {hint}. Details: searched {} in LD_LIBRARY_PATH ({}), the executable's RUNPATH, the ldconfig cache, /lib and /usr/lib{diagnosis}", short_list(.tried), ld_path_text(.ld_library_path))]
     LibraryNotFound {
         /// Which library ("CUDA driver", "NCCL").
         library: &'static str,
@@ -100,6 +100,19 @@ pub enum ProbeError {
 fn list(names: &[String]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
     quoted.join(", ")
+}
+
+/// Many names as the first two, the last and how many: the verdict and the fix come first in
+/// the message, and thirty names would bury them.
+fn short_list(names: &[String]) -> String {
+    match names {
+        [] => "no names".to_string(),
+        [a, b, .., last] if names.len() > 4 => format!(
+            "`{a}`, `{b}`, ..., `{last}` ({} names, cudarc's)",
+            names.len()
+        ),
+        _ => format!("{} (cudarc's names)", list(names)),
+    }
 }
 
 /// `LD_LIBRARY_PATH` for a message: `quoted`, or "unset".

@@ -70,6 +70,32 @@ fn missing_library_lists_every_name() {
     }
 }
 
+/// The verdict and the fix come before the details, and a long list of names is shortened
+/// (the no-GPU message was 1,159 characters, with thirty names before the fix).
+#[test]
+fn a_missing_library_puts_the_verdict_and_the_fix_first() {
+    let e = ProbeError::LibraryNotFound {
+        library: "CUDA driver",
+        tried: (0..30).map(|i| format!("libcuda{i}.so")).collect(),
+        ld_library_path: None,
+        diagnosis: String::new(),
+        hint: "Install the NVIDIA driver".into(),
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(
+            "symmem: the CUDA driver library could not be loaded. Install the NVIDIA driver."
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("`libcuda0.so`, `libcuda1.so`, ..., `libcuda29.so` (30 names"),
+        "{msg}"
+    );
+    assert!(!msg.contains("libcuda5.so"), "{msg}");
+    assert!(msg.len() < 400, "{} characters: {msg}", msg.len());
+}
+
 #[test]
 fn files_on_disk_are_pointed_at() {
     let dir = std::env::temp_dir().join(format!("symmem-probe-{}", std::process::id()));
