@@ -24,6 +24,8 @@
 //! package's `examples/tp_mlp.rs`, so that its integration tests (`tests/tp_mlp.rs`) use the
 //! model, the reference and the argument rules directly.
 
+#![warn(missing_docs)]
+
 mod app;
 pub mod cli;
 pub mod config;
@@ -33,9 +35,11 @@ pub mod gen;
 pub mod host;
 #[cfg(feature = "cuda")]
 pub mod lt;
+pub mod memory;
 pub mod model;
 pub mod reference;
 pub mod report;
+pub mod results;
 pub mod run;
 
-pub use app::run_cli;
+pub use app::{run_cli, run_with_args, BACKEND_VAR};
