@@ -219,7 +219,7 @@ pub fn report(
             sym,
             plain,
             sp,
-            fixed(Some(rate / gemm_div), 1),
+            fixed(Some(rate / gemm_div), 2),
             r.err
                 .map(|e| format!("{e:.2e}"))
                 .unwrap_or_else(|| "-".into()),
