@@ -14,7 +14,7 @@ use crate::config::{resolve_tp, Backend, Config, ConfigError, Dtype};
 #[cfg(feature = "cuda")]
 use crate::cuda;
 use crate::gen::{self, Weight};
-use crate::memory::{self, Available, Estimate};
+use crate::memory::{self, fmt_bytes, Available, Estimate};
 use crate::report::report;
 use crate::results::JsonFile;
 use crate::run::{self, RankReport};
@@ -23,8 +23,9 @@ use crate::{host, reference};
 /// The environment variable the library's errors name for the backend choice.
 pub const BACKEND_VAR: &str = "SYMMEM_BACKEND";
 
-/// The first failure of any rank (the one that caused the others to abort).
-static FIRST_FAILURE: Mutex<Option<String>> = Mutex::new(None);
+/// The first failure of any rank (the one that caused the others to abort): the verdict and
+/// the details.
+static FIRST_FAILURE: Mutex<Option<(String, Vec<String>)>> = Mutex::new(None);
 
 /// Panic payload of a rank that returned an error: it aborts the peers' pending collectives
 /// (instead of leaving them waiting) and is reported as one line, without a backtrace.
@@ -105,19 +106,8 @@ where
                 if host.is_none() {
                     eprintln!("tp_mlp: the available host memory is unknown here; not checked");
                 }
-                let mut gpus = Vec::new();
-                #[cfg(feature = "cuda")]
-                if backend == Backend::Cuda {
-                    match memory::gpu_free(tp) {
-                        Ok((free, ctxs)) => {
-                            gpus = free;
-                            _contexts = Some(Box::new(ctxs));
-                        }
-                        Err(e) => eprintln!(
-                            "tp_mlp: could not ask the GPUs for their free memory ({e}); not checked"
-                        ),
-                    }
-                }
+                let (gpus, contexts) = gpu_free(backend, tp);
+                _contexts = contexts;
                 Available { host, gpus }
             }
         };
@@ -143,6 +133,54 @@ where
     };
     drop(_contexts);
     code
+}
+
+/// Free bytes of the ranks' GPUs on CUDA (empty when unknown, or on the host backend), and
+/// the contexts opened to ask, to keep until the run ends.
+#[cfg(feature = "cuda")]
+fn gpu_free(backend: Backend, tp: usize) -> (Vec<u64>, Option<Box<dyn std::any::Any>>) {
+    if backend != Backend::Cuda {
+        return (Vec::new(), None);
+    }
+    match memory::gpu_free(tp) {
+        Ok((free, contexts)) => (free, Some(Box::new(contexts))),
+        Err(e) => {
+            eprintln!("tp_mlp: could not ask the GPUs for their free memory ({e}); not checked");
+            (Vec::new(), None)
+        }
+    }
+}
+
+/// Without the `cuda` feature no rank runs on a GPU: nothing to ask.
+#[cfg(not(feature = "cuda"))]
+fn gpu_free(_backend: Backend, _tp: usize) -> (Vec<u64>, Option<Box<dyn std::any::Any>>) {
+    (Vec::new(), None)
+}
+
+/// The verdict (with the fix) and details of a rank's error; running out of memory names the
+/// bytes in MiB/GiB.
+fn rank_failure(rank: usize, e: &symmem::Error) -> (String, Vec<String>) {
+    let fix = "lower --hidden, --ffn, --layers or --tokens, or raise --tp on GPUs";
+    let verdict = match e {
+        symmem::Error::HostAlloc { bytes } => format!(
+            "rank {rank} ran out of host memory allocating {}; {fix}",
+            fmt_bytes(*bytes as u64)
+        ),
+        symmem::Error::OutOfMemory {
+            pool,
+            requested,
+            reserved,
+            in_use,
+            ..
+        } => format!(
+            "rank {rank} ran out of memory allocating {} from pool `{pool}` ({} reserved, {} in use); {fix}",
+            fmt_bytes(*requested as u64),
+            fmt_bytes(*reserved as u64),
+            fmt_bytes(*in_use as u64)
+        ),
+        other => return (format!("rank {rank}: {other}"), Vec::new()),
+    };
+    (verdict, vec![format!("detail: {e}")])
 }
 
 /// Print `verdict` as the error's first line (what is wrong and what to do), then `details`
@@ -352,7 +390,7 @@ fn run_and_report<T: Element>(
             Ok(r) => r,
             Err(e) => {
                 let mut first = FIRST_FAILURE.lock().unwrap_or_else(|p| p.into_inner());
-                first.get_or_insert_with(|| format!("rank {}: {e}", ctx.rank()));
+                first.get_or_insert_with(|| rank_failure(ctx.rank(), &e));
                 drop(first);
                 std::panic::panic_any(RankFailure)
             }
@@ -372,19 +410,18 @@ fn run_and_report<T: Element>(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let msg = first
-                .or_else(|| {
-                    payload
-                        .downcast_ref::<String>()
-                        .map(|s| format!("a rank panicked: {s}"))
-                })
-                .or_else(|| {
-                    payload
-                        .downcast_ref::<&str>()
-                        .map(|s| format!("a rank panicked: {s}"))
-                })
-                .unwrap_or_else(|| "a rank panicked".into());
-            return Err(fail(1, &format!("the run failed: {msg}"), &[]));
+            let panicked = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()));
+            let (verdict, details) = first.unwrap_or_else(|| {
+                (
+                    "a rank panicked (a bug of the example: please report it with the command line)"
+                        .into(),
+                    panicked.map(|p| vec![format!("detail: {p}")]).unwrap_or_default(),
+                )
+            });
+            return Err(fail(1, &format!("the run failed: {verdict}"), &details));
         }
     };
     let run_secs = started.elapsed().as_secs_f64();

@@ -342,6 +342,29 @@ fn a_size_that_does_not_fit_exits_2_naming_the_gib_before_allocating() {
         out.stderr
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
+
+    // Without the check, the same size gets as far as the first allocation (which the limit
+    // refuses): a run error, exit 1, with the bytes in GiB.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -v 4194304 || exit 97; exec \"$0\" \"$@\"")
+        .arg(program())
+        .args([
+            "--backend",
+            "host",
+            "--hidden",
+            "200000",
+            "--ffn",
+            "400000",
+            "--no-memory-check",
+        ]);
+    let out = run_cmd(cmd, &[], Duration::from_secs(60));
+    assert_eq!(out.code, Some(1), "{out:?}");
+    let line = out.error_line();
+    assert!(
+        line.contains("ran out of host memory allocating 149.0 GiB; lower --hidden"),
+        "{line}"
+    );
 }
 
 #[test]
