@@ -42,8 +42,10 @@
 //! unusable backend, or sizes that do not fit.
 //!
 //! The example is this library (`tp-mlp`, a workspace member) and a thin `main` in the root
-//! package's `examples/tp_mlp.rs`, so that its integration tests (`tests/tp_mlp.rs`) use the
-//! model, the reference and the argument rules directly.
+//! package's `examples/tp_mlp.rs`, so that its integration tests use the model, the reference
+//! and the argument rules directly (`tests/tp_mlp.rs`) and the output's pieces
+//! (`tests/tp_mlp_output.rs`). The crate's own `tp_mlp` binary (the same [`run_cli`]) is what
+//! `tests/tp_mlp_cli.rs` runs as a child process, as a user would.
 
 #![warn(missing_docs)]
 
