@@ -1,4 +1,9 @@
 //! The command line: clap's flags, their parsers, and the validated [`Config`] they give.
+//!
+//! Flags for the example's own tests and for comparing with the Python twin
+//! (`--dump-checksum`, `--assume-free-gib`) are accepted but hidden from `--help`.
+
+use std::path::PathBuf;
 
 use clap::Parser;
 use symmem::launch::BackendChoice;
@@ -10,12 +15,22 @@ use crate::config::{parse_tokens, Config, ConfigError, Dtype, GemmMode, Preset};
 #[command(
     name = "tp_mlp",
     about = "Tensor-parallel SwiGLU MLP whose all-reduce runs on NCCL symmetric memory (host backend without GPUs)",
-    after_help = "Exit codes: 0 pass, 1 check failed or run error, 2 bad arguments."
+    after_help = "\
+Output: progress lines on stderr; the table, then one `RESULT {json}` line per measurement, on
+stdout. --json PATH writes the same records as one JSON array.
+
+Environment: SYMMEM_BACKEND (auto, host or cuda) picks the backend when --backend is not given.
+
+Memory: the bytes the sizes need are checked against the free GPU memory and the host's
+available memory before anything is allocated (an error names both, exit code 2).
+
+Exit codes: 0 pass, 1 check failed or run error, 2 bad arguments (or sizes that do not fit)."
 )]
 pub struct Cli {
-    /// Backend: auto (GPUs if usable, else host threads), host or cuda.
-    #[arg(long, default_value = "auto", value_parser = parse_backend)]
-    pub backend: BackendChoice,
+    /// Backend: auto (GPUs if usable, else host threads), host or cuda [default: SYMMEM_BACKEND,
+    /// else auto].
+    #[arg(long, value_parser = parse_backend)]
+    pub backend: Option<BackendChoice>,
     /// Tensor-parallel degree (default: 2 on host, the number of GPUs up to 8 on CUDA, lowered
     /// to a divisor of --ffn).
     #[arg(long)]
@@ -63,20 +78,43 @@ pub struct Cli {
     /// eager call, falling back to cublasGemmEx) or cublas (cublasGemmEx only).
     #[arg(long, default_value = "auto", value_parser = parse_gemm)]
     pub gemm: GemmMode,
-    /// Print sum and sum of squares of each weight tensor for hidden 8, ffn 16 and --seed
-    /// (and --layers), to compare with the Python twin, then exit.
+    /// Also write every measurement (the records of the `RESULT` lines) to PATH, as one JSON
+    /// array.
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Skip the check that the sizes fit the GPU and host memory (the check is an estimate;
+    /// skip it when it is wrong for a machine).
     #[arg(long)]
+    pub no_memory_check: bool,
+    /// Internal: print sum and sum of squares of each weight tensor for hidden 8, ffn 16 and
+    /// --seed (and --layers), to compare with the Python twin, then exit.
+    #[arg(long, hide = true)]
     pub dump_checksum: bool,
+    /// Internal (tests): take this many GiB as the available host memory and the free memory of
+    /// every GPU, instead of asking the system.
+    #[arg(long, hide = true, value_name = "GIB", value_parser = parse_gib)]
+    pub assume_free_gib: Option<f64>,
 }
 
-/// `--backend`: auto, host or cuda.
-fn parse_backend(s: &str) -> Result<BackendChoice, ConfigError> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(BackendChoice::Auto),
-        "host" => Ok(BackendChoice::Host),
-        "cuda" => Ok(BackendChoice::Cuda),
-        other => Err(ConfigError(format!(
-            "unknown backend `{other}`; use auto, host or cuda"
+/// `--backend` (and `SYMMEM_BACKEND`): auto, host or cuda, with the library's aliases (`cpu`;
+/// `gpu`, `nccl`). Empty is refused here (the variable's empty value means auto).
+pub fn parse_backend(s: &str) -> Result<BackendChoice, ConfigError> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(ConfigError(
+            "the backend is empty; use auto, host or cuda".into(),
+        ));
+    }
+    t.parse::<BackendChoice>()
+        .map_err(|_| ConfigError(format!("unknown backend `{t}`; use auto, host or cuda")))
+}
+
+/// `--assume-free-gib`: a non-negative number of GiB.
+fn parse_gib(s: &str) -> Result<f64, ConfigError> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(ConfigError(format!(
+            "`{s}` is not a number of GiB (use e.g. 0.5 or 64)"
         ))),
     }
 }

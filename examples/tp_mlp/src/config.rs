@@ -48,6 +48,14 @@ impl Dtype {
         }
     }
 
+    /// Bytes of one stored element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::Bf16 | Dtype::F16 => 2,
+        }
+    }
+
     /// Name as accepted by `--dtype`.
     pub fn name(self) -> &'static str {
         match self {

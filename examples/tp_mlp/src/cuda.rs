@@ -19,7 +19,8 @@ use symmem::{Buffer, DType, Element, Error, RankContext};
 
 use crate::config::GemmMode;
 use crate::lt::LtGemm;
-use crate::model::Kernels;
+use crate::model::{Kernels, CUDA_PROBE_COPY_BYTES};
+use crate::results::GemmChoice;
 
 /// Bytes of the cuBLAS workspace.
 const WORKSPACE: usize = 32 << 20;
@@ -325,6 +326,10 @@ impl<T: Element> Kernels<T> for CudaKernels {
     }
 
     fn probe_copy_bytes(&self) -> usize {
-        1 << 30
+        CUDA_PROBE_COPY_BYTES
+    }
+
+    fn gemm_choices(&self) -> Vec<GemmChoice> {
+        self.lt.as_ref().map(LtGemm::choices).unwrap_or_default()
     }
 }

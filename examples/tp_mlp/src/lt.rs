@@ -3,7 +3,7 @@
 //! cuBLAS's default kernel choice for the skinny decode shapes of the MLP (a few token rows
 //! against 4096 x 28672 and 14336 x 4096 weights) leaves bandwidth unused. For every distinct
 //! `(m, k, n, dtype)` the first *eager* call asks cuBLASLt's heuristic for up to
-//! [`CANDIDATES`] algorithms, times each on the rank's stream with the real operands (and the
+//! `CANDIDATES` (16) algorithms, times each on the rank's stream with the real operands (and the
 //! plain `cublasGemmEx` path as one more candidate), and keeps the fastest; later calls, and calls
 //! recorded into a CUDA graph, use that choice, so eager and replay run the same kernel (bit-equal
 //! results). Nothing is tuned while capturing (timing needs synchronisation); a shape first met
@@ -21,6 +21,7 @@ use cudarc::cublaslt::sys as lt;
 use symmem::{Buffer, DType, Element, Error};
 
 use crate::cuda::cuda_err;
+use crate::results::{finite, GemmChoice};
 
 /// Heuristic candidates timed per shape.
 const CANDIDATES: usize = 16;
@@ -129,8 +130,10 @@ pub struct LtGemm {
     stream: lt::cudaStream_t,
     workspace: Buffer<u8>,
     choices: Mutex<HashMap<(usize, usize, usize, DType), Choice>>,
-    /// Print the choices (rank 0 only, to keep the output short).
+    /// Print and record the choices (rank 0 only, to keep the output short).
     report: bool,
+    /// The choices made, in order, for the `gemm_choice` records (when `report`).
+    records: Mutex<Vec<GemmChoice>>,
 }
 
 impl Drop for LtGemm {
@@ -162,7 +165,16 @@ impl LtGemm {
             workspace,
             choices: Mutex::new(HashMap::new()),
             report,
+            records: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// The choices made so far (rank 0; empty on other ranks), for the `gemm_choice` records.
+    pub fn choices(&self) -> Vec<GemmChoice> {
+        self.records
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// # Safety
@@ -345,18 +357,23 @@ impl LtGemm {
             None => ("cublasGemmEx default".to_string(), Choice::GemmEx),
         };
         if self.report {
-            println!(
+            eprintln!(
                 "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: {chosen}, {:.1} us (cublasGemmEx {:.1} us)",
                 T::DTYPE,
                 best.0,
                 gemm_ex_us
             );
-            println!(
-                "RESULT {{\"kind\":\"gemm_choice\",\"mkn\":[{m},{k},{n}],\"dtype\":\"{}\",\"chosen\":\"{chosen}\",\"best_us\":{:.3},\"gemm_ex_us\":{:.3}}}",
-                T::DTYPE,
-                best.0,
-                gemm_ex_us
-            );
+            let record = GemmChoice {
+                mkn: [m, k, n],
+                dtype: T::DTYPE.to_string(),
+                chosen,
+                best_us: finite(best.0),
+                gemm_ex_us: finite(gemm_ex_us),
+            };
+            self.records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(record);
         }
         Ok(choice)
     }

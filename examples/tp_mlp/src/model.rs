@@ -28,6 +28,13 @@ use crate::gen::{self, Slice, Weight};
 /// Name of the tensor-parallel group (the `#[symmetric_memory]` attribute names it too).
 pub const TP_GROUP: &str = "tp";
 
+/// Bytes of each of the two buffers of the copy-bandwidth probe on the host backend (the
+/// default of [`Kernels::probe_copy_bytes`]).
+pub const HOST_PROBE_COPY_BYTES: usize = 64 << 20;
+
+/// Bytes of each of the two buffers of the copy-bandwidth probe on the CUDA backend.
+pub const CUDA_PROBE_COPY_BYTES: usize = 1 << 30;
+
 /// The device work a rank's MLP needs. Every method queues work on the rank's stream (so it
 /// is recorded by `symmem::capture`) and returns without waiting for it.
 pub trait Kernels<T: Element> {
@@ -60,7 +67,13 @@ pub trait Kernels<T: Element> {
 
     /// Bytes of the device-to-device copy that measures the copy bandwidth.
     fn probe_copy_bytes(&self) -> usize {
-        64 << 20
+        HOST_PROBE_COPY_BYTES
+    }
+
+    /// The GEMM algorithm choices made so far (rank 0's cuBLASLt tuning; empty elsewhere), for
+    /// the `gemm_choice` records.
+    fn gemm_choices(&self) -> Vec<crate::results::GemmChoice> {
+        Vec::new()
     }
 }
 

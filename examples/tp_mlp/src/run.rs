@@ -9,7 +9,9 @@ use symmem::{Buffer, Element, Error, Group, RankContext, ReduceOp};
 
 use crate::config::Config;
 use crate::gen;
+use crate::memory::fmt_bytes;
 use crate::model::{symmetric_zeros, Kernels, TpMlp, TP_GROUP};
+use crate::results::GemmChoice;
 
 /// Measurements of one token count on one rank.
 #[derive(Clone, Debug, Default)]
@@ -57,6 +59,8 @@ pub struct RankReport {
     pub intermediates_plain: bool,
     /// One entry per token count.
     pub tokens: Vec<TokenReport>,
+    /// The GEMM algorithm choices of the rank's kernels (rank 0 on CUDA with `--gemm auto`).
+    pub gemm_choices: Vec<GemmChoice>,
 }
 
 /// Prints progress lines on stderr (rank 0 only), at most one every two seconds in loops.
@@ -172,8 +176,8 @@ pub fn run_rank<T: Element, K: Kernels<T>>(
 
     // Device copy bandwidth (read + write bytes), for the memory floor.
     p.say(&format!(
-        "measuring the device copy bandwidth ({} MiB copies)",
-        probe_bytes >> 20
+        "measuring the device copy bandwidth ({} copies)",
+        fmt_bytes(probe_bytes as u64)
     ));
     let copy_gbps = {
         let src = symmem::alloc_zeroed::<u8>(probe_bytes)?;
@@ -232,8 +236,8 @@ pub fn run_rank<T: Element, K: Kernels<T>>(
         }
 
         p.say(&format!(
-            "tokens {t}: all-reduce of {} bytes, symmetric then plain",
-            r.ar_bytes
+            "tokens {t}: all-reduce of {}, symmetric then plain",
+            fmt_bytes(r.ar_bytes as u64)
         ));
         let mut sym = symmetric_zeros::<T>(t * hidden)?;
         let s = timed(
@@ -301,5 +305,6 @@ pub fn run_rank<T: Element, K: Kernels<T>>(
         down_symmetric,
         intermediates_plain,
         tokens: reports,
+        gemm_choices: model.kernels().gemm_choices(),
     })
 }
