@@ -34,7 +34,21 @@ struct RankFailure;
 /// Parse the process's arguments, validate, run and report; the process exit code (0 pass,
 /// 1 fail or run error, 2 bad arguments or sizes that do not fit).
 pub fn run_cli() -> i32 {
+    install_log_subscriber();
     run_with_args(std::env::args_os())
+}
+
+/// The program's log subscriber (the library only emits `tracing` events): symmem's events at
+/// `info` and above on stderr, or what `RUST_LOG` says (`RUST_LOG=symmem=debug` adds pool
+/// segments and window registrations, `symmem=trace` every collective).
+pub fn install_log_subscriber() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("symmem=info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .try_init();
 }
 
 /// [`run_cli`] with explicit arguments (the first is the program name).
