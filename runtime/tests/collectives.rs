@@ -625,3 +625,90 @@ fn different_ranges_on_different_ranks_are_a_divergence() {
         assert!(matches!(e, symmem::Error::RankDivergence { .. }), "{e}");
     }
 }
+
+/// `all_gather_range` and `reduce_scatter_range` read and write only their slices, on both
+/// paths, at world sizes 1-4, and refuse ranges outside a buffer or of mismatched lengths before
+/// any communication (so every rank gets the error and nothing hangs).
+#[test]
+fn all_gather_and_reduce_scatter_of_ranges_touch_only_the_ranges() {
+    for n in [1usize, 2, 3, 4] {
+        symmem::host::run(n, |ctx| {
+            let world = ctx.world();
+            let rank = ctx.rank();
+            for symmetric in [true, false] {
+                let alloc = |v: Vec<f32>| {
+                    let _w = symmetric.then(|| world.window());
+                    symmem::alloc_from_host(&v).unwrap()
+                };
+                // src: 50 elements, the slice 5..12 holds rank * 100 + i.
+                let src_host: Vec<f32> = (0..50)
+                    .map(|i| {
+                        if (5..12).contains(&i) {
+                            (rank * 100 + i) as f32
+                        } else {
+                            -1.0
+                        }
+                    })
+                    .collect();
+                let src = alloc(src_host.clone());
+                let mut dst = alloc(vec![-2.0; 7 * n + 20]);
+                assert_eq!(src.is_symmetric(), symmetric);
+                world
+                    .all_gather_range(&src, 5..12, &mut dst, 3..3 + 7 * n)
+                    .unwrap();
+                let got = dst.to_host_vec().unwrap();
+                for (j, v) in got.iter().enumerate() {
+                    let want = if (3..3 + 7 * n).contains(&j) {
+                        let (q, i) = ((j - 3) / 7, (j - 3) % 7 + 5);
+                        (q * 100 + i) as f32
+                    } else {
+                        -2.0
+                    };
+                    assert_eq!(*v, want, "all_gather element {j}, symmetric {symmetric}");
+                }
+                assert_eq!(src.to_host_vec().unwrap(), src_host, "src untouched");
+
+                // reduce-scatter: src slice 2..2 + 4n, block q of it holds q + rank; dst 10..14.
+                let src = alloc(
+                    (0..4 * n + 6)
+                        .map(|i| {
+                            if (2..2 + 4 * n).contains(&i) {
+                                ((i - 2) / 4 + rank) as f32
+                            } else {
+                                -1.0
+                            }
+                        })
+                        .collect(),
+                );
+                let mut dst = alloc(vec![-3.0; 20]);
+                world
+                    .reduce_scatter_range(&src, 2..2 + 4 * n, &mut dst, 10..14, ReduceOp::Sum)
+                    .unwrap();
+                let got = dst.to_host_vec().unwrap();
+                let want_in: f32 = (0..n).map(|q| (rank + q) as f32).sum();
+                for (j, v) in got.iter().enumerate() {
+                    let want = if (10..14).contains(&j) { want_in } else { -3.0 };
+                    assert_eq!(
+                        *v, want,
+                        "reduce_scatter element {j}, symmetric {symmetric}"
+                    );
+                }
+
+                // Errors before communication: out of range, and mismatched lengths.
+                let e = world
+                    .all_gather_range(&src, 0..1, &mut dst, 15..21)
+                    .unwrap_err();
+                assert!(matches!(e, Error::InvalidArgument { .. }), "{e}");
+                let e = world
+                    .all_gather_range(&src, 0..2, &mut dst, 0..2 * n + 1)
+                    .unwrap_err();
+                assert!(matches!(e, Error::LengthMismatch { .. }), "{e}");
+                let e = world
+                    .reduce_scatter_range(&src, 0..n + 1, &mut dst, 0..1, ReduceOp::Sum)
+                    .unwrap_err();
+                assert!(matches!(e, Error::LengthMismatch { .. }), "{e}");
+            }
+        })
+        .unwrap();
+    }
+}

@@ -127,17 +127,7 @@ impl Group {
         op: ReduceOp,
     ) -> Result<()> {
         self.on_rank_thread("all_reduce_range")?;
-        let (start, end) = crate::buffer::sub_range("all_reduce_range", buf.len(), range)?;
-        let whole = self.operand("all_reduce_range", buf)?;
-        let skip = start * std::mem::size_of::<T>();
-        let o = Operand {
-            ptr: whole.ptr + skip as u64,
-            // Inside the same window: the offset stays below the segment's size.
-            sym: whole
-                .sym
-                .and_then(|r| SymRef::new(r.window(), r.offset() + skip)),
-        };
-        let count = end - start;
+        let (o, count) = self.range_operand("all_reduce_range", buf, range)?;
         self.validate("all_reduce", move || {
             format!(
                 "{} {op:?} count {count} in place {}",
@@ -146,6 +136,30 @@ impl Group {
             )
         })?;
         self.enqueue_all_reduce(o, o, count, T::DTYPE, op)
+    }
+
+    /// The elements `range` of `b` as an operand, and how many they are: symmetric (at the
+    /// window offset of the range's first element) when `b` is of this group's pool. A range
+    /// outside the buffer is an [`Error::InvalidArgument`] naming `op`.
+    fn range_operand<T: Element>(
+        &self,
+        op: &'static str,
+        b: &Buffer<T>,
+        range: impl std::ops::RangeBounds<usize>,
+    ) -> Result<(Operand, usize)> {
+        let (start, end) = crate::buffer::sub_range(op, b.len(), range)?;
+        let whole = self.operand(op, b)?;
+        let skip = start * std::mem::size_of::<T>();
+        Ok((
+            Operand {
+                ptr: whole.ptr + skip as u64,
+                // Inside the same window: the offset stays below the segment's size.
+                sym: whole
+                    .sym
+                    .and_then(|r| SymRef::new(r.window(), r.offset() + skip)),
+            },
+            end - start,
+        ))
     }
 
     /// Out-of-place all-reduce: `dst = op over ranks of src`.
@@ -232,6 +246,83 @@ impl Group {
         }
         let s = self.operand("reduce_scatter", src)?;
         let d = self.operand("reduce_scatter", dst)?;
+        self.validate("reduce_scatter", move || {
+            format!(
+                "{} {op:?} count {n} src {} dst {}",
+                T::DTYPE,
+                Self::describe(&s),
+                Self::describe(&d)
+            )
+        })?;
+        crate::diag::collective(self.name(), "reduce_scatter", T::DTYPE, n, s.sym.is_some());
+        self.comm()
+            .reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
+    }
+
+    /// [`Group::all_gather`] on sub-ranges: `dst[dst_range]` receives, rank after rank, every
+    /// rank's `src[src_range]` (`dst_range` holds `src_range.len() * size` elements); the rest of
+    /// both buffers is untouched. Every rank passes the same ranges, so slices of symmetric
+    /// buffers lie at the same window offsets everywhere and keep the symmetric path. Ranges
+    /// outside their buffers or of mismatched lengths are errors, checked before any
+    /// communication.
+    pub fn all_gather_range<T: Element>(
+        &self,
+        src: &Buffer<T>,
+        src_range: impl std::ops::RangeBounds<usize>,
+        dst: &mut Buffer<T>,
+        dst_range: impl std::ops::RangeBounds<usize>,
+    ) -> Result<()> {
+        let op = "all_gather_range";
+        self.on_rank_thread(op)?;
+        let (s, n) = self.range_operand(op, src, src_range)?;
+        let (d, m) = self.range_operand(op, dst, dst_range)?;
+        if n.checked_mul(self.size()) != Some(m) {
+            return Err(Error::LengthMismatch {
+                op,
+                detail: format!(
+                    "dst_range must hold src_range's length * group size = {n} * {} elements, it holds {m}",
+                    self.size()
+                ),
+            });
+        }
+        self.validate("all_gather", move || {
+            format!(
+                "{} count {n} src {} dst {}",
+                T::DTYPE,
+                Self::describe(&s),
+                Self::describe(&d)
+            )
+        })?;
+        crate::diag::collective(self.name(), "all_gather", T::DTYPE, n, s.sym.is_some());
+        self.comm()
+            .all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
+    }
+
+    /// [`Group::reduce_scatter`] on sub-ranges: `dst[dst_range]` becomes `op` over ranks of this
+    /// rank's block of `src[src_range]` (`src_range` holds `dst_range.len() * size` elements,
+    /// block `rank` of them); the rest of both buffers is untouched. Same range rules as
+    /// [`Group::all_gather_range`].
+    pub fn reduce_scatter_range<T: Element>(
+        &self,
+        src: &Buffer<T>,
+        src_range: impl std::ops::RangeBounds<usize>,
+        dst: &mut Buffer<T>,
+        dst_range: impl std::ops::RangeBounds<usize>,
+        op: ReduceOp,
+    ) -> Result<()> {
+        let name = "reduce_scatter_range";
+        self.on_rank_thread(name)?;
+        let (s, m) = self.range_operand(name, src, src_range)?;
+        let (d, n) = self.range_operand(name, dst, dst_range)?;
+        if n.checked_mul(self.size()) != Some(m) {
+            return Err(Error::LengthMismatch {
+                op: name,
+                detail: format!(
+                    "src_range must hold dst_range's length * group size = {n} * {} elements, it holds {m}",
+                    self.size()
+                ),
+            });
+        }
         self.validate("reduce_scatter", move || {
             format!(
                 "{} {op:?} count {n} src {} dst {}",
