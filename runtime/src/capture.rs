@@ -138,6 +138,7 @@ pub fn capture<R>(f: impl FnOnce() -> Result<R>) -> Result<(Graph, R)> {
     stream.begin_capture()?;
     let blocks = CaptureBlocks::new(rank.default_pool().clone());
     let result = {
+        let _range = crate::diag::NvtxRange::push("capture", "");
         let _scope = CaptureScope::enter(&blocks);
         catch_unwind(AssertUnwindSafe(f))
     };

@@ -61,8 +61,33 @@ pub(crate) fn segment(what: &'static str, pool: &str, bytes: usize, window: Opti
     }
 }
 
-/// A `trace` event of a queued collective. Only the level check (one relaxed load of the
-/// callsite's interest) runs when no subscriber wants it.
+/// An NVTX range (feature `nvtx`), open until the guard drops, on the calling thread's range
+/// stack; without the feature a zero-sized value with no drop.
+#[must_use = "the range ends when the guard drops"]
+pub(crate) struct NvtxRange(());
+
+impl NvtxRange {
+    /// Open the range `symmem <what> <group>`.
+    #[inline(always)]
+    pub(crate) fn push(what: &'static str, group: &str) -> NvtxRange {
+        #[cfg(feature = "nvtx")]
+        nvtx::range_push!("symmem {what} {group}");
+        #[cfg(not(feature = "nvtx"))]
+        let _ = (what, group);
+        NvtxRange(())
+    }
+}
+
+#[cfg(feature = "nvtx")]
+impl Drop for NvtxRange {
+    fn drop(&mut self) {
+        nvtx::range_pop!();
+    }
+}
+
+/// A `trace` event of a queued collective, and its NVTX range (feature `nvtx`) for as long as
+/// the caller keeps the guard (the launch). Only the level check (one relaxed load of the
+/// callsite's interest) runs when no subscriber wants the event.
 #[inline(always)]
 pub(crate) fn collective(
     group: &str,
@@ -70,7 +95,7 @@ pub(crate) fn collective(
     dtype: crate::dtype::DType,
     count: usize,
     symmetric: bool,
-) {
+) -> NvtxRange {
     tracing::trace!(
         target: TARGET,
         group,
@@ -80,6 +105,7 @@ pub(crate) fn collective(
         path = if symmetric { "symmetric" } else { "plain" },
         "collective queued"
     );
+    NvtxRange::push(collective, group)
 }
 
 #[cfg(test)]
@@ -130,7 +156,7 @@ mod tests {
             super::error(format_args!("broken"));
             super::info(format_args!("policy"));
             super::segment("segment created", "tp", 4096, Some(3));
-            super::collective("tp", "all_reduce", crate::dtype::DType::BF16, 8, true);
+            let _range = super::collective("tp", "all_reduce", crate::dtype::DType::BF16, 8, true);
         });
         assert_eq!(lines.len(), 5, "{lines:?}");
         // A message that carries the crate's prefix already (an `Error`'s text) loses it.

@@ -84,7 +84,8 @@ impl Group {
         dtype: DType,
         op: ReduceOp,
     ) -> Result<()> {
-        crate::diag::collective(self.name(), "all_reduce", dtype, count, send.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "all_reduce", dtype, count, send.sym.is_some());
         match self.direct_all_reduce() {
             // SAFETY: the entry was resolved for this group's communicator and stream, and the
             // group keeps the communicator alive.
@@ -219,7 +220,8 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        crate::diag::collective(self.name(), "all_gather", T::DTYPE, n, s.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "all_gather", T::DTYPE, n, s.sym.is_some());
         self.comm()
             .all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
     }
@@ -254,7 +256,8 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        crate::diag::collective(self.name(), "reduce_scatter", T::DTYPE, n, s.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "reduce_scatter", T::DTYPE, n, s.sym.is_some());
         self.comm()
             .reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
     }
@@ -293,7 +296,8 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        crate::diag::collective(self.name(), "all_gather", T::DTYPE, n, s.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "all_gather", T::DTYPE, n, s.sym.is_some());
         self.comm()
             .all_gather(self.stream().as_ref(), s, d, n, T::DTYPE)
     }
@@ -331,7 +335,8 @@ impl Group {
                 Self::describe(&d)
             )
         })?;
-        crate::diag::collective(self.name(), "reduce_scatter", T::DTYPE, n, s.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "reduce_scatter", T::DTYPE, n, s.sym.is_some());
         self.comm()
             .reduce_scatter(self.stream().as_ref(), s, d, n, T::DTYPE, op)
     }
@@ -358,7 +363,8 @@ impl Group {
                 Self::describe(&o)
             )
         })?;
-        crate::diag::collective(self.name(), "broadcast", T::DTYPE, count, o.sym.is_some());
+        let _range =
+            crate::diag::collective(self.name(), "broadcast", T::DTYPE, count, o.sym.is_some());
         self.comm()
             .broadcast(self.stream().as_ref(), o, o, count, T::DTYPE, root)
     }
