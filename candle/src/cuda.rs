@@ -87,6 +87,9 @@ fn copy_in<T: TensorElement>(
 ) -> Result<()> {
     let rank = rank_stream(op)?;
     let same = same_stream(op, &rank, device)?;
+    if src.is_empty() && dst.is_empty() {
+        return Ok(());
+    }
     let candle = device.cuda_stream();
     if !same {
         wait(&rank, &candle)?;
@@ -244,6 +247,17 @@ pub(crate) fn buffer_to_tensor<T: TensorElement>(
     shape: candle_core::Shape,
     device: &CudaDevice,
 ) -> Result<Tensor> {
+    if buffer.is_empty() {
+        // Nothing to copy (and CUDA refuses zero-byte allocations): candle's own empty tensor,
+        // after the same device checks as a copy.
+        let rank = rank_stream(op)?;
+        same_stream(op, &rank, device)?;
+        return Ok(Tensor::zeros(
+            shape,
+            <T as candle_core::WithDType>::DTYPE,
+            &Device::Cuda(device.clone()),
+        )?);
+    }
     let storage = buffer_to_storage(op, buffer, device)?;
     Ok(Tensor::from_storage(
         Storage::Cuda(storage),

@@ -110,6 +110,13 @@ impl AllReduceOp {
         layout: &Layout,
     ) -> Result<candle_core::CudaStorage, Error> {
         let op = "AllReduceOp";
+        if layout.shape().elem_count() == 0 {
+            // Nothing to reduce (every rank passes the same shape); candle's own empty storage.
+            use candle_core::backend::BackendDevice;
+            return Ok(storage
+                .device
+                .zeros_impl(layout.shape(), <T as WithDType>::DTYPE)?);
+        }
         let mut buffer = {
             let _window = self.group.window();
             crate::cuda::storage_to_buffer::<T>(op, storage, layout)?

@@ -155,6 +155,14 @@ fn the_all_reduce_and_its_custom_op_run_on_cuda_tensors_and_replay_in_a_graph() 
                     report.path
                 ));
             }
+            // Empty tensors: the shape comes back, nothing is copied or reduced.
+            let empty = Tensor::zeros((0, 4096), DType::BF16, dev).unwrap();
+            assert_eq!(
+                all_reduce(&tp, &empty, ReduceOp::Sum).unwrap().dims(),
+                &[0, 4096]
+            );
+            let op = AllReduceOp::new(&tp, ReduceOp::Sum);
+            assert_eq!(empty.apply_op1_no_bwd(&op).unwrap().dims(), &[0, 4096]);
             // Inside a capture on candle's stream: the copy in and the symmetric all-reduce are
             // recorded, and a replay gives the eager result. cudarc's event tracking (on once a
             // context has two streams) waits on events recorded before the capture at every
