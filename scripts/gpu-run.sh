@@ -75,6 +75,36 @@ if [ -f examples/tp_mlp/Cargo.toml ] && [ ! -x "$stage/tests/tp_mlp" ]; then
   echo "warning: the tp_mlp example's tests (examples/tp_mlp/tests/tp_mlp.rs) were not staged" >&2
 fi
 
+# symmem-candle's CUDA path (its GPU test and bench): candle's `cuda` feature compiles candle's
+# kernels with nvcc (installed from the registry's wheels) and links the CUDA libraries, which
+# this machine does not have: the link uses stand-ins with the real sonames
+# (scripts/cuda-link-stubs.sh), and the GPU machine's libraries are loaded at run time. Its own
+# target folder (other cudarc features than the rest). SYMMEM_SKIP_CANDLE_CUDA=1 skips it.
+if [ "${SYMMEM_SKIP_CANDLE_CUDA:-0}" != 1 ]; then
+  echo "== building symmem-candle's CUDA test and bench (release, candle cuda feature)"
+  cjson="$(mktemp)"
+  if (
+    eval "$(scripts/install-nvcc.sh 2>/dev/null)" && eval "$(scripts/cuda-link-stubs.sh)" &&
+      export CARGO_TARGET_DIR="$root/target/candle-cuda" CUDA_COMPUTE_CAP=90 &&
+      cargo test --release -p symmem-candle --features cuda --test cuda --no-run \
+        --message-format=json-render-diagnostics &&
+      cargo bench -p symmem-candle --features cuda --bench candle_cuda --no-run \
+        --message-format=json-render-diagnostics
+  ) >"$cjson"; then
+    while IFS=$'\t' read -r kind name exe; do
+      case "$kind/$name" in
+        test/cuda) copy tests candle-cuda "$exe" ;;
+        bench/candle_cuda) copy bench candle_cuda "$exe" ;;
+      esac
+    done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null
+                    and (.package_id | test("symmem-candle")))
+                    | [(.target.kind[0]), .target.name, .executable] | @tsv' "$cjson" | sort -u)
+  else
+    echo "warning: symmem-candle's CUDA binaries do not build; staging everything else" >&2
+  fi
+  rm -f "$cjson"
+fi
+
 if [ -n "${SYMMEM_BASELINE_BENCH:-}" ]; then
   copy bench cuda_bench_base "$SYMMEM_BASELINE_BENCH"
 fi
@@ -138,6 +168,11 @@ cat "$env_log"
 # 1. The GPU suite (a missing GPU fails it).
 step 240 "$out/gpu-tests.log" "$bin/tests/gpu" --test-threads=1
 
+# 1b. symmem-candle's CUDA path (candle CUDA tensors, the all-reduce op, the TP MLP).
+if [ -x "$bin/tests/candle-cuda" ]; then
+  step 120 "$out/gpu-tests.log" "$bin/tests/candle-cuda" --test-threads=1
+fi
+
 # 2. The CUDA bench.
 if [ -x "$bin/bench/cuda_bench" ] && [ -x "$bin/bench/cuda_bench_base" ]; then
   # Side by side with a baseline build: alternate the two, three processes each (what fits
@@ -181,6 +216,11 @@ if [ -x "$bin/bench/cuda_allreduce" ]; then
   fi
 fi
 
+# 2c. symmem-candle: its all-reduce op against the plain NCCL op of mistral.rs, copies, MLP step.
+if [ -x "$bin/bench/candle_cuda" ]; then
+  step 120 "$out/candle-bench.log" "$bin/bench/candle_cuda"
+fi
+
 # 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the issue's targets).
 if [ -x "$bin/examples/tp_mlp" ]; then
   step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --graph
@@ -210,7 +250,8 @@ fi
 for t in "$bin"/tests/*; do
   name=$(basename "$t")
   # (ui, module_graph, drift, doc_sync and public_paths read the sources, features and candle_cuda run cargo: not here)
-  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths|features|candle_cuda) continue ;; esac
+  # (docs and msrv run cargo too; candle-cuda ran in step 1b)
+  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths|features|candle_cuda|candle-cuda|docs|msrv) continue ;; esac
   step 60 "$out/other-tests.log" "$t"
 done
 
