@@ -35,6 +35,8 @@
 //! (ranks are threads), so everything above also runs on machines without a GPU.
 
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): items behind a feature say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use symmem_macros::{allow_capture_unfit, symmetric_memory};
 pub use symmem_runtime::*;
