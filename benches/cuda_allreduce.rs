@@ -252,14 +252,9 @@ fn main() {
     }
     let gpus = cuda::gpu_count().unwrap_or(1).max(1);
     println!("# symmem cuda_allreduce: {report}; ranks: {gpus} (one per GPU)");
-    let out = cuda::run_threads(
-        gpus,
-        RankConfig {
-            validate: false,
-            ..RankConfig::default()
-        },
-        |ctx| bench_rank(ctx, &sizes),
-    );
+    let out = cuda::run_threads(gpus, RankConfig::new().with_validate(false), |ctx| {
+        bench_rank(ctx, &sizes)
+    });
     let per_rank = match out {
         Ok(r) => r,
         Err(e) => {

@@ -439,18 +439,11 @@ fn main() {
         return;
     }
     println!("# symmem cuda_bench: {report}");
-    let out = cuda::run_threads(
-        1,
-        RankConfig {
-            validate: false,
-            ..RankConfig::default()
-        },
-        |ctx| {
-            let mut rows = Vec::new();
-            bench_rank(&ctx.world(), &ctx.device().describe(), &mut rows);
-            rows
-        },
-    );
+    let out = cuda::run_threads(1, RankConfig::new().with_validate(false), |ctx| {
+        let mut rows = Vec::new();
+        bench_rank(&ctx.world(), &ctx.device().describe(), &mut rows);
+        rows
+    });
     let rows = match out {
         Ok(mut r) => r.remove(0),
         Err(e) => {

@@ -35,9 +35,19 @@
 //! (ranks are threads), so everything above also runs on machines without a GPU.
 
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): items behind a feature say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use symmem_macros::{allow_capture_unfit, symmetric_memory};
 pub use symmem_runtime::*;
+
+// Named again so that rustdoc shows them as modules of this crate's front page (a glob's
+// re-exported modules are listed nowhere); the paths are the same as the glob's.
+#[cfg(feature = "cuda")]
+#[doc(inline)]
+pub use symmem_runtime::cuda;
+#[doc(inline)]
+pub use symmem_runtime::host;
 
 /// Items the `#[symmetric_memory]` expansion refers to. Not a public API: it changes with the
 /// macro, whose version is kept equal to this crate's.

@@ -64,10 +64,7 @@ fn gpus(test: &str) -> Option<(usize, MutexGuard<'static, ()>)> {
 }
 
 fn cfg() -> RankConfig {
-    RankConfig {
-        validate: false,
-        ..RankConfig::default()
-    }
+    RankConfig::new().with_validate(false)
 }
 
 /// Deterministic small integers (exact in every element type, also after sums of a few ranks).
@@ -386,10 +383,7 @@ fn validation_mode_exchanges_while_capturing() {
     let Some((n, _g)) = gpus("validation_mode_exchanges_while_capturing") else {
         return;
     };
-    let cfg = RankConfig {
-        validate: true,
-        ..RankConfig::default()
-    };
+    let cfg = RankConfig::new().with_validate(true);
     cuda::run_threads(n, cfg, |ctx| {
         let world = ctx.world();
         world.reserve_symmetric(1 << 20).unwrap();

@@ -143,6 +143,11 @@ fn signatures() {
     let _: fn(&RankContext) -> PoolStats = RankContext::default_pool_stats;
     let _: fn(&RankContext) -> Result<usize> = RankContext::empty_cache;
     pin(RankConfig::default);
+    let _: fn() -> RankConfig = RankConfig::new;
+    let _: fn(RankConfig, bool) -> RankConfig = RankConfig::with_validate;
+    let _: fn(RankConfig, Duration) -> RankConfig = RankConfig::with_timeout;
+    let _: fn(RankConfig, Option<usize>) -> RankConfig = RankConfig::with_symmetric_pool_limit;
+    let _: fn(RankConfig, Option<usize>) -> RankConfig = RankConfig::with_default_pool_limit;
 
     // Buffer.
     let _: fn(&Buffer<f32>) -> usize = Buffer::<f32>::len;
@@ -206,6 +211,7 @@ fn signatures() {
     let _: fn(&HostStream, HostOp) -> Result<()> = HostStream::enqueue;
     let _: fn(&HostStream) -> bool = HostStream::is_capturing;
     let _: fn(usize) -> HostConfig = HostConfig::new;
+    let _: fn(HostConfig, RankConfig) -> HostConfig = HostConfig::with_rank;
     let _: fn() -> usize = live_segment_bytes;
     let _: fn(usize, fn(&RankContext) -> u8) -> Result<Vec<u8>> =
         host_run::<u8, fn(&RankContext) -> u8>;

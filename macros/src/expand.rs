@@ -138,9 +138,11 @@ fn private_path(krate: &Path, span: Option<Span>) -> TokenStream {
 /// Whether the function may be marked `#[track_caller]` (so that the `capture = "never"`
 /// refusal names its call site): Rust ABI, not `main`, not already marked.
 fn may_track_caller(func: &ItemFn) -> bool {
-    let rust_abi = func.sig.abi.as_ref().map_or(true, |abi| {
-        abi.name.as_ref().is_some_and(|n| n.value() == "Rust")
-    });
+    let rust_abi = func
+        .sig
+        .abi
+        .as_ref()
+        .is_none_or(|abi| abi.name.as_ref().is_some_and(|n| n.value() == "Rust"));
     let marked = func.attrs.iter().any(|a| a.path().is_ident("track_caller"));
     rust_abi && !marked && func.sig.ident != "main" && func.sig.asyncness.is_none()
 }

@@ -46,7 +46,10 @@ pub(crate) fn sub_range(
 
 /// Where a symmetric buffer lies: which group's window, and at which offset. The same
 /// allocation sequence gives the same window and offset on every rank.
+///
+/// Read its fields; more may be added in any release (`#[non_exhaustive]`).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SymmetricInfo {
     /// Name of the group whose symmetric pool the buffer came from.
     pub group: Arc<str>,

@@ -21,7 +21,23 @@ pub(crate) const VALIDATE_VAR: &str = "SYMMEM_VALIDATE";
 pub(crate) const BACKEND_VAR: &str = "SYMMEM_BACKEND";
 
 /// Settings of a rank context.
+///
+/// New settings may be added in any release (`#[non_exhaustive]`): start from
+/// [`RankConfig::default`] (or [`RankConfig::new`]) and change what you need with the `with_*`
+/// methods or by assigning fields.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let cfg = symmem_runtime::RankConfig::new()
+///     .with_validate(true)
+///     .with_timeout(Duration::from_secs(30))
+///     .with_symmetric_pool_limit(Some(1 << 30));
+/// assert!(cfg.validate);
+/// assert_eq!(cfg.default_pool_limit, None);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RankConfig {
     /// Validation mode: ranks compare segment creations and collectives before running them
     /// (default: `SYMMEM_VALIDATE=1` in the environment, else off).
@@ -44,6 +60,44 @@ impl Default for RankConfig {
             symmetric_pool_limit: None,
             default_pool_limit: None,
         }
+    }
+}
+
+impl RankConfig {
+    /// The default settings (as [`RankConfig::default`]: validation and timeout from
+    /// `SYMMEM_VALIDATE` and `SYMMEM_TIMEOUT_SECS`, no pool limits).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With validation on or off (see [`RankConfig::validate`]).
+    #[must_use]
+    pub fn with_validate(mut self, validate: bool) -> Self {
+        self.validate = validate;
+        self
+    }
+
+    /// With this timeout for host-side waits (see [`RankConfig::timeout`]).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// With this bound on each symmetric pool's reserved bytes (`None`: no bound; see
+    /// [`RankConfig::symmetric_pool_limit`]).
+    #[must_use]
+    pub fn with_symmetric_pool_limit(mut self, limit: Option<usize>) -> Self {
+        self.symmetric_pool_limit = limit;
+        self
+    }
+
+    /// With this bound on the default pool's reserved bytes (`None`: no bound; see
+    /// [`RankConfig::default_pool_limit`]).
+    #[must_use]
+    pub fn with_default_pool_limit(mut self, limit: Option<usize>) -> Self {
+        self.default_pool_limit = limit;
+        self
     }
 }
 

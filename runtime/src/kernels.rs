@@ -15,7 +15,11 @@
 use crate::dtype::{DType, ReduceOp};
 
 /// A collective, as the symmetric-kernel table names them.
+///
+/// More collectives may be added in any release (`#[non_exhaustive]`): a `match` on it needs a
+/// wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Collective {
     /// `Group::all_reduce`, `Group::all_reduce_into`.
     AllReduce,

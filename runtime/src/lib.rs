@@ -8,6 +8,8 @@
 //! the `#[symmetric_memory]` attribute. See `docs/design.md` for the concepts.
 
 #![deny(missing_docs)]
+// docs.rs (`--cfg docsrs`, nightly): items behind a feature say which one.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 // The modules, bottom layer first: each imports only from modules above it in this list
 // (`tests/module_graph.rs` checks that the graph has no circle).

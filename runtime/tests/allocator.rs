@@ -285,14 +285,11 @@ fn empty_cache_releases_only_entirely_free_segments() {
 }
 
 fn limited(symmetric: Option<usize>, default: Option<usize>) -> HostConfig {
-    HostConfig {
-        world_size: 2,
-        rank: RankConfig {
-            symmetric_pool_limit: symmetric,
-            default_pool_limit: default,
-            ..RankConfig::default()
-        },
-    }
+    HostConfig::new(2).with_rank(
+        RankConfig::new()
+            .with_symmetric_pool_limit(symmetric)
+            .with_default_pool_limit(default),
+    )
 }
 
 #[test]

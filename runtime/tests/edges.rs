@@ -10,14 +10,11 @@ use symmem_runtime as symmem;
 const MIB: usize = 1 << 20;
 
 fn limited(symmetric: Option<usize>, default: Option<usize>) -> HostConfig {
-    HostConfig {
-        world_size: 1,
-        rank: RankConfig {
-            symmetric_pool_limit: symmetric,
-            default_pool_limit: default,
-            ..RankConfig::default()
-        },
-    }
+    HostConfig::new(1).with_rank(
+        RankConfig::new()
+            .with_symmetric_pool_limit(symmetric)
+            .with_default_pool_limit(default),
+    )
 }
 
 #[test]

@@ -114,13 +114,8 @@ fn catalogue() -> Vec<(&'static str, Error)> {
     v.append(&mut one);
 
     // A pool limit.
-    let cfg = symmem::host::HostConfig {
-        world_size: 1,
-        rank: RankConfig {
-            default_pool_limit: Some(4 << 20),
-            ..RankConfig::default()
-        },
-    };
+    let cfg = symmem::host::HostConfig::new(1)
+        .with_rank(RankConfig::new().with_default_pool_limit(Some(4 << 20)));
     v.push((
         "a 5 MiB allocation from a default pool limited to 4 MiB",
         symmem::host::run_with(cfg, |_| symmem::alloc::<u8>(5 << 20).unwrap_err())

@@ -36,14 +36,11 @@ pub fn within_limit<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -
 
 /// `host::run_with` with validation on and a short collective timeout.
 pub fn run<R: Send>(world_size: usize, f: impl Fn(&RankContext) -> R + Send + Sync) -> Vec<R> {
-    let config = HostConfig {
-        world_size,
-        rank: RankConfig {
-            validate: true,
-            timeout: COLLECTIVE_TIMEOUT,
-            ..RankConfig::default()
-        },
-    };
+    let config = HostConfig::new(world_size).with_rank(
+        RankConfig::new()
+            .with_validate(true)
+            .with_timeout(COLLECTIVE_TIMEOUT),
+    );
     symmem::host::run_with(config, f).expect("the launch starts")
 }
 

@@ -9,7 +9,11 @@ use crate::config::env_backend;
 use crate::error::{Error, Result};
 
 /// Which backend `symmem::run` should use.
+///
+/// More backends may be added in any release (`#[non_exhaustive]`): a `match` on it needs a
+/// wildcard arm.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendChoice {
     /// CUDA when enough GPUs and the CUDA/NCCL libraries are found, the host backend otherwise.
     #[default]
@@ -59,7 +63,11 @@ impl BackendChoice {
 }
 
 /// What `symmem::detect` found on this machine.
+///
+/// Read its fields; more may be added in any release (`#[non_exhaustive]`: it cannot be built
+/// with a struct literal outside symmem; [`BackendReport::default`] gives an empty one).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BackendReport {
     /// Whether symmem was built with the `cuda` feature.
     pub cuda_built: bool,

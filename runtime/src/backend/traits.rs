@@ -12,7 +12,11 @@ use crate::error::{Error, Result};
 use crate::kernels::Collective;
 
 /// Which backend a rank runs on.
+///
+/// More backends may be added in any release (`#[non_exhaustive]`): a `match` on it needs a
+/// wildcard arm.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// Ranks are threads; device memory is host memory.
     Host,

@@ -12,7 +12,18 @@ use crate::launch::threads::{check_world_size, run_ranks, RankStarter};
 use crate::rank::context::RankContext;
 
 /// Settings of a host-backend launch.
+///
+/// New settings may be added in any release (`#[non_exhaustive]`): build it with
+/// [`HostConfig::new`] and [`HostConfig::with_rank`].
+///
+/// ```
+/// use symmem_runtime::host::HostConfig;
+///
+/// let cfg = HostConfig::new(4).with_rank(symmem_runtime::RankConfig::new().with_validate(true));
+/// assert_eq!(cfg.world_size, 4);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HostConfig {
     /// Number of ranks (threads), at least 1.
     pub world_size: usize,
@@ -27,6 +38,13 @@ impl HostConfig {
             world_size,
             rank: RankConfig::default(),
         }
+    }
+
+    /// With these settings for every rank.
+    #[must_use]
+    pub fn with_rank(mut self, rank: RankConfig) -> Self {
+        self.rank = rank;
+        self
     }
 }
 

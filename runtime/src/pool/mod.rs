@@ -32,7 +32,10 @@ use crate::sync::owner_lock::{OwnerGuard, OwnerLock};
 use crate::validation::DivergenceCheck;
 
 /// Statistics of a pool.
+///
+/// Read its fields; more counters may be added in any release (`#[non_exhaustive]`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PoolStats {
     /// Bytes of all segments the pool holds.
     pub reserved_bytes: usize,

@@ -38,15 +38,13 @@ pub fn bits<T: Element>(v: &[T]) -> Vec<u64> {
 
 /// Settings with validation on (or off) and a short timeout.
 pub fn config(world_size: usize, validate: bool, timeout: Duration) -> HostConfig {
-    HostConfig {
-        world_size,
-        rank: RankConfig {
-            validate,
-            timeout,
-            symmetric_pool_limit: None,
-            default_pool_limit: None,
-        },
-    }
+    HostConfig::new(world_size).with_rank(
+        RankConfig::new()
+            .with_validate(validate)
+            .with_timeout(timeout)
+            .with_symmetric_pool_limit(None)
+            .with_default_pool_limit(None),
+    )
 }
 
 /// Bytes a request of `bytes` occupies in a pool: rounded up to 512, at least 512.

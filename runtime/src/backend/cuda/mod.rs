@@ -88,6 +88,9 @@ pub mod bootstrap {
     pub use crate::bootstrap::*;
 }
 
+/// The cudarc crate symmem is built with (streams and device memory of `symmem::cuda` are
+/// cudarc's): a link to its own documentation, not a copy.
+#[doc(no_inline)]
 pub use cudarc;
 
 /// NCCL's handle types as symmem declares them (`nccl.h` layouts): what

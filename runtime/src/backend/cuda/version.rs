@@ -129,7 +129,10 @@ pub const RECOMMENDED: &str = "2.32";
 
 /// One known problem of NCCL's symmetric memory, with the versions it affects (from NCCL's
 /// release notes); [`known_issues`] lists the ones of a version.
+///
+/// Read its fields; more may be added in any release (`#[non_exhaustive]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KnownIssue {
     /// First affected version.
     pub from: NcclVersion,

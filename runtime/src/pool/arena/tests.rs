@@ -27,7 +27,7 @@ impl Arena {
         let mut prev_id = None;
         for &id in &self.live_segments {
             assert!(
-                prev_id.map_or(true, |p| p < id),
+                prev_id.is_none_or(|p| p < id),
                 "live segments not ascending"
             );
             prev_id = Some(id);
@@ -791,7 +791,7 @@ fn step(a: &mut Arena, m: &mut Model, freed: &mut Vec<Block>, op: &Op) -> Outcom
                 None => {
                     check_alloc(a, m, bytes, None);
                     let size = a.segment_size_for(bytes);
-                    assert!(size >= a.round_request(bytes) && size % cfg.alignment == 0);
+                    assert!(size >= a.round_request(bytes) && size.is_multiple_of(cfg.alignment));
                     let id = a.add_segment(size);
                     assert!(m.segments.keys().all(|&k| k < id));
                     m.segments.insert(id, size);
