@@ -51,11 +51,9 @@ fn gpus(test: &str) -> Option<(usize, MutexGuard<'static, ()>)> {
 }
 
 fn cfg() -> RankConfig {
-    RankConfig {
-        validate: true,
-        timeout: common::COLLECTIVE_TIMEOUT,
-        ..RankConfig::default()
-    }
+    RankConfig::new()
+        .with_validate(true)
+        .with_timeout(common::COLLECTIVE_TIMEOUT)
 }
 
 /// A one-rank job on candle's stream of GPU 0: `f` gets candle's device and the rank.

@@ -292,7 +292,7 @@ pub fn check_tp(tp: usize, ffn: usize) -> Result<(), ConfigError> {
     if tp == 0 {
         return Err(bad("--tp must be at least 1"));
     }
-    if ffn % tp != 0 {
+    if !ffn.is_multiple_of(tp) {
         return Err(bad(format!(
             "--tp {tp} does not divide --ffn {ffn}; every rank needs ffn / tp whole columns"
         )));
@@ -340,7 +340,7 @@ pub fn resolve_tp(
                 Backend::Host => 2,
                 Backend::Cuda => gpus.clamp(1, MAX_DEFAULT_GPUS),
             };
-            (1..=most).rev().find(|t| ffn % t == 0).unwrap_or(1)
+            (1..=most).rev().find(|t| ffn.is_multiple_of(*t)).unwrap_or(1)
         }
     };
     check_tp(tp, ffn)?;

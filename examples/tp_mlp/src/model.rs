@@ -110,7 +110,7 @@ impl Dims {
                 "sizes must be at least 1 (hidden {hidden}, ffn {ffn}, layers {layers}, tp {tp})"
             )));
         }
-        if ffn % tp != 0 {
+        if !ffn.is_multiple_of(tp) {
             return Err(invalid(format!(
                 "tp {tp} does not divide ffn {ffn}; every rank needs ffn / tp whole columns"
             )));
