@@ -49,11 +49,15 @@ fi
 
 # Executables of integration tests, benches and examples (not unit-test binaries of libraries,
 # which run in CI anyway).
+# Each binary is stripped of debug info and xz-compressed (the device tool carries at most 64 MiB;
+# candle's CUDA binaries alone are 45 MB each stripped, 5 MB compressed); the device script
+# unpacks them into /tmp before running anything.
 copy() { # kind name path
   local dst="$stage/$1/$2"
   cp "$3" "$dst"
   strip --strip-debug "$dst" 2>/dev/null || true
-  echo "   staged $1/$2 ($(du -h "$dst" | cut -f1))"
+  xz -T2 -6 -f "$dst"
+  echo "   staged $1/$2 ($(du -h "$dst.xz" | cut -f1) compressed)"
 }
 while IFS=$'\t' read -r kind name exe; do
   case "$kind" in
@@ -68,10 +72,10 @@ done < <(jq -r 'select(.reason == "compiler-artifact" and .executable != null
                 and (.package_id | test("symmem-candle|edition2024") | not))
                 | [(.target.kind[0]), .target.name, .executable] | @tsv' "$json" | sort -u)
 
-if [ -f examples/tp_mlp.rs ] && [ ! -x "$stage/examples/tp_mlp" ]; then
+if [ -f examples/tp_mlp.rs ] && [ ! -f "$stage/examples/tp_mlp.xz" ]; then
   echo "warning: the tp_mlp example binary was not staged" >&2
 fi
-if [ -f examples/tp_mlp/Cargo.toml ] && [ ! -x "$stage/tests/tp_mlp" ]; then
+if [ -f examples/tp_mlp/Cargo.toml ] && [ ! -f "$stage/tests/tp_mlp.xz" ]; then
   echo "warning: the tp_mlp example's tests (examples/tp_mlp/tests/tp_mlp.rs) were not staged" >&2
 fi
 
@@ -109,7 +113,7 @@ if [ -n "${SYMMEM_BASELINE_BENCH:-}" ]; then
   copy bench cuda_bench_base "$SYMMEM_BASELINE_BENCH"
 fi
 
-if [ ! -x "$stage/tests/gpu" ]; then
+if [ ! -f "$stage/tests/gpu.xz" ]; then
   echo "error: tests/gpu.rs was not built (is it in the facade crate?)" >&2
   exit 1
 fi
@@ -118,8 +122,21 @@ cat >"$stage/run-on-device.sh" <<'DEVICE'
 #!/usr/bin/env bash
 # Runs on the GPU machine from the repository root: bash .device-bin/run-on-device.sh
 set -uo pipefail
-bin="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+staged="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${OUT:-/tmp/symmem-out}"
+# Unpack the xz-compressed binaries (xz, or Python's lzma where xz is missing).
+bin=/tmp/symmem-bin
+rm -rf "$bin"
+for f in $(cd "$staged" && find . -name '*.xz'); do
+  dst="$bin/${f%.xz}"
+  mkdir -p "$(dirname "$dst")"
+  if command -v xz >/dev/null; then
+    xz -dc "$staged/$f" >"$dst"
+  else
+    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$staged/$f" "$dst"
+  fi
+  chmod +x "$dst"
+done
 mkdir -p "$out"
 start=$(date +%s)
 left() { echo $(( 470 - ($(date +%s) - start) )); }   # seconds left of a ~8 minute budget
