@@ -35,7 +35,7 @@
 //!   buffers of the calling rank (host memory on symmem's host backend, device memory on its
 //!   CUDA backend). With the `cuda` feature (which turns on candle-core's), tensors on a CUDA
 //!   device of the rank's GPU are copied device to device on the rank's stream; start the rank
-//!   on candle's stream ([`cuda::init_rank_on_device`]) so that nothing waits on events and
+//!   on candle's stream (`cuda::init_rank_on_device`) so that nothing waits on events and
 //!   the all-reduce can be captured in a CUDA graph. Without the feature a CUDA tensor is
 //!   refused with [`Error::CudaNotImplemented`], never served by a hidden host round-trip.
 //! * **Copies, no sharing.** [`to_buffer`] and [`from_buffer`] copy; afterwards the tensor and

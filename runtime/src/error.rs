@@ -73,7 +73,7 @@ pub enum Error {
     },
 
     /// The pool could not obtain more memory.
-    #[error("symmem: pool `{pool}` is out of memory allocating {} ({} reserved, {} in use): free buffers or call `empty_cache()`, then retry; the pool stays usable. Cause: {source}", size(*.requested), size(*.reserved), size(*.in_use))]
+    #[error("symmem: pool `{pool}` is out of memory allocating {}, with {} reserved and {} in use: free buffers or call `empty_cache()`, then retry; the pool stays usable. Cause: {source}", size(*.requested), size(*.reserved), size(*.in_use))]
     OutOfMemory {
         /// Pool description (group name or `default`).
         pool: String,
@@ -89,7 +89,7 @@ pub enum Error {
     },
 
     /// A pool was configured with a capacity limit that the request would exceed.
-    #[error("symmem: pool `{pool}` would exceed its limit of {} ({} reserved) to serve {}; free buffers, call `empty_cache()`, or raise the limit", size(*.limit), size(*.reserved), size(*.requested))]
+    #[error("symmem: pool `{pool}` would exceed its limit of {}, with {} reserved, to serve {}; free buffers, call `empty_cache()`, or raise the limit", size(*.limit), size(*.reserved), size(*.requested))]
     PoolLimit {
         /// Pool description.
         pool: String,

@@ -317,7 +317,7 @@ fn pool_limit_is_an_error_and_the_pool_stays_usable() {
                     );
                     assert!(
                         e.to_string()
-                            .contains("would exceed its limit of 4194304 bytes"),
+                            .contains("would exceed its limit of 4.00 MiB (4194304 bytes)"),
                         "{e}"
                     );
                 }

@@ -77,6 +77,13 @@ const CHILD: &str = "SYMMEM_EDGES_TIMEOUT_CHILD";
 #[test]
 fn timeout_child() {
     if std::env::var_os(CHILD).is_some() {
+        // symmem warns through `tracing`; this subscriber writes the warning to stderr.
+        let _guard = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .finish(),
+        );
         println!("timeout={:?}", RankConfig::default().timeout);
     }
 }
@@ -122,7 +129,7 @@ fn timeout_variable_never_panics() {
             "SYMMEM_TIMEOUT_SECS={value:?}: {stdout}"
         );
         assert_eq!(
-            stderr.contains("symmem: ignoring SYMMEM_TIMEOUT_SECS"),
+            stderr.contains("ignoring SYMMEM_TIMEOUT_SECS"),
             warns,
             "SYMMEM_TIMEOUT_SECS={value:?}: {stderr}"
         );

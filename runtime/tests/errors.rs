@@ -340,20 +340,20 @@ fn every_error_variant_has_an_actionable_message() {
     expect(
         "CaptureReserveExceeded",
         &[
-            "cannot allocate 4194304 bytes",
+            "cannot allocate 4.00 MiB (4194304 bytes)",
             "group.reserve_symmetric(4194304)",
         ],
     );
     expect(
         "OutOfMemory",
         &[
-            "pool `world` is out of memory allocating 1125899906842624 bytes",
+            "pool `world` is out of memory allocating 1024.00 TiB (1125899906842624 bytes), with",
             "Cause: symmem: the host backend",
         ],
     );
     expect(
         "PoolLimit",
-        &["pool `default` would exceed its limit of 4194304 bytes"],
+        &["pool `default` would exceed its limit of 4.00 MiB (4194304 bytes), with"],
     );
     expect(
         "RankDivergence",
