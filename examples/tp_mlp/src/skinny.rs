@@ -872,6 +872,166 @@ mod tests {
         assert!(kernel_names().contains(&p.kernel_name()));
     }
 
+    /// The kernel's arithmetic replayed on the host, block by block, warp by warp, lane by
+    /// lane, in the kernel's order (f32 storage): the same loads (a read past a buffer panics),
+    /// shuffles, tiles, fixed-order warp reduction and split-K reduction as `SOURCE`.
+    fn simulate(p: &SkinnyPlan, a: &[f32], b: &[f32]) -> Vec<f32> {
+        const UNROLL: usize = 4;
+        let (m, k, n) = (p.m, p.k, p.n);
+        let (mt, g_n, vec, kt) = (p.rows_per_lane, p.row_groups, p.vec, p.k_tile);
+        let mp = mt * g_n;
+        let stride = kt + 1;
+        let mut c = vec![f32::NAN; m * n];
+        let mut ws = vec![f32::NAN; p.splits * m * n];
+        for by in 0..p.splits {
+            for bx in 0..p.col_blocks {
+                // acc[warp][lane][i][e]
+                let mut acc = vec![vec![vec![0.0f32; mt * vec]; 32]; WARPS];
+                let k0 = by * p.chunk;
+                let k1 = k.min(k0 + p.chunk);
+                let mut smem = vec![f32::NAN; p.shared_bytes / 4];
+                let mut kb = k0;
+                while kb < k1 {
+                    let rows = kt.min(k1 - kb);
+                    for i in 0..mp * kt {
+                        let (r, kk) = (i / kt, i % kt);
+                        smem[r * stride + kk] = if r < m && kk < rows {
+                            a[r * k + kb + kk]
+                        } else {
+                            0.0
+                        };
+                    }
+                    let groups = rows.div_ceil(g_n);
+                    for (warp, acc_w) in acc.iter_mut().enumerate() {
+                        let mut q0 = warp;
+                        while q0 < groups {
+                            // wv[lane][u]
+                            let mut wv = vec![vec![vec![0.0f32; vec]; UNROLL]; 32];
+                            for (lane, wl) in wv.iter_mut().enumerate() {
+                                let (cg, g) = (lane / g_n, lane % g_n);
+                                let col = bx * p.block_cols + cg * vec;
+                                for (u, wu) in wl.iter_mut().enumerate() {
+                                    let kk = (q0 + u * WARPS) * g_n + g;
+                                    if col < n && kk < rows {
+                                        let at = (kb + kk) * n + col;
+                                        wu.copy_from_slice(&b[at..at + vec]);
+                                    }
+                                }
+                            }
+                            for u in 0..UNROLL {
+                                let q = q0 + u * WARPS;
+                                if q >= groups {
+                                    break;
+                                }
+                                for (lane, acc_l) in acc_w.iter_mut().enumerate() {
+                                    let (cg, g) = (lane / g_n, lane % g_n);
+                                    for j in 0..g_n {
+                                        let f = &wv[cg * g_n + j][u];
+                                        let kk = q * g_n + j;
+                                        for i in 0..mt {
+                                            let xv = smem[(g * mt + i) * stride + kk];
+                                            for e in 0..vec {
+                                                acc_l[i * vec + e] =
+                                                    xv.mul_add(f[e], acc_l[i * vec + e]);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            q0 += WARPS * UNROLL;
+                        }
+                    }
+                    kb += kt;
+                }
+                let mut s = WARPS / 2;
+                while s >= 1 {
+                    for w in 0..s {
+                        for lane in 0..32 {
+                            for i in 0..mt * vec {
+                                let add = acc[w + s][lane][i];
+                                acc[w][lane][i] += add;
+                            }
+                        }
+                    }
+                    s /= 2;
+                }
+                for lane in 0..32 {
+                    let (cg, g) = (lane / g_n, lane % g_n);
+                    let col = bx * p.block_cols + cg * vec;
+                    if col >= n {
+                        continue;
+                    }
+                    for i in 0..mt {
+                        let row = g * mt + i;
+                        if row >= m {
+                            break;
+                        }
+                        for e in 0..vec {
+                            let v = acc[0][lane][i * vec + e];
+                            if p.splits == 1 {
+                                c[row * n + col + e] = v;
+                            } else {
+                                ws[(by * m + row) * n + col + e] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if p.splits > 1 {
+            for (i, out) in c.iter_mut().enumerate() {
+                let mut s = 0.0f32;
+                for sp in 0..p.splits {
+                    s += ws[sp * m * n + i];
+                }
+                *out = s;
+            }
+        }
+        c
+    }
+
+    /// Small integers: every product and sum below is exact in f32, so the simulated kernel
+    /// must equal the exact product bit for bit.
+    fn ints(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7 + salt * 13) % 9) as f32) - 4.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_kernels_arithmetic_replayed_on_the_host_is_the_exact_product() {
+        let mut shapes = vec![];
+        for m in [1, 2, 3, 5, 8, 9, 16, 17, 31, 33, 64] {
+            for (k, n, sms) in [(1, 8, 132), (37, 24, 132), (300, 40, 2), (1000, 72, 4)] {
+                shapes.push((m, k, n, sms));
+            }
+        }
+        // Several tiles per split, several splits, a partial column block.
+        for m in [1, 8, 64] {
+            shapes.push((m, 2100, 264, 8));
+        }
+        for (m, k, n, sms) in shapes {
+            let p = plan(m, k, n, DType::F32, sms).unwrap();
+            if k >= 2000 {
+                assert!(p.splits > 1 && p.col_blocks * p.block_cols > n, "{p:?}");
+                assert!(m < 64 || p.chunk > p.k_tile, "{p:?}");
+            }
+            let (a, b) = (ints(m * k, 1), ints(k * n, 2));
+            let c = simulate(&p, &a, &b);
+            for r in 0..m {
+                for col in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|i| a[r * k + i] as f64 * b[i * n + col] as f64)
+                        .sum();
+                    assert_eq!(
+                        c[r * n + col] as f64, exact,
+                        "C[{r}][{col}] of {m}x{k}x{n} (plan {p:?})"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn decode_shapes_plan_for_every_m_and_dtype() {
         for sms in [1, 78, 114, 132, 144] {
