@@ -169,7 +169,9 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
     let mut splits = target.div_ceil(col_blocks).max(1);
     splits = splits.min((k / MIN_CHUNK).max(1));
     let partial = m.checked_mul(n)?.checked_mul(4)?;
-    splits = splits.min((WORKSPACE_BYTES / partial).max(1)).min(MAX_GRID_Y);
+    splits = splits
+        .min((WORKSPACE_BYTES / partial).max(1))
+        .min(MAX_GRID_Y);
     let chunk = k.div_ceil(splits).next_multiple_of(K_ALIGN);
     // No empty split: the last one starts below k.
     let splits = k.div_ceil(chunk);
@@ -204,6 +206,42 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
         shared_bytes,
         workspace_bytes,
     })
+}
+
+/// Why [`plan`] returns `None` for a shape (for the `gemm_choice` record), or `"plans"` when
+/// it does not (then the buffers were not 16-byte aligned).
+pub fn why_not(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> String {
+    let Some(size) = elem_bytes(dtype) else {
+        return format!("{dtype} storage (the kernels take f32, bf16 and f16)");
+    };
+    if m == 0 || m > MAX_M {
+        return format!("m = {m} is outside 1..={MAX_M} (not a decode shape)");
+    }
+    if k == 0 || n == 0 {
+        return "an empty dimension".into();
+    }
+    if !n.is_multiple_of(16 / size) {
+        return format!(
+            "n = {n} is not a multiple of {} elements (rows of B and C would not be 16-byte aligned)",
+            16 / size
+        );
+    }
+    if plan(m, k, n, dtype, sms).is_some() {
+        return "the buffers of B or C are not 16-byte aligned".into();
+    }
+    "the dimensions exceed the kernels' 32-bit indices or CUDA's grid limits".into()
+}
+
+/// Bound on `||skinny - cuBLAS|| / ||cuBLAS||` of the correctness guard: both accumulate in
+/// f32 and round the output once to the storage type, so they differ by at most about one unit
+/// in the last place of the storage type per element (2^-7 relative for bf16, 2^-10 for f16) or,
+/// in f32, by summation order; a wrong kernel is off by order 1.
+pub fn guard_bound(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => 1.6e-2,
+        DType::F16 => 4e-3,
+        _ => 1e-4,
+    }
 }
 
 impl SkinnyPlan {
@@ -508,7 +546,7 @@ mod gpu {
     use symmem::{Buffer, DType, Element, Error, RankContext};
 
     use super::{kernel_name, plan, reduce_name, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
-    use super::{WORKSPACE_BYTES, MAX_SHARED_BYTES};
+    use super::{MAX_SHARED_BYTES, WORKSPACE_BYTES};
     use crate::cuda::cuda_err;
 
     /// NVRTC's `--gpu-architecture` for a compute capability it knows (the driver JIT-compiles
@@ -586,7 +624,11 @@ mod gpu {
             let cu = cuda_context(ctx).ok_or_else(not_cuda)?;
             let attr = |a| {
                 cu.attribute(a).map_err(|e| {
-                    cuda_err("cuDeviceGetAttribute", e, "the driver did not describe the GPU")
+                    cuda_err(
+                        "cuDeviceGetAttribute",
+                        e,
+                        "the driver did not describe the GPU",
+                    )
                 })
             };
             let major = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
@@ -602,7 +644,11 @@ mod gpu {
             })?;
             let load = |name: String| {
                 module.load_function(&name).map_err(|e| {
-                    cuda_err("cuModuleGetFunction", e, "skinny kernel missing from the PTX")
+                    cuda_err(
+                        "cuModuleGetFunction",
+                        e,
+                        "skinny kernel missing from the PTX",
+                    )
                 })
             };
             let mut gemm = Vec::new();
@@ -681,7 +727,9 @@ mod gpu {
                     });
                 }
             }
-            if T::DTYPE != plan.dtype || super::elem_bytes(T::DTYPE) != Some(std::mem::size_of::<T>()) {
+            if T::DTYPE != plan.dtype
+                || super::elem_bytes(T::DTYPE) != Some(std::mem::size_of::<T>())
+            {
                 return Err(bad(format!(
                     "the plan is for {} storage, the buffers hold {}",
                     plan.dtype,
@@ -773,7 +821,13 @@ mod gpu {
                     })
                 }
                 .map(drop)
-                .map_err(|e| cuda_err("cuLaunchKernel", e, "skinny split-K reduction launch failed"))?;
+                .map_err(|e| {
+                    cuda_err(
+                        "cuLaunchKernel",
+                        e,
+                        "skinny split-K reduction launch failed",
+                    )
+                })?;
             }
             Ok(())
         }
@@ -1024,7 +1078,8 @@ mod tests {
                         .map(|i| a[r * k + i] as f64 * b[i * n + col] as f64)
                         .sum();
                     assert_eq!(
-                        c[r * n + col] as f64, exact,
+                        c[r * n + col] as f64,
+                        exact,
                         "C[{r}][{col}] of {m}x{k}x{n} (plan {p:?})"
                     );
                 }
@@ -1111,6 +1166,18 @@ mod tests {
         let p = plan(64, 1 << 16, 32768, DType::BF16, 10_000).unwrap();
         assert!(p.splits <= 2, "{p:?}");
         check_plan(&p, 10_000);
+    }
+
+    #[test]
+    fn fallback_reasons_name_the_cause() {
+        assert!(why_not(65, 4096, 4096, DType::BF16, 132).contains("outside 1..=64"));
+        assert!(why_not(1, 4096, 4100, DType::BF16, 132).contains("multiple of 8"));
+        assert!(why_not(1, 4096, 4098, DType::F32, 132).contains("multiple of 4"));
+        assert!(why_not(1, 4096, 4096, DType::F64, 132).contains("storage"));
+        assert!(why_not(1, 4096, 4096, DType::BF16, 132).contains("aligned"));
+        assert!(guard_bound(DType::BF16) > guard_bound(DType::F16));
+        assert!(guard_bound(DType::F16) > guard_bound(DType::F32));
+        assert!(guard_bound(DType::BF16) < 0.1);
     }
 
     #[test]

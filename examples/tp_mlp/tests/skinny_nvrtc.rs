@@ -25,7 +25,9 @@ fn say(line: &str) {
 const CHILD: &str = "TP_MLP_SKINNY_NVRTC_CHILD";
 
 fn require() -> bool {
-    std::env::var("SYMMEM_REQUIRE_NVRTC").map(|v| v == "1").unwrap_or(false)
+    std::env::var("SYMMEM_REQUIRE_NVRTC")
+        .map(|v| v == "1")
+        .unwrap_or(false)
 }
 
 /// The child's work: compile and look for every kernel in the PTX.
@@ -41,7 +43,10 @@ fn compile_and_check() {
             );
         }
         // 16-byte weight loads are what the kernels are for.
-        assert!(text.contains("ld.global.nc.v4.u32"), "no 16-byte loads in the PTX");
+        assert!(
+            text.contains("ld.global.nc.v4.u32"),
+            "no 16-byte loads in the PTX"
+        );
         say(&format!(
             "skinny kernels compiled with NVRTC for {}: {} kernels, {} bytes of PTX",
             arch.unwrap_or("the default architecture"),
@@ -71,14 +76,18 @@ fn skinny_kernels_compile_with_nvrtc() {
             if require() {
                 panic!("SYMMEM_REQUIRE_NVRTC=1 but {why}");
             }
-            say(&format!("skipped: libnvrtc could not be installed ({why}); trying the system's"));
+            say(&format!(
+                "skipped: libnvrtc could not be installed ({why}); trying the system's"
+            ));
             String::new()
         }
         Err(e) => {
             if require() {
                 panic!("SYMMEM_REQUIRE_NVRTC=1 but bash could not run {script}: {e}");
             }
-            say(&format!("skipped: bash could not run {script} ({e}); trying the system's"));
+            say(&format!(
+                "skipped: bash could not run {script} ({e}); trying the system's"
+            ));
             String::new()
         }
     };
@@ -89,7 +98,11 @@ fn skinny_kernels_compile_with_nvrtc() {
     };
     let exe = std::env::current_exe().expect("the test binary's path");
     let child = Command::new(exe)
-        .args(["--exact", "skinny_kernels_compile_with_nvrtc", "--nocapture"])
+        .args([
+            "--exact",
+            "skinny_kernels_compile_with_nvrtc",
+            "--nocapture",
+        ])
         .env(CHILD, "1")
         .env("LD_LIBRARY_PATH", &path)
         .output()
