@@ -575,10 +575,12 @@ mod gpu {
         nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| format!("{e:?}"))
     }
 
+    /// Compiled PTX (or the compiler's error) by `--gpu-architecture`.
+    type PtxCache = HashMap<Option<&'static str>, Result<Ptx, String>>;
+
     /// The PTX for `arch`, compiled once per process and architecture.
     fn ptx(arch: Option<&'static str>) -> Result<Ptx, Error> {
-        static CACHE: OnceLock<Mutex<HashMap<Option<&'static str>, Result<Ptx, String>>>> =
-            OnceLock::new();
+        static CACHE: OnceLock<Mutex<PtxCache>> = OnceLock::new();
         let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
         let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(arch)
@@ -908,7 +910,7 @@ mod tests {
         assert!(rows.iter().all(|&c| c == 1), "{p:?}");
         // Limits.
         let (gx, gy) = p.grid();
-        assert!(gx >= 1 && gx <= MAX_GRID_X && gy >= 1 && gy <= MAX_GRID_Y);
+        assert!((1..=MAX_GRID_X).contains(&gx) && (1..=MAX_GRID_Y).contains(&gy));
         assert_eq!(gx, n.div_ceil(p.block_cols));
         assert!(p.shared_bytes <= MAX_SHARED_BYTES);
         let mp = p.rows_per_lane * p.row_groups;
@@ -928,7 +930,9 @@ mod tests {
 
     /// The kernel's arithmetic replayed on the host, block by block, warp by warp, lane by
     /// lane, in the kernel's order (f32 storage): the same loads (a read past a buffer panics),
-    /// shuffles, tiles, fixed-order warp reduction and split-K reduction as `SOURCE`.
+    /// shuffles, tiles, fixed-order warp reduction and split-K reduction as `SOURCE`. Indexed
+    /// loops, as in the CUDA source it mirrors.
+    #[allow(clippy::needless_range_loop)]
     fn simulate(p: &SkinnyPlan, a: &[f32], b: &[f32]) -> Vec<f32> {
         const UNROLL: usize = 4;
         let (m, k, n) = (p.m, p.k, p.n);
