@@ -1,6 +1,7 @@
 //! [`Kernels`] for the CUDA backend: GEMMs on raw device pointers (f32, bf16 or f16 storage, f32
-//! accumulation) through cuBLASLt with an algorithm timed per shape (`--gemm auto`, see
-//! [`crate::lt`]) or cuBLAS `GemmEx` (`--gemm cublas`, and the fallback), and one small NVRTC
+//! accumulation) through cuBLASLt with an algorithm timed per shape (`--gemm auto` and `lt`, see
+//! [`crate::lt`]; with `auto` and `skinny` the skinny decode kernels of [`crate::skinny`] are
+//! candidates) or cuBLAS `GemmEx` (`--gemm cublas`, and the fallback), and one small NVRTC
 //! kernel for SiLU-and-multiply (plus one for the residual add), all queued on the rank's stream,
 //! so that `symmem::capture` records them with the all-reduce.
 //!
@@ -345,10 +346,10 @@ impl<T: Element> Kernels<T> for CudaKernels {
 
     fn describe(&self) -> String {
         if self.lt.is_some() {
-            let skinny = match (&self.skinny, self.mode) {
-                (Some(_), GemmMode::Skinny) => "the skinny NVRTC decode kernels where they apply (guarded against cuBLAS), else ",
-                (Some(_), _) => "",
-                (None, _) => "",
+            let skinny = if self.skinny.is_some() && self.mode == GemmMode::Skinny {
+                "the skinny NVRTC decode kernels where they apply (guarded against cuBLAS), else "
+            } else {
+                ""
             };
             let candidates = if self.skinny.is_some() && self.mode != GemmMode::Skinny {
                 "its heuristic candidates, cublasGemmEx and the skinny NVRTC decode kernels (guarded against cuBLAS)"

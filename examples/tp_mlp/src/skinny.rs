@@ -24,7 +24,7 @@
 //!
 //! [`plan`] (pure Rust, no GPU) picks the variant, the tiling, the split factor and the grid,
 //! or `None` when the shape is not one the kernels take (then cuBLASLt runs it). The CUDA part
-//! ([`Skinny`], with the `cuda` feature) compiles the kernels for the device's compute
+//! (`Skinny`, with the `cuda` feature) compiles the kernels for the device's compute
 //! capability, owns the workspace (allocated once, up front: nothing is allocated during graph
 //! capture) and launches a plan after checking the buffers' lengths and alignment.
 
@@ -117,7 +117,7 @@ fn dtype_tag(dtype: DType) -> Option<&'static str> {
     }
 }
 
-/// The `(MT, G)` kernel variants, in the order of [`variant_of`].
+/// The `(MT, G)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group.
 pub const VARIANTS: [(usize, usize); 7] = [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4), (8, 8)];
 
 /// `(MT, G)` for `m` rows (`1..=MAX_M`).
@@ -148,7 +148,7 @@ pub fn reduce_name(dtype: DType) -> Option<String> {
 /// cuBLASLt) when the kernels do not take the shape: `m` outside `1..=MAX_M`, a storage type
 /// other than f32, bf16 or f16, `n` not a multiple of 16 bytes of elements (rows of `B` and
 /// `C` would not be 16-byte aligned), `k` or `n` zero or beyond 32-bit ints, or a grid over
-/// CUDA's limits. Pointer alignment is checked at launch ([`Skinny::gemm`]).
+/// CUDA's limits. Pointer alignment is checked at launch (`Skinny::gemm`).
 pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<SkinnyPlan> {
     let size = elem_bytes(dtype)?;
     let vec = 16 / size;
