@@ -74,8 +74,10 @@ pub struct Cli {
     /// Token rows the reference covers (default: all rows when cheap, else at least 4).
     #[arg(long)]
     pub check_rows: Option<usize>,
-    /// GEMMs on CUDA: auto (cuBLASLt, the fastest of its candidates timed per shape on the first
-    /// eager call, falling back to cublasGemmEx) or cublas (cublasGemmEx only).
+    /// GEMMs on CUDA: auto (the fastest per shape, timed on the first eager call, of cuBLASLt's
+    /// candidates, cublasGemmEx and the skinny decode kernels for up to 64 tokens, these only
+    /// when their output agrees with cuBLAS's), lt (as auto without the skinny kernels), skinny
+    /// (the skinny kernels wherever they apply, else as lt) or cublas (cublasGemmEx only).
     #[arg(long, default_value = "auto", value_parser = parse_gemm)]
     pub gemm: GemmMode,
     /// Also write every measurement (the records of the `RESULT` lines) to PATH, as one JSON
@@ -124,7 +126,7 @@ fn parse_dtype(s: &str) -> Result<Dtype, ConfigError> {
     s.parse()
 }
 
-/// `--gemm`: auto or cublas.
+/// `--gemm`: auto, lt, skinny or cublas.
 fn parse_gemm(s: &str) -> Result<GemmMode, ConfigError> {
     s.parse()
 }

@@ -90,12 +90,30 @@ impl FromStr for Dtype {
 /// How the CUDA backend computes its GEMMs (`--gemm`; the host backend ignores it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum GemmMode {
-    /// cuBLASLt with the fastest of its heuristic candidates (and `cublasGemmEx`), timed per
-    /// shape on the first eager call; `cublasGemmEx` when libcublasLt is missing.
+    /// The fastest per shape, timed on the first eager call, of cuBLASLt's heuristic
+    /// candidates, `cublasGemmEx` and the skinny kernels (`m <= 64`, where their plan applies
+    /// and their output agrees with cuBLAS's); `cublasGemmEx` when libcublasLt is missing.
     #[default]
     Auto,
+    /// As `Auto` without the skinny kernels: cuBLASLt's candidates and `cublasGemmEx` only.
+    Lt,
+    /// The skinny kernels wherever their plan applies (checked against cuBLAS on the first
+    /// eager call of each shape: a disagreement is an error), else as `Lt`.
+    Skinny,
     /// `cublasGemmEx` with cuBLAS's default algorithm only.
     Cublas,
+}
+
+impl GemmMode {
+    /// Name as accepted by `--gemm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmMode::Auto => "auto",
+            GemmMode::Lt => "lt",
+            GemmMode::Skinny => "skinny",
+            GemmMode::Cublas => "cublas",
+        }
+    }
 }
 
 impl FromStr for GemmMode {
@@ -104,8 +122,12 @@ impl FromStr for GemmMode {
     fn from_str(s: &str) -> Result<Self, ConfigError> {
         match s.trim().to_ascii_lowercase().as_str() {
             "auto" => Ok(GemmMode::Auto),
+            "lt" | "cublaslt" => Ok(GemmMode::Lt),
+            "skinny" => Ok(GemmMode::Skinny),
             "cublas" => Ok(GemmMode::Cublas),
-            other => Err(bad(format!("unknown --gemm `{other}`; use auto or cublas"))),
+            other => Err(bad(format!(
+                "unknown --gemm `{other}`; use auto, lt, skinny or cublas"
+            ))),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! [`Kernels`] for the CUDA backend: GEMMs on raw device pointers (f32, bf16 or f16 storage, f32
-//! accumulation) through cuBLASLt with an algorithm timed per shape (`--gemm auto`, see
-//! [`crate::lt`]) or cuBLAS `GemmEx` (`--gemm cublas`, and the fallback), and one small NVRTC
+//! accumulation) through cuBLASLt with an algorithm timed per shape (`--gemm auto` and `lt`, see
+//! [`crate::lt`]; with `auto` and `skinny` the skinny decode kernels of [`crate::skinny`] are
+//! candidates) or cuBLAS `GemmEx` (`--gemm cublas`, and the fallback), and one small NVRTC
 //! kernel for SiLU-and-multiply (plus one for the residual add), all queued on the rank's stream,
 //! so that `symmem::capture` records them with the all-reduce.
 //!
@@ -18,9 +19,10 @@ use symmem::cuda::{cuda_context, cuda_stream};
 use symmem::{Buffer, DType, Element, Error, RankContext};
 
 use crate::config::GemmMode;
-use crate::lt::LtGemm;
+use crate::lt::{LtGemm, SkinnyRole};
 use crate::model::{Kernels, CUDA_PROBE_COPY_BYTES};
 use crate::results::GemmChoice;
+use crate::skinny::Skinny;
 
 /// Bytes of the cuBLAS workspace.
 const WORKSPACE: usize = 32 << 20;
@@ -135,8 +137,13 @@ fn check_len(op: &'static str, what: &str, need: usize, have: usize) -> Result<(
 
 /// cuBLAS and NVRTC kernels of one CUDA rank.
 pub struct CudaKernels {
-    /// cuBLASLt with per-shape tuned algorithms (`--gemm auto`, when libcublasLt loads).
+    /// cuBLASLt with per-shape tuned algorithms (`--gemm auto`, `lt` and `skinny`, when
+    /// libcublasLt loads).
     lt: Option<LtGemm>,
+    /// The skinny decode kernels with their workspace (`--gemm auto` and `skinny`).
+    skinny: Option<Skinny>,
+    /// The `--gemm` mode.
+    mode: GemmMode,
     // Declared before the workspace: dropped before the workspace it uses.
     blas: CudaBlas,
     stream: Arc<CudaStream>,
@@ -185,11 +192,24 @@ impl CudaKernels {
                 .map_err(|e| cuda_err("cuModuleGetFunction", e, "kernel missing from the PTX"))
         };
         let lt = match gemm {
-            GemmMode::Auto => LtGemm::new(stream.cu_stream() as *mut c_void, ctx.rank() == 0)?,
+            GemmMode::Auto | GemmMode::Lt | GemmMode::Skinny => {
+                LtGemm::new(stream.cu_stream() as *mut c_void, ctx.rank() == 0)?
+            }
             GemmMode::Cublas => None,
+        };
+        // The skinny kernels take part through the per-shape choice of `LtGemm`.
+        let skinny = match gemm {
+            GemmMode::Auto | GemmMode::Skinny if lt.is_some() => Some(Skinny::new(ctx)?),
+            GemmMode::Skinny => {
+                eprintln!("tp_mlp: --gemm skinny needs cuBLASLt (the guard and the fallback); GEMMs use cublasGemmEx");
+                None
+            }
+            _ => None,
         };
         Ok(CudaKernels {
             lt,
+            skinny,
+            mode: gemm,
             blas,
             stream,
             silu_mul: [
@@ -277,8 +297,15 @@ impl<T: Element> Kernels<T> for CudaKernels {
         check_len("cuda gemm", "a", m * k, a.len())?;
         check_len("cuda gemm", "b", k * n, b.len())?;
         check_len("cuda gemm", "c", m * n, c.len())?;
+        let role = match (&self.skinny, self.mode) {
+            (Some(s), GemmMode::Skinny) => SkinnyRole::Forced(s),
+            (Some(s), _) => SkinnyRole::Candidate(s),
+            (None, _) => SkinnyRole::Off,
+        };
         match &self.lt {
-            Some(lt) => lt.gemm(a, b, c, m, k, n, |a, b, c| self.gemm_ex(a, b, c, m, k, n)),
+            Some(lt) => lt.gemm(a, b, c, m, k, n, role, |a, b, c| {
+                self.gemm_ex(a, b, c, m, k, n)
+            }),
             None => self.gemm_ex(a, b, c, m, k, n),
         }
     }
@@ -319,7 +346,17 @@ impl<T: Element> Kernels<T> for CudaKernels {
 
     fn describe(&self) -> String {
         if self.lt.is_some() {
-            "cuBLASLt, algorithm timed per shape among its heuristic candidates and cublasGemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
+            let skinny = if self.skinny.is_some() && self.mode == GemmMode::Skinny {
+                "the skinny NVRTC decode kernels where they apply (guarded against cuBLAS), else "
+            } else {
+                ""
+            };
+            let candidates = if self.skinny.is_some() && self.mode != GemmMode::Skinny {
+                "its heuristic candidates, cublasGemmEx and the skinny NVRTC decode kernels (guarded against cuBLAS)"
+            } else {
+                "its heuristic candidates and cublasGemmEx"
+            };
+            format!("{skinny}cuBLASLt, algorithm timed per shape among {candidates} (f32 accumulate) + NVRTC SiLU-mul and add kernels")
         } else {
             "cuBLAS GemmEx (f32 accumulate) + NVRTC SiLU-mul and add kernels".to_string()
         }

@@ -64,5 +64,6 @@ pub mod reference;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod skinny;
 
 pub use app::{run_cli, run_with_args, BACKEND_VAR};

@@ -1,15 +1,21 @@
-//! GEMMs through cuBLASLt with a timed choice of algorithm per shape.
+//! GEMMs through cuBLASLt with a timed choice of algorithm per shape, the skinny decode kernels
+//! (`crate::skinny`) among the candidates.
 //!
 //! cuBLAS's default kernel choice for the skinny decode shapes of the MLP (a few token rows
 //! against 4096 x 28672 and 14336 x 4096 weights) leaves bandwidth unused. For every distinct
 //! `(m, k, n, dtype)` the first *eager* call asks cuBLASLt's heuristic for up to
 //! `CANDIDATES` (16) algorithms, times each on the rank's stream with the real operands (and the
-//! plain `cublasGemmEx` path as one more candidate), and keeps the fastest; later calls, and calls
-//! recorded into a CUDA graph, use that choice, so eager and replay run the same kernel (bit-equal
-//! results). Nothing is tuned while capturing (timing needs synchronisation); a shape first met
-//! during capture uses `cublasGemmEx`.
+//! plain `cublasGemmEx` path as one more candidate, and the skinny kernel where its plan applies),
+//! and keeps the fastest; later calls, and calls recorded into a CUDA graph, use that choice, so
+//! eager and replay run the same kernel (bit-equal results). Nothing is tuned while capturing
+//! (timing needs synchronisation); a shape first met during capture uses `cublasGemmEx`.
 //!
-//! Descriptors are created once per shape and freed with the plan. The workspace is allocated
+//! The skinny candidate is guarded: before it is timed, its output on the tuning call's operands
+//! is compared with `cublasGemmEx`'s ([`crate::skinny::guard_bound`]); one that disagrees is
+//! rejected (and recorded as such in the `gemm_choice` record), or with `--gemm skinny` is an
+//! error. Never a silent wrong result.
+//!
+//! Descriptors are created once per shape and freed with the plan. The workspaces are allocated
 //! once up front, outside any capture.
 
 use std::collections::HashMap;
@@ -22,6 +28,7 @@ use symmem::{Buffer, DType, Element, Error};
 
 use crate::cuda::cuda_err;
 use crate::results::{finite, GemmChoice};
+use crate::skinny::{self, Skinny, SkinnyPlan};
 
 /// Heuristic candidates timed per shape.
 const CANDIDATES: usize = 16;
@@ -122,6 +129,44 @@ enum Choice {
     Lt(Plan, lt::cublasLtMatmulAlgo_t),
     /// `cublasGemmEx` (the default path was the fastest, or no candidate worked).
     GemmEx,
+    /// The skinny kernel with this plan.
+    Skinny(SkinnyPlan),
+}
+
+/// How the skinny kernels take part in the choice of a shape.
+#[derive(Clone, Copy)]
+pub enum SkinnyRole<'a> {
+    /// Not at all (`--gemm lt`).
+    Off,
+    /// As one more timed candidate, after the correctness guard (`--gemm auto`).
+    Candidate(&'a Skinny),
+    /// Chosen wherever the plan applies, after the guard (`--gemm skinny`; a failed guard is an
+    /// error).
+    Forced(&'a Skinny),
+}
+
+/// `||got - want|| / ||want||` in f64, or why the comparison fails outright (a value that is
+/// not finite where cuBLAS's is).
+pub fn agreement<T: Element>(got: &[T], want: &[T]) -> Result<f64, String> {
+    if got.len() != want.len() {
+        return Err(format!("{} elements against {}", got.len(), want.len()));
+    }
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.to_f64(), w.to_f64());
+        if !g.is_finite() && w.is_finite() {
+            return Err(format!("element {i} is {g}, cuBLAS's is {w}"));
+        }
+        if g.is_finite() && w.is_finite() {
+            num += (g - w) * (g - w);
+            den += w * w;
+        }
+    }
+    Ok(if num == 0.0 {
+        0.0
+    } else {
+        (num / den.max(f64::MIN_POSITIVE)).sqrt()
+    })
 }
 
 /// cuBLASLt handle, workspace and the per-shape choices of one rank.
@@ -209,7 +254,8 @@ impl LtGemm {
     }
 
     /// `C = A B` (row-major, `f32` accumulation), on the tuned path for this shape.
-    /// `gemm_ex` runs the same product with `cublasGemmEx` (a candidate, and the fallback).
+    /// `gemm_ex` runs the same product with `cublasGemmEx` (a candidate, and the fallback);
+    /// `skinny` says whether the skinny kernels are candidates.
     #[allow(clippy::too_many_arguments)]
     pub fn gemm<T: Element>(
         &self,
@@ -219,6 +265,7 @@ impl LtGemm {
         m: usize,
         k: usize,
         n: usize,
+        skinny: SkinnyRole<'_>,
         mut gemm_ex: impl FnMut(&Buffer<T>, &Buffer<T>, &mut Buffer<T>) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let key = (m, k, n, T::DTYPE);
@@ -233,7 +280,7 @@ impl LtGemm {
                     // Never time during capture: an untuned shape runs cublasGemmEx.
                     return gemm_ex(a, b, c);
                 }
-                e.insert(self.tune(a, b, c, m, k, n, &mut gemm_ex)?)
+                e.insert(self.tune(a, b, c, m, k, n, skinny, &mut gemm_ex)?)
             }
         };
         match choice {
@@ -245,10 +292,21 @@ impl LtGemm {
                 };
                 check("cublasLtMatmul", st)
             }
+            Choice::Skinny(plan) => match skinny {
+                SkinnyRole::Candidate(s) | SkinnyRole::Forced(s)
+                    if s.plan_for(a, b, c, m, k, n).as_ref() == Some(plan) =>
+                {
+                    s.gemm(plan, a, b, c)
+                }
+                // Buffers of this shape that are not 16-byte aligned (symmem's are 512-byte
+                // aligned, so not in this example): the cuBLAS path, still correct.
+                _ => gemm_ex(a, b, c),
+            },
         }
     }
 
-    /// Time cuBLASLt's candidates and `cublasGemmEx` on the real operands; keep the fastest.
+    /// Time cuBLASLt's candidates, `cublasGemmEx` and (per `skinny`, after its guard) the
+    /// skinny kernel on the real operands; keep the fastest.
     #[allow(clippy::too_many_arguments)]
     fn tune<T: Element>(
         &self,
@@ -258,6 +316,7 @@ impl LtGemm {
         m: usize,
         k: usize,
         n: usize,
+        skinny: SkinnyRole<'_>,
         gemm_ex: &mut impl FnMut(&Buffer<T>, &Buffer<T>, &mut Buffer<T>) -> Result<(), Error>,
     ) -> Result<Choice, Error> {
         let time = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
@@ -273,102 +332,190 @@ impl LtGemm {
             Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
         };
         let gemm_ex_us = time(&mut || gemm_ex(a, b, c))?;
-        let mut best: (f64, Option<usize>) = (gemm_ex_us, None);
-        let Some(dt) = lt_dtype(T::DTYPE) else {
-            return Ok(Choice::GemmEx);
+
+        // The skinny candidate: its plan, its guard against cublasGemmEx, its time.
+        let (skinny_kernels, forced) = match skinny {
+            SkinnyRole::Off => (None, false),
+            SkinnyRole::Candidate(s) => (Some(s), false),
+            SkinnyRole::Forced(s) => (Some(s), true),
         };
-        let plan = Plan::new(dt, m, k, n)?;
-        // SAFETY: zeroed heuristic results are valid bit patterns (plain C structs).
-        let mut results: Vec<lt::cublasLtMatmulHeuristicResult_t> = (0..CANDIDATES)
-            .map(|_| unsafe { std::mem::zeroed() })
-            .collect();
-        let mut found: i32 = 0;
-        let mut pref: lt::cublasLtMatmulPreference_t = std::ptr::null_mut();
-        // SAFETY: out-parameters and attribute buffers of the documented types; the preference
-        // is destroyed on every path below.
-        let st = unsafe {
-            let st = lt::cublasLtMatmulPreferenceCreate(&mut pref);
-            if st != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-                st
-            } else {
-                let ws = LT_WORKSPACE as u64;
-                let st = lt::cublasLtMatmulPreferenceSetAttribute(
-                    pref,
-                    lt::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                    &ws as *const u64 as *const c_void,
-                    std::mem::size_of::<u64>(),
-                );
-                let st = if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-                    lt::cublasLtMatmulAlgoGetHeuristic(
-                        self.handle,
-                        plan.desc,
-                        plan.a,
-                        plan.b,
-                        plan.c,
-                        plan.c,
-                        pref,
-                        CANDIDATES as i32,
-                        results.as_mut_ptr(),
-                        &mut found,
-                    )
-                } else {
-                    st
-                };
-                lt::cublasLtMatmulPreferenceDestroy(pref);
-                st
-            }
-        };
-        let (ap, bp, cp) = (a.device_ptr(), b.device_ptr(), c.device_ptr());
-        if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
-            let found = (found.max(0) as usize).min(CANDIDATES);
-            for (i, r) in results.iter().take(found).enumerate() {
-                if r.state != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS
-                    || r.workspaceSize > LT_WORKSPACE
-                {
-                    continue;
+        let mut skinny_note: Option<String> = None;
+        let mut skinny_us: Option<f64> = None;
+        let mut skinny_err: Option<f64> = None;
+        let mut skinny_plan: Option<SkinnyPlan> = None;
+        if let Some(s) = skinny_kernels {
+            match s.plan_for(a, b, c, m, k, n) {
+                None => {
+                    skinny_note = Some(format!(
+                        "not applicable: {}",
+                        skinny::why_not(m, k, n, T::DTYPE, s.sm_count())
+                    ));
                 }
-                let algo = r.algo;
-                // A candidate that fails to launch is skipped, not an error.
-                // SAFETY: as in `gemm`.
-                let us = time(&mut || {
-                    check("cublasLtMatmul", unsafe {
-                        self.run_lt(&plan, &algo, ap, bp, cp)
-                    })
-                });
-                if let Ok(us) = us {
-                    if us < best.0 {
-                        best = (us, Some(i));
+                Some(plan) => {
+                    gemm_ex(a, b, c)?;
+                    let want = c.to_host_vec()?;
+                    s.gemm(&plan, a, b, c)?;
+                    let got = c.to_host_vec()?;
+                    let bound = skinny::guard_bound(T::DTYPE);
+                    let verdict = match agreement(&got, &want) {
+                        Ok(e) if e <= bound => {
+                            skinny_err = Some(e);
+                            Ok(())
+                        }
+                        Ok(e) => {
+                            skinny_err = Some(e);
+                            Err(format!(
+                                "relative error {e:.3e} against cublasGemmEx, above the bound {bound:.1e}"
+                            ))
+                        }
+                        Err(why) => Err(why),
+                    };
+                    match verdict {
+                        Ok(()) => {
+                            skinny_us = Some(time(&mut || s.gemm(&plan, a, b, c))?);
+                            skinny_plan = Some(plan);
+                        }
+                        Err(why) => {
+                            if forced {
+                                return Err(Error::InvalidArgument {
+                                    op: "skinny gemm",
+                                    detail: format!(
+                                        "--gemm skinny: the skinny kernel's output for [{m} x {k}] x [{k} x {n}] {} disagrees with cuBLAS's ({why}); this is a bug of the example, run with --gemm lt meanwhile",
+                                        T::DTYPE
+                                    ),
+                                });
+                            }
+                            eprintln!(
+                                "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: skinny kernel REJECTED: {why}",
+                                T::DTYPE
+                            );
+                            skinny_note = Some(format!("rejected: {why}"));
+                        }
                     }
                 }
             }
-        } else {
-            eprintln!(
-                "tp_mlp: cuBLASLt heuristic failed for {m}x{k}x{n} ({st:?}); using cublasGemmEx"
-            );
         }
-        let (chosen, choice) = match best.1 {
-            Some(i) => (
-                format!(
-                    "cublasLt heuristic #{i} of {}",
-                    (found.max(0) as usize).min(CANDIDATES)
-                ),
-                Choice::Lt(plan, results[i].algo),
-            ),
-            None => ("cublasGemmEx default".to_string(), Choice::GemmEx),
+
+        let mut best: (f64, Option<usize>) = (gemm_ex_us, None);
+        let mut found: i32 = 0;
+        let mut lt_choice: Option<(Plan, Vec<lt::cublasLtMatmulHeuristicResult_t>)> = None;
+        // With --gemm skinny and a skinny plan that passed its guard, cuBLASLt is not timed.
+        let skip_lt = forced && skinny_plan.is_some();
+        if let (Some(dt), false) = (lt_dtype(T::DTYPE), skip_lt) {
+            let plan = Plan::new(dt, m, k, n)?;
+            // SAFETY: zeroed heuristic results are valid bit patterns (plain C structs).
+            let mut results: Vec<lt::cublasLtMatmulHeuristicResult_t> = (0..CANDIDATES)
+                .map(|_| unsafe { std::mem::zeroed() })
+                .collect();
+            let mut pref: lt::cublasLtMatmulPreference_t = std::ptr::null_mut();
+            // SAFETY: out-parameters and attribute buffers of the documented types; the
+            // preference is destroyed on every path below.
+            let st = unsafe {
+                let st = lt::cublasLtMatmulPreferenceCreate(&mut pref);
+                if st != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                    st
+                } else {
+                    let ws = LT_WORKSPACE as u64;
+                    let st = lt::cublasLtMatmulPreferenceSetAttribute(
+                        pref,
+                        lt::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                        &ws as *const u64 as *const c_void,
+                        std::mem::size_of::<u64>(),
+                    );
+                    let st = if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                        lt::cublasLtMatmulAlgoGetHeuristic(
+                            self.handle,
+                            plan.desc,
+                            plan.a,
+                            plan.b,
+                            plan.c,
+                            plan.c,
+                            pref,
+                            CANDIDATES as i32,
+                            results.as_mut_ptr(),
+                            &mut found,
+                        )
+                    } else {
+                        st
+                    };
+                    lt::cublasLtMatmulPreferenceDestroy(pref);
+                    st
+                }
+            };
+            let (ap, bp, cp) = (a.device_ptr(), b.device_ptr(), c.device_ptr());
+            if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                let found = (found.max(0) as usize).min(CANDIDATES);
+                for (i, r) in results.iter().take(found).enumerate() {
+                    if r.state != lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS
+                        || r.workspaceSize > LT_WORKSPACE
+                    {
+                        continue;
+                    }
+                    let algo = r.algo;
+                    // A candidate that fails to launch is skipped, not an error.
+                    // SAFETY: as in `gemm`.
+                    let us = time(&mut || {
+                        check("cublasLtMatmul", unsafe {
+                            self.run_lt(&plan, &algo, ap, bp, cp)
+                        })
+                    });
+                    if let Ok(us) = us {
+                        if us < best.0 {
+                            best = (us, Some(i));
+                        }
+                    }
+                }
+            } else {
+                eprintln!(
+                    "tp_mlp: cuBLASLt heuristic failed for {m}x{k}x{n} ({st:?}); using cublasGemmEx"
+                );
+            }
+            lt_choice = Some((plan, results));
+        }
+        let found = (found.max(0) as usize).min(CANDIDATES);
+        let mut best_us = best.0;
+        let (chosen, choice) = match (skinny_plan, skinny_us) {
+            (Some(plan), Some(us)) if forced || us < best.0 => {
+                best_us = us;
+                skinny_note = Some("chosen".into());
+                (plan.describe(), Choice::Skinny(plan))
+            }
+            (plan, _) => {
+                if plan.is_some() {
+                    skinny_note = Some("slower".into());
+                }
+                match (best.1, lt_choice) {
+                    (Some(i), Some((plan, results))) => (
+                        format!("cublasLt heuristic #{i} of {found}"),
+                        Choice::Lt(plan, results[i].algo),
+                    ),
+                    _ => ("cublasGemmEx default".to_string(), Choice::GemmEx),
+                }
+            }
         };
         if self.report {
+            let weight_bytes = (k * n * std::mem::size_of::<T>()) as f64;
+            let weight_gbps = weight_bytes / (best_us * 1e-6) / 1e9;
+            let skinny_text = match (&skinny_note, skinny_us) {
+                (Some(note), Some(us)) => format!("; skinny {us:.1} us, {note}"),
+                (Some(note), None) => format!("; skinny {note}"),
+                (None, _) => String::new(),
+            };
             eprintln!(
-                "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: {chosen}, {:.1} us (cublasGemmEx {:.1} us)",
+                "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: {chosen}, {best_us:.1} us, weights at {weight_gbps:.0} GB/s (cublasGemmEx {gemm_ex_us:.1} us{skinny_text})",
                 T::DTYPE,
-                best.0,
-                gemm_ex_us
             );
             let record = GemmChoice {
                 mkn: [m, k, n],
                 dtype: T::DTYPE.to_string(),
                 chosen,
-                best_us: finite(best.0),
+                best_us: finite(best_us),
                 gemm_ex_us: finite(gemm_ex_us),
+                skinny: skinny_note,
+                skinny_us: skinny_us.and_then(finite),
+                skinny_rel_error: skinny_err.and_then(finite),
+                weight_gbps: finite(weight_gbps),
+                weight_fraction_of_copy: None,
             };
             self.records
                 .lock()

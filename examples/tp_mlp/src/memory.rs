@@ -28,8 +28,9 @@ pub const MIB: u64 = 1 << 20;
 /// allocations.
 pub const CUDA_RESERVE: u64 = GIB;
 
-/// Device bytes per CUDA rank of the cuBLAS and cuBLASLt workspaces (32 MiB each).
-pub const CUDA_WORKSPACES: u64 = 64 * MIB;
+/// Device bytes per CUDA rank of the cuBLAS and cuBLASLt workspaces (32 MiB each) and the
+/// skinny kernels' split-K workspace ([`crate::skinny::WORKSPACE_BYTES`], 16 MiB).
+pub const CUDA_WORKSPACES: u64 = 64 * MIB + crate::skinny::WORKSPACE_BYTES as u64;
 
 /// `bytes` for people: `812 B`, `3.5 KiB`, `64.0 MiB`, `1.50 GiB`, `2794.2 GiB`.
 pub fn fmt_bytes(bytes: u64) -> String {

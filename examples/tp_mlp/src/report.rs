@@ -8,7 +8,9 @@
 use crate::config::{Backend, Config, Dtype};
 use crate::memory::fmt_bytes;
 use crate::reference;
-use crate::results::{finite, result_line, ArBuffer, Common, GemmName, Record, StepMode};
+use crate::results::{
+    finite, result_line, ArBuffer, Common, GemmChoice, GemmName, Record, StepMode,
+};
 use crate::run::RankReport;
 
 /// Largest value of `f` over the ranks.
@@ -53,6 +55,45 @@ pub fn gemm_unit(rates_tflops: &[f64]) -> (&'static str, f64) {
 /// the text of each cell (one rank's all-reduce moves nothing).
 pub fn all_reduce_na(tp: usize) -> Option<String> {
     (tp <= 1).then(|| format!("n/a (tp {tp})"))
+}
+
+/// The ranks' GEMM choices with `weight_fraction_of_copy` filled in: each kernel's weight
+/// bandwidth over the measured copy rate (`copy_gbps`, the rate of the memory floor).
+pub fn gemm_choices_vs_copy(reports: &[RankReport], copy_gbps: f64) -> Vec<GemmChoice> {
+    reports
+        .iter()
+        .flat_map(|r| r.gemm_choices.iter().cloned())
+        .map(|mut c| {
+            c.weight_fraction_of_copy = match c.weight_gbps {
+                Some(w) if copy_gbps.is_finite() && copy_gbps > 0.0 => finite(w / copy_gbps),
+                _ => None,
+            };
+            c
+        })
+        .collect()
+}
+
+/// One line of the GEMM choices: shape, kernel, time, weight bandwidth and its fraction of the
+/// copy rate, and what became of the skinny candidate.
+pub fn describe_choice(c: &GemmChoice) -> String {
+    let [m, k, n] = c.mkn;
+    let skinny = match (&c.skinny, c.skinny_us) {
+        (Some(note), Some(us)) => format!("; skinny {us:.1} us: {note}"),
+        (Some(note), None) => format!("; skinny: {note}"),
+        (None, _) => String::new(),
+    };
+    format!(
+        "[{m} x {k}] x [{k} x {n}] {}: {}, {} us, weights {} GB/s = {} of the copy rate (cublasGemmEx {} us{skinny})",
+        c.dtype,
+        c.chosen,
+        fixed(c.best_us, 1),
+        fixed(c.weight_gbps, 0),
+        c.weight_fraction_of_copy
+            .filter(|f| f.is_finite())
+            .map(|f| format!("{:.0}%", f * 100.0))
+            .unwrap_or_else(|| "-".into()),
+        fixed(c.gemm_ex_us, 1),
+    )
 }
 
 /// Print the table and the `RESULT` lines; the exit code and the records (for `--json`).
@@ -265,11 +306,15 @@ pub fn report(
         layers: cfg.layers,
         dtype: cfg.dtype.to_string(),
     };
-    let mut records: Vec<Record> = reports
-        .iter()
-        .flat_map(|r| r.gemm_choices.iter().cloned())
-        .map(Record::GemmChoice)
-        .collect();
+    let choices = gemm_choices_vs_copy(reports, copy_gbps);
+    if !choices.is_empty() {
+        println!("  GEMM kernels chosen per shape (rank 0; weight bytes over the kernel's time, against the {copy_gbps:.1} GB/s copy rate of the floor):");
+        for c in &choices {
+            println!("    {}", describe_choice(c));
+        }
+        println!();
+    }
+    let mut records: Vec<Record> = choices.into_iter().map(Record::GemmChoice).collect();
     records.push(Record::MemoryFloor {
         common: common.clone(),
         weight_bytes_per_rank: r0.weight_bytes,

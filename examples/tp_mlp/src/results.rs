@@ -60,19 +60,34 @@ pub enum GemmName {
     Down,
 }
 
-/// The algorithm cuBLASLt tuning chose for one GEMM shape (CUDA, `--gemm auto`, rank 0).
+/// The kernel the per-shape timing chose for one GEMM shape (CUDA, `--gemm auto`, `lt` or
+/// `skinny`, rank 0).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct GemmChoice {
     /// `[m, k, n]` of `C[m, n] = A[m, k] B[k, n]`.
     pub mkn: [usize; 3],
     /// Storage type, as symmem names it.
     pub dtype: String,
-    /// What was chosen (a cuBLASLt heuristic candidate, or `cublasGemmEx default`).
+    /// What was chosen (a cuBLASLt heuristic candidate, `cublasGemmEx default`, or a skinny
+    /// kernel with its grid and split factor).
     pub chosen: String,
     /// Microseconds per call of the chosen algorithm.
     pub best_us: Option<f64>,
     /// Microseconds per call of `cublasGemmEx`.
     pub gemm_ex_us: Option<f64>,
+    /// What became of the skinny candidate: `chosen`, `slower`, `rejected: <reason>` (its
+    /// output disagreed with cuBLAS's), `not applicable: <reason>` (the plan falls back), or
+    /// `null` when the skinny kernels were not considered (`--gemm lt`).
+    pub skinny: Option<String>,
+    /// Microseconds per call of the skinny kernel (when it was timed).
+    pub skinny_us: Option<f64>,
+    /// `||skinny - cuBLAS|| / ||cuBLAS||` on the tuning call's operands (when it ran).
+    pub skinny_rel_error: Option<f64>,
+    /// Weight bytes (`k n` elements of `B`) over the chosen kernel's time, in GB/s.
+    pub weight_gbps: Option<f64>,
+    /// `weight_gbps` over the run's measured device copy rate (the rate of the memory floor);
+    /// filled in by the report, which knows the copy rate.
+    pub weight_fraction_of_copy: Option<f64>,
 }
 
 /// One measurement. Serialized with its variant's name as `kind`, first.
@@ -151,7 +166,7 @@ pub enum Record {
         /// Whether the check passed.
         pass: bool,
     },
-    /// cuBLASLt's algorithm choice for one shape.
+    /// The GEMM kernel chosen for one shape.
     GemmChoice(GemmChoice),
 }
 

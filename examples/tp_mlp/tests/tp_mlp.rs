@@ -363,7 +363,17 @@ fn bad_input_is_an_error_not_a_panic() {
     assert_eq!("auto".parse(), Ok(config::GemmMode::Auto));
     assert_eq!(" CUBLAS ".parse(), Ok(config::GemmMode::Cublas));
     let e = "fastest".parse::<config::GemmMode>().unwrap_err();
-    assert!(e.0.contains("use auto or cublas"), "{e}");
+    assert!(e.0.contains("use auto, lt, skinny or cublas"), "{e}");
+    assert_eq!("lt".parse(), Ok(config::GemmMode::Lt));
+    assert_eq!("Skinny".parse(), Ok(config::GemmMode::Skinny));
+    for m in [
+        config::GemmMode::Auto,
+        config::GemmMode::Lt,
+        config::GemmMode::Skinny,
+        config::GemmMode::Cublas,
+    ] {
+        assert_eq!(m.name().parse(), Ok(m));
+    }
     assert_eq!(Config::default().gemm, config::GemmMode::Auto);
 }
 

@@ -7,10 +7,13 @@ use tp_mlp::memory::{
     check, fmt_bytes, parse_cgroup_left, parse_meminfo, Available, Estimate, CUDA_RESERVE, GIB, MIB,
 };
 use tp_mlp::model::{CUDA_PROBE_COPY_BYTES, HOST_PROBE_COPY_BYTES};
-use tp_mlp::report::{all_reduce_na, fixed, gemm_unit, ratio};
+use tp_mlp::report::{
+    all_reduce_na, describe_choice, fixed, gemm_choices_vs_copy, gemm_unit, ratio,
+};
 use tp_mlp::results::{
     finite, result_line, ArBuffer, Common, GemmChoice, GemmName, Record, StepMode,
 };
+use tp_mlp::run::RankReport;
 
 fn common() -> Common {
     Common {
@@ -105,8 +108,13 @@ fn records_serialize_as_the_result_lines_did() {
                 chosen: "cublasGemmEx default".into(),
                 best_us: Some(10.0),
                 gemm_ex_us: Some(10.0),
+                skinny: Some("rejected: relative error 1.0e0".into()),
+                skinny_us: None,
+                skinny_rel_error: Some(1.0),
+                weight_gbps: Some(23488.1),
+                weight_fraction_of_copy: None,
             }),
-            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0}"#.to_string(),
+            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0,"skinny":"rejected: relative error 1.0e0","skinny_us":null,"skinny_rel_error":1.0,"weight_gbps":23488.1,"weight_fraction_of_copy":null}"#.to_string(),
         ),
     ];
     for (record, want) in cases {
@@ -178,7 +186,12 @@ fn the_estimate_counts_the_shards_and_the_backend() {
     assert_eq!(cuda.weights_per_rank, host.weights_per_rank);
     assert_eq!(
         cuda.fixed_per_rank,
-        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + CUDA_RESERVE
+        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + 16 * MIB + CUDA_RESERVE
+    );
+    // The skinny kernels' split-K workspace is part of the fixed bytes.
+    assert_eq!(
+        tp_mlp::memory::CUDA_WORKSPACES,
+        64 * MIB + tp_mlp::skinny::WORKSPACE_BYTES as u64
     );
     // On CUDA the host holds one layer's staging per rank (gate, up, packed, down), not the
     // weights; on the host backend the packed and down shards are part of the weights.
@@ -308,4 +321,43 @@ fn the_check_names_what_is_short_and_the_fix() {
         e.verdict
     );
     assert!(e.verdict.contains("--check-rows"), "{}", e.verdict);
+}
+
+#[test]
+fn gemm_choices_report_the_weight_bandwidth_as_a_fraction_of_the_copy_rate() {
+    let choice = GemmChoice {
+        mkn: [1, 4096, 28672],
+        dtype: "bf16".into(),
+        chosen: "skinny skinny_bf16_m1_g1".into(),
+        best_us: Some(60.0),
+        gemm_ex_us: Some(80.0),
+        skinny: Some("chosen".into()),
+        skinny_us: Some(60.0),
+        skinny_rel_error: Some(1e-3),
+        weight_gbps: Some(3914.7),
+        weight_fraction_of_copy: None,
+    };
+    let reports = [RankReport {
+        gemm_choices: vec![choice.clone()],
+        ..RankReport::default()
+    }];
+    let out = gemm_choices_vs_copy(&reports, 4000.0);
+    assert_eq!(out.len(), 1);
+    let f = out[0].weight_fraction_of_copy.unwrap();
+    assert!((f - 3914.7 / 4000.0).abs() < 1e-12, "{f}");
+    let line = describe_choice(&out[0]);
+    assert!(line.contains("[1 x 4096] x [4096 x 28672] bf16"), "{line}");
+    assert!(line.contains("3915 GB/s = 98% of the copy rate"), "{line}");
+    assert!(line.contains("skinny 60.0 us: chosen"), "{line}");
+    // No copy rate measured: no fraction.
+    let out = gemm_choices_vs_copy(&reports, f64::NAN);
+    assert_eq!(out[0].weight_fraction_of_copy, None);
+    assert!(describe_choice(&out[0]).contains("= - of the copy rate"));
+    // Not considered (--gemm lt): no skinny part.
+    let lt = GemmChoice {
+        skinny: None,
+        skinny_us: None,
+        ..choice
+    };
+    assert!(!describe_choice(&lt).contains("skinny:"));
 }

@@ -1,0 +1,1207 @@
+//! Memory-bound "skinny" GEMMs for the decode shapes: `C[m, n] = A[m, k] B[k, n]`, row-major,
+//! with `m` from 1 to [`MAX_M`] token rows against a large weight `B` (`k x n`, `n` contiguous),
+//! f32 accumulation, f32, bf16 or f16 storage.
+//!
+//! At these shapes the product is bound by reading `B` once, which cuBLAS's kernels do not
+//! always do at the full read rate. The kernels here ([`SOURCE`], compiled at run time by
+//! NVRTC, no CUDA headers) read every element of `B` exactly once per call with 16-byte loads,
+//! for all `m` rows in the same pass:
+//!
+//! * A block has 8 warps. Lane `l` of a warp belongs to column group `l / G` (16 bytes of
+//!   consecutive columns: 8 bf16/f16 or 4 f32) and row group `l % G` (`MT` rows of `A`), so that
+//!   `G * MT >= m` rows are covered; `MT` is 1, 2, 4 or 8 and `G` is 1 for `m <= 8`, else 2, 4
+//!   or 8. A block covers `32 / G` column groups.
+//! * The block's split (a `chunk` of K rows) is walked in shared-memory tiles of `kt` rows of
+//!   `A` (stored as f32). In a tile, the warps take groups of `G` consecutive rows of `B` in
+//!   turn; lane `(c, g)` loads row `g` of the group for column group `c` (4 loads in flight per
+//!   lane) and the `G` lanes of a column group exchange them by warp shuffles, so each weight
+//!   element is loaded once and used for every row of `A`.
+//! * The 8 warps' partial sums are added in a fixed order through shared memory. With one split
+//!   the block writes `C` (16-byte stores); with several (split-K, when `n` alone gives too few
+//!   blocks, as for the down projection) each split writes f32 partials to a workspace and a
+//!   second kernel adds them in split order. No atomics: the result is the same bit for bit on
+//!   every run, eager or replayed from a graph.
+//!
+//! [`plan`] (pure Rust, no GPU) picks the variant, the tiling, the split factor and the grid,
+//! or `None` when the shape is not one the kernels take (then cuBLASLt runs it). The CUDA part
+//! (`Skinny`, with the `cuda` feature) compiles the kernels for the device's compute
+//! capability, owns the workspace (allocated once, up front: nothing is allocated during graph
+//! capture) and launches a plan after checking the buffers' lengths and alignment.
+
+use symmem::DType;
+
+/// Largest `m` (token rows) the kernels take; larger products fall back to cuBLASLt.
+pub const MAX_M: usize = 64;
+
+/// Bytes of the split-K workspace (f32 partials), allocated once per rank. A plan whose
+/// partials would not fit uses fewer splits.
+pub const WORKSPACE_BYTES: usize = 16 << 20;
+
+/// Threads per block of the GEMM kernels (8 warps).
+pub const BLOCK_THREADS: usize = 256;
+
+/// Warps per block.
+const WARPS: usize = BLOCK_THREADS / 32;
+
+/// Shared memory the kernels may use without opting in to more (the CUDA default limit).
+pub const MAX_SHARED_BYTES: usize = 48 << 10;
+
+/// Bytes of shared memory for the tile of `A` (f32, rows padded by one element).
+const X_TILE_BYTES: usize = 40 << 10;
+
+/// Rows of `B` a tile and a split are multiples of.
+pub const K_ALIGN: usize = 32;
+
+/// Fewest rows of `B` per split (so that every warp has several row groups).
+const MIN_CHUNK: usize = 128;
+
+/// Blocks per SM the split factor aims for (enough loads in flight to hide the latency).
+const BLOCKS_PER_SM: usize = 4;
+
+/// Largest `gridDim.y`.
+const MAX_GRID_Y: usize = 65_535;
+
+/// Largest `gridDim.x`.
+const MAX_GRID_X: usize = i32::MAX as usize;
+
+/// How one product runs on the skinny kernels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkinnyPlan {
+    /// Rows of `A` and `C`.
+    pub m: usize,
+    /// Columns of `A`, rows of `B`.
+    pub k: usize,
+    /// Columns of `B` and `C`.
+    pub n: usize,
+    /// Storage type.
+    pub dtype: DType,
+    /// Rows of `A` each lane accumulates (`MT`: 1, 2, 4 or 8).
+    pub rows_per_lane: usize,
+    /// Lanes sharing one column group (`G`: 1, 2, 4 or 8); `rows_per_lane * row_groups >= m`.
+    pub row_groups: usize,
+    /// Elements of one 16-byte load (8 for bf16 and f16, 4 for f32).
+    pub vec: usize,
+    /// Columns of `C` one block covers: `32 / row_groups * vec`.
+    pub block_cols: usize,
+    /// Blocks along `n` (`gridDim.x`).
+    pub col_blocks: usize,
+    /// Split-K factor (`gridDim.y`): 1 writes `C` directly, more write partials to the
+    /// workspace and a second kernel adds them.
+    pub splits: usize,
+    /// Rows of `B` per split, a multiple of [`K_ALIGN`]; the last split takes what is left.
+    pub chunk: usize,
+    /// Rows of `A`'s columns cached in shared memory per tile, a multiple of [`K_ALIGN`].
+    pub k_tile: usize,
+    /// Dynamic shared memory of the GEMM kernel.
+    pub shared_bytes: usize,
+    /// Workspace bytes (`splits * m * n * 4`, or 0 with one split).
+    pub workspace_bytes: usize,
+}
+
+/// Storage bytes of an element the kernels take, `None` for other types.
+pub fn elem_bytes(dtype: DType) -> Option<usize> {
+    match dtype {
+        DType::F32 => Some(4),
+        DType::BF16 | DType::F16 => Some(2),
+        _ => None,
+    }
+}
+
+/// Name of the dtype in the kernels' names.
+fn dtype_tag(dtype: DType) -> Option<&'static str> {
+    match dtype {
+        DType::F32 => Some("f32"),
+        DType::BF16 => Some("bf16"),
+        DType::F16 => Some("f16"),
+        _ => None,
+    }
+}
+
+/// The `(MT, G)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group.
+pub const VARIANTS: [(usize, usize); 7] = [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4), (8, 8)];
+
+/// `(MT, G)` for `m` rows (`1..=MAX_M`).
+fn variant_of(m: usize) -> Option<(usize, usize)> {
+    match m {
+        1 => Some((1, 1)),
+        2 => Some((2, 1)),
+        3..=4 => Some((4, 1)),
+        5..=8 => Some((8, 1)),
+        9..=16 => Some((8, 2)),
+        17..=32 => Some((8, 4)),
+        33..=MAX_M => Some((8, 8)),
+        _ => None,
+    }
+}
+
+/// Name of the GEMM kernel of `dtype` and variant `(mt, g)`.
+pub fn kernel_name(dtype: DType, mt: usize, g: usize) -> Option<String> {
+    Some(format!("skinny_{}_m{mt}_g{g}", dtype_tag(dtype)?))
+}
+
+/// Name of the split-K reduction kernel of `dtype`.
+pub fn reduce_name(dtype: DType) -> Option<String> {
+    Some(format!("skinny_reduce_{}", dtype_tag(dtype)?))
+}
+
+/// Plan `C[m, n] = A[m, k] B[k, n]` on a device with `sms` multiprocessors, or `None` (use
+/// cuBLASLt) when the kernels do not take the shape: `m` outside `1..=MAX_M`, a storage type
+/// other than f32, bf16 or f16, `n` not a multiple of 16 bytes of elements (rows of `B` and
+/// `C` would not be 16-byte aligned), `k` or `n` zero or beyond 32-bit ints, or a grid over
+/// CUDA's limits. Pointer alignment is checked at launch (`Skinny::gemm`).
+pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<SkinnyPlan> {
+    let size = elem_bytes(dtype)?;
+    let vec = 16 / size;
+    let (mt, g) = variant_of(m)?;
+    if k == 0 || n == 0 || !n.is_multiple_of(vec) {
+        return None;
+    }
+    let int = i32::MAX as usize;
+    if k > int || n > int || m.checked_mul(k)? > isize::MAX as usize / 8 {
+        return None;
+    }
+    k.checked_mul(n)?.checked_mul(size)?;
+    let block_cols = 32 / g * vec;
+    let col_blocks = n.div_ceil(block_cols);
+    // Split K until the grid has about BLOCKS_PER_SM blocks per SM, keeping splits of at least
+    // MIN_CHUNK rows and partials that fit the workspace.
+    let target = sms.max(1) * BLOCKS_PER_SM;
+    let mut splits = target.div_ceil(col_blocks).max(1);
+    splits = splits.min((k / MIN_CHUNK).max(1));
+    let partial = m.checked_mul(n)?.checked_mul(4)?;
+    splits = splits
+        .min((WORKSPACE_BYTES / partial).max(1))
+        .min(MAX_GRID_Y);
+    let chunk = k.div_ceil(splits).next_multiple_of(K_ALIGN);
+    // No empty split: the last one starts below k.
+    let splits = k.div_ceil(chunk);
+    let mp = mt * g;
+    let kt_max = (X_TILE_BYTES / (4 * mp) - 1) / K_ALIGN * K_ALIGN;
+    let k_tile = kt_max.min(chunk).max(K_ALIGN);
+    let x_bytes = mp * (k_tile + 1) * 4;
+    let red_bytes = mt * vec * (WARPS / 2) * 32 * 4;
+    let shared_bytes = x_bytes.max(red_bytes);
+    let workspace_bytes = if splits > 1 { splits * partial } else { 0 };
+    if col_blocks > MAX_GRID_X
+        || splits > MAX_GRID_Y
+        || shared_bytes > MAX_SHARED_BYTES
+        || workspace_bytes > WORKSPACE_BYTES
+        || mp * (k_tile + 1) > int
+    {
+        return None;
+    }
+    Some(SkinnyPlan {
+        m,
+        k,
+        n,
+        dtype,
+        rows_per_lane: mt,
+        row_groups: g,
+        vec,
+        block_cols,
+        col_blocks,
+        splits,
+        chunk,
+        k_tile,
+        shared_bytes,
+        workspace_bytes,
+    })
+}
+
+/// Why [`plan`] returns `None` for a shape (for the `gemm_choice` record), or `"plans"` when
+/// it does not (then the buffers were not 16-byte aligned).
+pub fn why_not(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> String {
+    let Some(size) = elem_bytes(dtype) else {
+        return format!("{dtype} storage (the kernels take f32, bf16 and f16)");
+    };
+    if m == 0 || m > MAX_M {
+        return format!("m = {m} is outside 1..={MAX_M} (not a decode shape)");
+    }
+    if k == 0 || n == 0 {
+        return "an empty dimension".into();
+    }
+    if !n.is_multiple_of(16 / size) {
+        return format!(
+            "n = {n} is not a multiple of {} elements (rows of B and C would not be 16-byte aligned)",
+            16 / size
+        );
+    }
+    if plan(m, k, n, dtype, sms).is_some() {
+        return "the buffers of B or C are not 16-byte aligned".into();
+    }
+    "the dimensions exceed the kernels' 32-bit indices or CUDA's grid limits".into()
+}
+
+/// Bound on `||skinny - cuBLAS|| / ||cuBLAS||` of the correctness guard: both accumulate in
+/// f32 and round the output once to the storage type, so they differ by at most about one unit
+/// in the last place of the storage type per element (2^-7 relative for bf16, 2^-10 for f16) or,
+/// in f32, by summation order; a wrong kernel is off by order 1.
+pub fn guard_bound(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => 1.6e-2,
+        DType::F16 => 4e-3,
+        _ => 1e-4,
+    }
+}
+
+impl SkinnyPlan {
+    /// `(gridDim.x, gridDim.y)` of the GEMM kernel.
+    pub fn grid(&self) -> (usize, usize) {
+        (self.col_blocks, self.splits)
+    }
+
+    /// Rows `[start, end)` of `B` that split `s` covers (as the kernel computes them).
+    pub fn split_rows(&self, s: usize) -> (usize, usize) {
+        let start = s * self.chunk;
+        (start.min(self.k), (start + self.chunk).min(self.k))
+    }
+
+    /// Columns `[start, end)` of `C` that lane `lane` of block `bx` writes (empty past `n`).
+    pub fn lane_cols(&self, bx: usize, lane: usize) -> (usize, usize) {
+        let start = bx * self.block_cols + lane / self.row_groups * self.vec;
+        (start.min(self.n), (start + self.vec).min(self.n))
+    }
+
+    /// Rows of `C` that lane `lane` writes (those of its row group below `m`).
+    pub fn lane_rows(&self, lane: usize) -> std::ops::Range<usize> {
+        let g = lane % self.row_groups;
+        let start = g * self.rows_per_lane;
+        start.min(self.m)..(start + self.rows_per_lane).min(self.m)
+    }
+
+    /// Name of the GEMM kernel this plan launches.
+    pub fn kernel_name(&self) -> String {
+        kernel_name(self.dtype, self.rows_per_lane, self.row_groups).unwrap_or_default()
+    }
+
+    /// Bytes of `B` the product reads (the weight bytes, read once).
+    pub fn weight_bytes(&self) -> usize {
+        self.k * self.n * elem_bytes(self.dtype).unwrap_or(0)
+    }
+
+    /// One line for the report: the variant, grid and splits.
+    pub fn describe(&self) -> String {
+        format!(
+            "skinny {} (MT {}, G {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
+            self.kernel_name(),
+            self.rows_per_lane,
+            self.row_groups,
+            self.col_blocks,
+            self.splits,
+            self.splits,
+            self.chunk,
+            self.k_tile
+        )
+    }
+}
+
+/// CUDA C source of the skinny GEMM and its split-K reduction, for `float`, bf16 and f16
+/// storage (one kernel per dtype and `(MT, G)` of [`VARIANTS`]). Needs no CUDA headers.
+pub const SOURCE: &str = r#"
+struct bf16_t { unsigned short x; };
+struct f16_t { unsigned short x; };
+struct u32x4 { unsigned int x, y, z, w; };
+
+#define SK_WARPS 8
+#define SK_UNROLL 4
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(bf16_t v) { return __uint_as_float(((unsigned int)v.x) << 16); }
+__device__ __forceinline__ float h2f(unsigned short h) {
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+}
+__device__ __forceinline__ float to_f(f16_t v) { return h2f(v.x); }
+
+__device__ __forceinline__ unsigned short f2bf(float v) {
+    unsigned int u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { return (unsigned short)((u >> 16) | 0x40u); }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}
+__device__ __forceinline__ unsigned short f2h(float v) {
+    unsigned short h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+    return h;
+}
+__device__ __forceinline__ void from_f(float v, float* o) { *o = v; }
+__device__ __forceinline__ void from_f(float v, bf16_t* o) { o->x = f2bf(v); }
+__device__ __forceinline__ void from_f(float v, f16_t* o) { o->x = f2h(v); }
+
+// 16-byte loads and stores (the callers guarantee 16-byte alignment).
+__device__ __forceinline__ u32x4 ld16(const void* p) {
+    u32x4 r;
+    asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w) : "l"(p));
+    return r;
+}
+__device__ __forceinline__ void st16(void* p, u32x4 v) {
+    asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
+                 :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+__device__ __forceinline__ u32x4 zero16() { u32x4 z; z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u; return z; }
+
+template <typename T> struct Vec { enum { N = 8 }; };
+template <> struct Vec<float> { enum { N = 4 }; };
+
+__device__ __forceinline__ void unpack(u32x4 v, float* f, const float*) {
+    f[0] = __uint_as_float(v.x); f[1] = __uint_as_float(v.y);
+    f[2] = __uint_as_float(v.z); f[3] = __uint_as_float(v.w);
+}
+__device__ __forceinline__ void unpack(u32x4 v, float* f, const bf16_t*) {
+    unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        f[2 * i] = __uint_as_float(w[i] << 16);
+        f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void unpack(u32x4 v, float* f, const f16_t*) {
+    unsigned int w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        f[2 * i] = h2f((unsigned short)(w[i] & 0xffffu));
+        f[2 * i + 1] = h2f((unsigned short)(w[i] >> 16));
+    }
+}
+__device__ __forceinline__ u32x4 pack(const float* f, const float*) {
+    u32x4 r;
+    r.x = __float_as_uint(f[0]); r.y = __float_as_uint(f[1]);
+    r.z = __float_as_uint(f[2]); r.w = __float_as_uint(f[3]);
+    return r;
+}
+__device__ __forceinline__ u32x4 pack(const float* f, const bf16_t*) {
+    unsigned int w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = (unsigned int)f2bf(f[2 * i]) | ((unsigned int)f2bf(f[2 * i + 1]) << 16);
+    u32x4 r; r.x = w[0]; r.y = w[1]; r.z = w[2]; r.w = w[3];
+    return r;
+}
+__device__ __forceinline__ u32x4 pack(const float* f, const f16_t*) {
+    unsigned int w[4];
+#pragma unroll
+    for (int i = 0; i < 4; ++i) w[i] = (unsigned int)f2h(f[2 * i]) | ((unsigned int)f2h(f[2 * i + 1]) << 16);
+    u32x4 r; r.x = w[0]; r.y = w[1]; r.z = w[2]; r.w = w[3];
+    return r;
+}
+
+// C[m, n] = A[m, k] B[k, n] (row-major), rows [blockIdx.y * chunk, +chunk) of B in this block.
+// gridDim.y == 1: C is written; else f32 partials go to ws[blockIdx.y][m][n].
+// Lane (cg, g) = (lane / G, lane % G): columns [blockIdx.x * (32 / G) * VEC + cg * VEC, +VEC),
+// rows [g * MT, +MT) of A.
+template <typename T, int MT, int G>
+__device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
+                       float* __restrict__ ws, int m, int k, int n, int chunk, int kt) {
+    const int VEC = Vec<T>::N;
+    const int MP = MT * G;
+    const int CG = 32 / G;
+    extern __shared__ float smem[];
+    const int lane = threadIdx.x & 31;
+    const int warp = threadIdx.x >> 5;
+    const int cg = lane / G;
+    const int g = lane - cg * G;
+    const long long col = (long long)blockIdx.x * (CG * VEC) + cg * VEC;
+    const bool col_ok = col < (long long)n;
+    const int k0 = blockIdx.y * chunk;
+    const int k1 = min(k, k0 + chunk);
+    const int stride = kt + 1;
+    float acc[MT][VEC];
+#pragma unroll
+    for (int i = 0; i < MT; ++i)
+#pragma unroll
+        for (int v = 0; v < VEC; ++v) acc[i][v] = 0.0f;
+
+    for (int kb = k0; kb < k1; kb += kt) {
+        const int rows = min(kt, k1 - kb);
+        __syncthreads();
+        for (int i = threadIdx.x; i < MP * kt; i += blockDim.x) {
+            const int r = i / kt;
+            const int kk = i - r * kt;
+            smem[r * stride + kk] = (r < m && kk < rows) ? to_f(a[(long long)r * k + kb + kk]) : 0.0f;
+        }
+        __syncthreads();
+        const int groups = (rows + G - 1) / G;
+        for (int q0 = warp; q0 < groups; q0 += SK_WARPS * SK_UNROLL) {
+            u32x4 wv[SK_UNROLL];
+#pragma unroll
+            for (int u = 0; u < SK_UNROLL; ++u) {
+                const int kk = (q0 + u * SK_WARPS) * G + g;
+                wv[u] = (col_ok && kk < rows) ? ld16(b + (long long)(kb + kk) * n + col) : zero16();
+            }
+#pragma unroll
+            for (int u = 0; u < SK_UNROLL; ++u) {
+                const int q = q0 + u * SK_WARPS;
+                if (q >= groups) break;  // the same for every lane of the warp
+#pragma unroll
+                for (int j = 0; j < G; ++j) {
+                    u32x4 v = wv[u];
+                    if (G > 1) {
+                        const int src = cg * G + j;
+                        v.x = __shfl_sync(0xffffffffu, v.x, src);
+                        v.y = __shfl_sync(0xffffffffu, v.y, src);
+                        v.z = __shfl_sync(0xffffffffu, v.z, src);
+                        v.w = __shfl_sync(0xffffffffu, v.w, src);
+                    }
+                    float f[VEC];
+                    unpack(v, f, (const T*)0);
+                    const int kk = q * G + j;
+#pragma unroll
+                    for (int i = 0; i < MT; ++i) {
+                        const float xv = smem[(g * MT + i) * stride + kk];
+#pragma unroll
+                        for (int e = 0; e < VEC; ++e) acc[i][e] = fmaf(xv, f[e], acc[i][e]);
+                    }
+                }
+            }
+        }
+    }
+
+    // The warps' sums, added in a fixed order: warps [s, 2s) into warps [0, s).
+    __syncthreads();
+    for (int s = SK_WARPS / 2; s >= 1; s >>= 1) {
+        if (warp >= s && warp < 2 * s) {
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int e = 0; e < VEC; ++e)
+                    smem[(i * VEC + e) * (s * 32) + (warp - s) * 32 + lane] = acc[i][e];
+        }
+        __syncthreads();
+        if (warp < s) {
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int e = 0; e < VEC; ++e)
+                    acc[i][e] += smem[(i * VEC + e) * (s * 32) + warp * 32 + lane];
+        }
+        __syncthreads();
+    }
+    if (warp != 0 || !col_ok) return;
+#pragma unroll
+    for (int i = 0; i < MT; ++i) {
+        const int row = g * MT + i;
+        if (row >= m) break;
+        if (gridDim.y == 1) {
+            st16(c + (long long)row * n + col, pack(acc[i], (const T*)0));
+        } else {
+            float* p = ws + ((long long)blockIdx.y * m + row) * n + col;
+#pragma unroll
+            for (int e = 0; e < VEC; e += 4) {
+                st16(p + e, pack(&acc[i][e], (const float*)0));
+            }
+        }
+    }
+}
+
+// c[i] = sum over s in order of ws[s][i], for the mn elements of C.
+template <typename T>
+__device__ void skinny_reduce(const float* __restrict__ ws, T* __restrict__ c, long long mn, int splits) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < mn; i += (long long)blockDim.x * gridDim.x) {
+        float s = 0.0f;
+        for (int p = 0; p < splits; ++p) s += ws[(long long)p * mn + i];
+        from_f(s, &c[i]);
+    }
+}
+
+#define SK_GEMM(T, NAME, MT, G) \
+extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G( \
+    const T* a, const T* b, T* c, float* ws, int m, int k, int n, int chunk, int kt) { \
+    skinny<T, MT, G>(a, b, c, ws, m, k, n, chunk, kt); }
+#define SK_ALL(T, NAME) \
+    SK_GEMM(T, NAME, 1, 1) SK_GEMM(T, NAME, 2, 1) SK_GEMM(T, NAME, 4, 1) SK_GEMM(T, NAME, 8, 1) \
+    SK_GEMM(T, NAME, 8, 2) SK_GEMM(T, NAME, 8, 4) SK_GEMM(T, NAME, 8, 8) \
+    extern "C" __global__ void skinny_reduce_##NAME(const float* ws, T* c, long long mn, int splits) { \
+        skinny_reduce<T>(ws, c, mn, splits); }
+
+SK_ALL(float, f32)
+SK_ALL(bf16_t, bf16)
+SK_ALL(f16_t, f16)
+"#;
+
+/// Every kernel name [`SOURCE`] defines (GEMM variants and reductions, all dtypes).
+pub fn kernel_names() -> Vec<String> {
+    let mut names = Vec::new();
+    for d in [DType::F32, DType::BF16, DType::F16] {
+        for (mt, g) in VARIANTS {
+            names.extend(kernel_name(d, mt, g));
+        }
+        names.extend(reduce_name(d));
+    }
+    names
+}
+
+#[cfg(feature = "cuda")]
+pub use gpu::Skinny;
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use cudarc::driver::sys::CUdevice_attribute;
+    use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
+    use cudarc::nvrtc::{self, CompileOptions, Ptx};
+    use symmem::cuda::{cuda_context, cuda_stream};
+    use symmem::{Buffer, DType, Element, Error, RankContext};
+
+    use super::{kernel_name, plan, reduce_name, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
+    use super::{MAX_SHARED_BYTES, WORKSPACE_BYTES};
+    use crate::cuda::cuda_err;
+
+    /// NVRTC's `--gpu-architecture` for a compute capability it knows (the driver JIT-compiles
+    /// the PTX for the device); `None` leaves NVRTC's default.
+    fn arch_of(major: i32, minor: i32) -> Option<&'static str> {
+        Some(match (major, minor) {
+            (7, 5) => "compute_75",
+            (8, 0) => "compute_80",
+            (8, 6) => "compute_86",
+            (8, 7) => "compute_87",
+            (8, 9) => "compute_89",
+            (9, 0) => "compute_90",
+            (10, 0) => "compute_100",
+            (12, 0) => "compute_120",
+            _ => return None,
+        })
+    }
+
+    /// Compile [`SOURCE`] for `arch` (`None`: NVRTC's default architecture). Public so that
+    /// the NVRTC test compiles exactly what the example loads.
+    pub fn compile(arch: Option<&'static str>) -> Result<Ptx, String> {
+        let opts = CompileOptions {
+            arch,
+            ..Default::default()
+        };
+        nvrtc::compile_ptx_with_opts(SOURCE, opts).map_err(|e| format!("{e:?}"))
+    }
+
+    /// Compiled PTX (or the compiler's error) by `--gpu-architecture`.
+    type PtxCache = HashMap<Option<&'static str>, Result<Ptx, String>>;
+
+    /// The PTX for `arch`, compiled once per process and architecture.
+    fn ptx(arch: Option<&'static str>) -> Result<Ptx, Error> {
+        static CACHE: OnceLock<Mutex<PtxCache>> = OnceLock::new();
+        let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(arch)
+            .or_insert_with(|| compile(arch))
+            .clone()
+            .map_err(|message| Error::Cuda {
+                call: "nvrtcCompileProgram",
+                message,
+                hint: "the example's skinny GEMM kernels did not compile (a bug of the example, or libnvrtc missing); run with --gemm lt or --gemm cublas",
+            })
+    }
+
+    /// The skinny GEMM kernels of one CUDA rank, with their split-K workspace.
+    pub struct Skinny {
+        stream: Arc<CudaStream>,
+        /// GEMM kernels by `(dtype index, variant index)`.
+        gemm: Vec<Vec<CudaFunction>>,
+        reduce: Vec<CudaFunction>,
+        workspace: Buffer<u8>,
+        sms: usize,
+        arch: Option<&'static str>,
+    }
+
+    /// Index of a dtype in the kernel tables.
+    fn dtype_index(d: DType) -> Option<usize> {
+        match d {
+            DType::F32 => Some(0),
+            DType::BF16 => Some(1),
+            DType::F16 => Some(2),
+            _ => None,
+        }
+    }
+
+    impl Skinny {
+        /// Compile (once per process) and load the kernels on the rank's device, and allocate
+        /// the workspace ([`WORKSPACE_BYTES`]). Call it outside graph capture.
+        pub fn new(ctx: &RankContext) -> Result<Skinny, Error> {
+            let not_cuda = || Error::Unsupported {
+                backend: "host",
+                what: "skinny GEMM kernels (this rank is not a CUDA rank)".into(),
+            };
+            let stream = cuda_stream(ctx).ok_or_else(not_cuda)?;
+            let cu = cuda_context(ctx).ok_or_else(not_cuda)?;
+            let attr = |a| {
+                cu.attribute(a).map_err(|e| {
+                    cuda_err(
+                        "cuDeviceGetAttribute",
+                        e,
+                        "the driver did not describe the GPU",
+                    )
+                })
+            };
+            let major = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
+            let minor = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+            let sms = attr(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?;
+            let arch = arch_of(major, minor);
+            let module = cu.load_module(ptx(arch)?).map_err(|e| {
+                cuda_err(
+                    "cuModuleLoadData",
+                    e,
+                    "the driver could not load the skinny GEMM PTX",
+                )
+            })?;
+            let load = |name: String| {
+                module.load_function(&name).map_err(|e| {
+                    cuda_err(
+                        "cuModuleGetFunction",
+                        e,
+                        "skinny kernel missing from the PTX",
+                    )
+                })
+            };
+            let mut gemm = Vec::new();
+            let mut reduce = Vec::new();
+            for d in [DType::F32, DType::BF16, DType::F16] {
+                let mut row = Vec::new();
+                for (mt, g) in VARIANTS {
+                    row.push(load(kernel_name(d, mt, g).unwrap_or_default())?);
+                }
+                gemm.push(row);
+                reduce.push(load(reduce_name(d).unwrap_or_default())?);
+            }
+            let workspace = symmem::alloc::<u8>(WORKSPACE_BYTES)?;
+            Ok(Skinny {
+                stream,
+                gemm,
+                reduce,
+                workspace,
+                sms: sms.max(1) as usize,
+                arch,
+            })
+        }
+
+        /// Multiprocessors of the device (what [`plan`] is given).
+        pub fn sm_count(&self) -> usize {
+            self.sms
+        }
+
+        /// The `--gpu-architecture` the kernels were compiled for (`None`: NVRTC's default).
+        pub fn arch(&self) -> Option<&'static str> {
+            self.arch
+        }
+
+        /// The plan for `c = a b` on these buffers, or `None` (use cuBLASLt): the shape is not
+        /// one [`plan`] takes, or `b` or `c` is not 16-byte aligned.
+        pub fn plan_for<T: Element>(
+            &self,
+            a: &Buffer<T>,
+            b: &Buffer<T>,
+            c: &Buffer<T>,
+            m: usize,
+            k: usize,
+            n: usize,
+        ) -> Option<SkinnyPlan> {
+            let _ = a;
+            if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
+                return None;
+            }
+            plan(m, k, n, T::DTYPE, self.sms)
+        }
+
+        /// Queue `c = a b` with `plan` on the rank's stream (and the split-K reduction when it
+        /// has several splits). Checks the lengths (`a`: m k, `b`: k n, `c`: m n elements), the
+        /// dtype, the 16-byte alignment of `b` and `c` and the workspace before launching.
+        pub fn gemm<T: Element>(
+            &self,
+            plan: &SkinnyPlan,
+            a: &Buffer<T>,
+            b: &Buffer<T>,
+            c: &mut Buffer<T>,
+        ) -> Result<(), Error> {
+            let (m, k, n) = (plan.m, plan.k, plan.n);
+            let bad = |detail: String| Error::InvalidArgument {
+                op: "skinny gemm",
+                detail,
+            };
+            for (what, need, have) in [
+                ("a", m * k, a.len()),
+                ("b", k * n, b.len()),
+                ("c", m * n, c.len()),
+            ] {
+                if need != have {
+                    return Err(Error::LengthMismatch {
+                        op: "skinny gemm",
+                        detail: format!("{what} needs {need} elements, the buffer holds {have}"),
+                    });
+                }
+            }
+            if T::DTYPE != plan.dtype
+                || super::elem_bytes(T::DTYPE) != Some(std::mem::size_of::<T>())
+            {
+                return Err(bad(format!(
+                    "the plan is for {} storage, the buffers hold {}",
+                    plan.dtype,
+                    T::DTYPE
+                )));
+            }
+            // The plan must be one `plan` gives for this shape (a hand-made plan could index
+            // past the buffers).
+            if super::plan(m, k, n, plan.dtype, self.sms).as_ref() != Some(plan) {
+                return Err(bad(format!(
+                    "the plan for {m} x {k} x {n} is not the one plan() gives on this device"
+                )));
+            }
+            if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
+                return Err(bad(
+                    "b and c must be 16-byte aligned for the skinny kernels (use cuBLASLt)".into(),
+                ));
+            }
+            if plan.workspace_bytes > self.workspace.len() || plan.shared_bytes > MAX_SHARED_BYTES {
+                return Err(bad(format!(
+                    "the plan needs {} workspace bytes and {} shared bytes; {} and {} are available",
+                    plan.workspace_bytes,
+                    plan.shared_bytes,
+                    self.workspace.len(),
+                    MAX_SHARED_BYTES
+                )));
+            }
+            let d = dtype_index(plan.dtype).ok_or_else(|| bad("unsupported dtype".into()))?;
+            let v = VARIANTS
+                .iter()
+                .position(|&x| x == (plan.rows_per_lane, plan.row_groups))
+                .ok_or_else(|| bad("unknown kernel variant".into()))?;
+            let (gx, gy) = plan.grid();
+            let cfg = LaunchConfig {
+                grid_dim: (gx as u32, gy as u32, 1),
+                block_dim: (BLOCK_THREADS as u32, 1, 1),
+                shared_mem_bytes: plan.shared_bytes as u32,
+            };
+            let (pa, pb, pc, pw) = (
+                a.device_ptr(),
+                b.device_ptr(),
+                c.device_ptr(),
+                self.workspace.device_ptr(),
+            );
+            let (mi, ki, ni, ci, ti) = (
+                m as i32,
+                k as i32,
+                n as i32,
+                plan.chunk as i32,
+                plan.k_tile as i32,
+            );
+            let mut launch = self.stream.launch_builder(&self.gemm[d][v]);
+            launch
+                .arg(&pa)
+                .arg(&pb)
+                .arg(&pc)
+                .arg(&pw)
+                .arg(&mi)
+                .arg(&ki)
+                .arg(&ni)
+                .arg(&ci)
+                .arg(&ti);
+            // SAFETY: the lengths of a, b and c were checked against m k, k n and m n above, the
+            // plan is the one `plan` computes for this shape and device (so its grid, chunk,
+            // tile and shared size are within the bounds the kernel assumes: the kernel reads
+            // rows below min(k, split end) and columns below n only, writes rows below m and
+            // columns below n of c, and with several splits `splits * m * n` floats of the
+            // workspace, checked against its size above), b and c are 16-byte aligned and n is
+            // a multiple of 16 bytes of elements (so every 16-byte access is aligned), all on
+            // this rank's GPU and stream; the arguments match the kernel's signature
+            // (3 pointers of T, a float pointer, 5 ints).
+            unsafe { launch.launch(cfg) }
+                .map(drop)
+                .map_err(|e| cuda_err("cuLaunchKernel", e, "skinny GEMM launch failed"))?;
+            if plan.splits > 1 {
+                let mn = (m * n) as i64;
+                let splits = plan.splits as i32;
+                let blocks = (m * n).div_ceil(256).clamp(1, self.sms * 8) as u32;
+                let mut launch = self.stream.launch_builder(&self.reduce[d]);
+                launch.arg(&pw).arg(&pc).arg(&mn).arg(&splits);
+                // SAFETY: the reduction reads `splits * m * n` floats of the workspace (within
+                // its size, checked above, and written by the GEMM kernel just queued on the
+                // same stream) and writes the `m * n` elements of c (its checked length).
+                unsafe {
+                    launch.launch(LaunchConfig {
+                        grid_dim: (blocks, 1, 1),
+                        block_dim: (256, 1, 1),
+                        shared_mem_bytes: 0,
+                    })
+                }
+                .map(drop)
+                .map_err(|e| {
+                    cuda_err(
+                        "cuLaunchKernel",
+                        e,
+                        "skinny split-K reduction launch failed",
+                    )
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+pub use gpu::compile;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DTYPES: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+    /// The decode shapes of Llama 3 8B's MLP at tp 1, 2, 4 and 8: (k, n) of gate-up and down.
+    fn decode_shapes() -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        for tp in [1, 2, 4, 8] {
+            let s = 14336 / tp;
+            v.push((4096, 2 * s));
+            v.push((s, 4096));
+        }
+        v
+    }
+
+    /// Every (row, column) of C is written by exactly one lane of one block, every row of B is
+    /// covered by exactly one split, and the plan's invariants hold.
+    fn check_plan(p: &SkinnyPlan, sms: usize) {
+        let (m, k, n) = (p.m, p.k, p.n);
+        assert!(p.rows_per_lane * p.row_groups >= m, "{p:?}");
+        assert!(p.rows_per_lane * p.row_groups < 2 * m || m == 1, "{p:?}");
+        assert_eq!(p.block_cols, 32 / p.row_groups * p.vec);
+        assert_eq!(p.vec * elem_bytes(p.dtype).unwrap(), 16);
+        assert!(n.is_multiple_of(p.vec));
+        // Splits: aligned, in order, non-empty, covering [0, k) exactly once.
+        assert!(p.chunk.is_multiple_of(K_ALIGN), "{p:?}");
+        let mut next = 0;
+        for s in 0..p.splits {
+            let (a, b) = p.split_rows(s);
+            assert_eq!(a, next, "{p:?}");
+            assert!(b > a, "empty split {s}: {p:?}");
+            assert!(a.is_multiple_of(K_ALIGN));
+            next = b;
+        }
+        assert_eq!(next, k, "{p:?}");
+        // Tiles of a split: aligned starts, within the split.
+        assert!(p.k_tile.is_multiple_of(K_ALIGN) && p.k_tile >= K_ALIGN);
+        assert!(p.k_tile.is_multiple_of(p.row_groups));
+        // Columns: every one written once.
+        let mut seen = vec![0u8; n];
+        for bx in 0..p.col_blocks {
+            for lane in 0..32 {
+                if lane % p.row_groups != 0 {
+                    // Lanes of the same column group write other rows of the same columns.
+                    assert_eq!(
+                        p.lane_cols(bx, lane),
+                        p.lane_cols(bx, lane - lane % p.row_groups)
+                    );
+                    continue;
+                }
+                let (a, b) = p.lane_cols(bx, lane);
+                assert!(b <= n);
+                assert!(b == a || b - a == p.vec, "partial vector {a}..{b}: {p:?}");
+                for c in seen.iter_mut().take(b).skip(a) {
+                    *c += 1;
+                }
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "{p:?}");
+        // Rows: every one of [0, m) by exactly one row group.
+        let mut rows = vec![0u8; m];
+        for g in 0..p.row_groups {
+            for r in p.lane_rows(g) {
+                rows[r] += 1;
+            }
+        }
+        assert!(rows.iter().all(|&c| c == 1), "{p:?}");
+        // Limits.
+        let (gx, gy) = p.grid();
+        assert!((1..=MAX_GRID_X).contains(&gx) && (1..=MAX_GRID_Y).contains(&gy));
+        assert_eq!(gx, n.div_ceil(p.block_cols));
+        assert!(p.shared_bytes <= MAX_SHARED_BYTES);
+        let mp = p.rows_per_lane * p.row_groups;
+        assert!(p.shared_bytes >= mp * (p.k_tile + 1) * 4);
+        assert!(p.shared_bytes >= p.rows_per_lane * p.vec * 128 * 4);
+        if p.splits > 1 {
+            assert_eq!(p.workspace_bytes, p.splits * m * n * 4);
+            assert!(p.workspace_bytes <= WORKSPACE_BYTES);
+            assert!(p.chunk >= MIN_CHUNK);
+        } else {
+            assert_eq!(p.workspace_bytes, 0);
+        }
+        // Not more splits than the occupancy target needs.
+        assert!(p.splits <= (sms * BLOCKS_PER_SM).div_ceil(p.col_blocks).max(1));
+        assert!(kernel_names().contains(&p.kernel_name()));
+    }
+
+    /// The kernel's arithmetic replayed on the host, block by block, warp by warp, lane by
+    /// lane, in the kernel's order (f32 storage): the same loads (a read past a buffer panics),
+    /// shuffles, tiles, fixed-order warp reduction and split-K reduction as `SOURCE`. Indexed
+    /// loops, as in the CUDA source it mirrors.
+    #[allow(clippy::needless_range_loop)]
+    fn simulate(p: &SkinnyPlan, a: &[f32], b: &[f32]) -> Vec<f32> {
+        const UNROLL: usize = 4;
+        let (m, k, n) = (p.m, p.k, p.n);
+        let (mt, g_n, vec, kt) = (p.rows_per_lane, p.row_groups, p.vec, p.k_tile);
+        let mp = mt * g_n;
+        let stride = kt + 1;
+        let mut c = vec![f32::NAN; m * n];
+        let mut ws = vec![f32::NAN; p.splits * m * n];
+        for by in 0..p.splits {
+            for bx in 0..p.col_blocks {
+                // acc[warp][lane][i][e]
+                let mut acc = vec![vec![vec![0.0f32; mt * vec]; 32]; WARPS];
+                let k0 = by * p.chunk;
+                let k1 = k.min(k0 + p.chunk);
+                let mut smem = vec![f32::NAN; p.shared_bytes / 4];
+                let mut kb = k0;
+                while kb < k1 {
+                    let rows = kt.min(k1 - kb);
+                    for i in 0..mp * kt {
+                        let (r, kk) = (i / kt, i % kt);
+                        smem[r * stride + kk] = if r < m && kk < rows {
+                            a[r * k + kb + kk]
+                        } else {
+                            0.0
+                        };
+                    }
+                    let groups = rows.div_ceil(g_n);
+                    for (warp, acc_w) in acc.iter_mut().enumerate() {
+                        let mut q0 = warp;
+                        while q0 < groups {
+                            // wv[lane][u]
+                            let mut wv = vec![vec![vec![0.0f32; vec]; UNROLL]; 32];
+                            for (lane, wl) in wv.iter_mut().enumerate() {
+                                let (cg, g) = (lane / g_n, lane % g_n);
+                                let col = bx * p.block_cols + cg * vec;
+                                for (u, wu) in wl.iter_mut().enumerate() {
+                                    let kk = (q0 + u * WARPS) * g_n + g;
+                                    if col < n && kk < rows {
+                                        let at = (kb + kk) * n + col;
+                                        wu.copy_from_slice(&b[at..at + vec]);
+                                    }
+                                }
+                            }
+                            for u in 0..UNROLL {
+                                let q = q0 + u * WARPS;
+                                if q >= groups {
+                                    break;
+                                }
+                                for (lane, acc_l) in acc_w.iter_mut().enumerate() {
+                                    let (cg, g) = (lane / g_n, lane % g_n);
+                                    for j in 0..g_n {
+                                        let f = &wv[cg * g_n + j][u];
+                                        let kk = q * g_n + j;
+                                        for i in 0..mt {
+                                            let xv = smem[(g * mt + i) * stride + kk];
+                                            for e in 0..vec {
+                                                acc_l[i * vec + e] =
+                                                    xv.mul_add(f[e], acc_l[i * vec + e]);
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            q0 += WARPS * UNROLL;
+                        }
+                    }
+                    kb += kt;
+                }
+                let mut s = WARPS / 2;
+                while s >= 1 {
+                    for w in 0..s {
+                        for lane in 0..32 {
+                            for i in 0..mt * vec {
+                                let add = acc[w + s][lane][i];
+                                acc[w][lane][i] += add;
+                            }
+                        }
+                    }
+                    s /= 2;
+                }
+                for lane in 0..32 {
+                    let (cg, g) = (lane / g_n, lane % g_n);
+                    let col = bx * p.block_cols + cg * vec;
+                    if col >= n {
+                        continue;
+                    }
+                    for i in 0..mt {
+                        let row = g * mt + i;
+                        if row >= m {
+                            break;
+                        }
+                        for e in 0..vec {
+                            let v = acc[0][lane][i * vec + e];
+                            if p.splits == 1 {
+                                c[row * n + col + e] = v;
+                            } else {
+                                ws[(by * m + row) * n + col + e] = v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if p.splits > 1 {
+            for (i, out) in c.iter_mut().enumerate() {
+                let mut s = 0.0f32;
+                for sp in 0..p.splits {
+                    s += ws[sp * m * n + i];
+                }
+                *out = s;
+            }
+        }
+        c
+    }
+
+    /// Small integers: every product and sum below is exact in f32, so the simulated kernel
+    /// must equal the exact product bit for bit.
+    fn ints(len: usize, salt: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7 + salt * 13) % 9) as f32) - 4.0)
+            .collect()
+    }
+
+    #[test]
+    fn the_kernels_arithmetic_replayed_on_the_host_is_the_exact_product() {
+        let mut shapes = vec![];
+        for m in [1, 2, 3, 5, 8, 9, 16, 17, 31, 33, 64] {
+            for (k, n, sms) in [(1, 8, 132), (37, 24, 132), (300, 40, 2), (1000, 72, 4)] {
+                shapes.push((m, k, n, sms));
+            }
+        }
+        // Several tiles per split, several splits, a partial column block.
+        for m in [1, 8, 64] {
+            shapes.push((m, 2100, 264, 8));
+        }
+        for (m, k, n, sms) in shapes {
+            let p = plan(m, k, n, DType::F32, sms).unwrap();
+            if k >= 2000 {
+                assert!(p.splits > 1 && p.col_blocks * p.block_cols > n, "{p:?}");
+                assert!(m < 64 || p.chunk > p.k_tile, "{p:?}");
+            }
+            let (a, b) = (ints(m * k, 1), ints(k * n, 2));
+            let c = simulate(&p, &a, &b);
+            for r in 0..m {
+                for col in 0..n {
+                    let exact: f64 = (0..k)
+                        .map(|i| a[r * k + i] as f64 * b[i * n + col] as f64)
+                        .sum();
+                    assert_eq!(
+                        c[r * n + col] as f64,
+                        exact,
+                        "C[{r}][{col}] of {m}x{k}x{n} (plan {p:?})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decode_shapes_plan_for_every_m_and_dtype() {
+        for sms in [1, 78, 114, 132, 144] {
+            for d in DTYPES {
+                for (k, n) in decode_shapes() {
+                    for m in 1..=MAX_M {
+                        let p = plan(m, k, n, d, sms)
+                            .unwrap_or_else(|| panic!("no plan for {m}x{k}x{n} {d} on {sms} SMs"));
+                        check_plan(&p, sms);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn small_and_odd_shapes_plan_or_fall_back() {
+        for d in DTYPES {
+            let vec = 16 / elem_bytes(d).unwrap();
+            for m in [1, 2, 3, 7, 8, 9, 16, 31, 32, 33, 63, 64] {
+                for k in [1, 5, 31, 32, 33, 100, 129, 1000, 4097] {
+                    for n in [vec, 3 * vec, 40, 136, 264, 1000, 1032] {
+                        match plan(m, k, n, d, 132) {
+                            Some(p) => check_plan(&p, 132),
+                            None => assert!(!n.is_multiple_of(vec), "{m}x{k}x{n} {d}"),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unaligned_or_unsupported_shapes_fall_back() {
+        // n not a multiple of 16 bytes of elements.
+        assert!(plan(1, 4096, 4095, DType::BF16, 132).is_none());
+        assert!(plan(1, 4096, 4100, DType::BF16, 132).is_none());
+        assert!(plan(1, 4096, 4102, DType::F32, 132).is_none());
+        assert!(plan(4, 64, 4, DType::F16, 132).is_none());
+        // m outside 1..=64.
+        assert!(plan(0, 4096, 4096, DType::BF16, 132).is_none());
+        assert!(plan(65, 4096, 4096, DType::BF16, 132).is_none());
+        assert!(plan(4096, 4096, 28672, DType::BF16, 132).is_none());
+        // Empty or oversized dimensions.
+        assert!(plan(1, 0, 4096, DType::BF16, 132).is_none());
+        assert!(plan(1, 4096, 0, DType::BF16, 132).is_none());
+        assert!(plan(1, 1 << 31, 8, DType::BF16, 132).is_none());
+        assert!(plan(1, 8, (1 << 31) + 8, DType::BF16, 132).is_none());
+        // Other storage types.
+        assert!(plan(1, 4096, 4096, DType::F64, 132).is_none());
+        // A device that reports no SMs still plans (as one).
+        check_plan(&plan(1, 4096, 4096, DType::BF16, 0).unwrap(), 1);
+    }
+
+    #[test]
+    fn down_projection_splits_k_and_gate_up_keeps_few_splits() {
+        // Down at tp 1, one token: 16 column blocks of 256 columns cannot fill 132 SMs alone.
+        let p = plan(1, 14336, 4096, DType::BF16, 132).unwrap();
+        assert_eq!(p.col_blocks, 16);
+        assert!(p.splits >= 16, "{p:?}");
+        assert!(p.col_blocks * p.splits >= 132 * 2, "{p:?}");
+        // Gate-up at m 64: 896 column blocks fill the device without splitting.
+        let p = plan(64, 4096, 28672, DType::BF16, 132).unwrap();
+        assert_eq!((p.row_groups, p.col_blocks, p.splits), (8, 896, 1));
+        // The partials of every decode plan fit the workspace with room to spare.
+        for (k, n) in decode_shapes() {
+            for m in 1..=MAX_M {
+                let p = plan(m, k, n, DType::BF16, 132).unwrap();
+                assert!(p.workspace_bytes <= WORKSPACE_BYTES);
+            }
+        }
+    }
+
+    #[test]
+    fn workspace_limit_lowers_the_split_factor() {
+        // m n 4 bytes = 8 MiB: at most 2 splits fit the 16 MiB workspace.
+        let p = plan(64, 1 << 16, 32768, DType::BF16, 10_000).unwrap();
+        assert!(p.splits <= 2, "{p:?}");
+        check_plan(&p, 10_000);
+    }
+
+    #[test]
+    fn fallback_reasons_name_the_cause() {
+        assert!(why_not(65, 4096, 4096, DType::BF16, 132).contains("outside 1..=64"));
+        assert!(why_not(1, 4096, 4100, DType::BF16, 132).contains("multiple of 8"));
+        assert!(why_not(1, 4096, 4098, DType::F32, 132).contains("multiple of 4"));
+        assert!(why_not(1, 4096, 4096, DType::F64, 132).contains("storage"));
+        assert!(why_not(1, 4096, 4096, DType::BF16, 132).contains("aligned"));
+        assert!(guard_bound(DType::BF16) > guard_bound(DType::F16));
+        assert!(guard_bound(DType::F16) > guard_bound(DType::F32));
+        assert!(guard_bound(DType::BF16) < 0.1);
+    }
+
+    #[test]
+    fn kernel_names_cover_every_variant() {
+        let names = kernel_names();
+        assert_eq!(names.len(), 3 * (VARIANTS.len() + 1));
+        for m in 1..=MAX_M {
+            let (mt, g) = variant_of(m).unwrap();
+            assert!(mt * g >= m);
+            for d in DTYPES {
+                let name = kernel_name(d, mt, g).unwrap();
+                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G"));
+                assert!(names.contains(&name));
+            }
+        }
+        for (mt, g) in VARIANTS {
+            assert!(
+                SOURCE.contains(&format!("SK_GEMM(T, NAME, {mt}, {g})")),
+                "variant ({mt}, {g}) missing from SOURCE"
+            );
+        }
+    }
+}

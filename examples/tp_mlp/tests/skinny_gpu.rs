@@ -1,0 +1,294 @@
+//! The skinny GEMM kernels on a GPU: for f32, bf16 and f16 storage, every `m` in
+//! {1, 2, 3, 7, 8, 16, 31, 32, 33, 64} and the decode shapes of Llama 3 8B's MLP at tp 1 and 2
+//! (gate-up `4096 x 2 ffn/tp`, down `ffn/tp x 4096`), plus small odd shapes, the output equals
+//! an f64 host reference within the example's bound, repeated runs are bit-identical, shapes the
+//! plan refuses fall back (no launch), and bad plans or buffers are errors, not launches. One
+//! test runs the selection of `--gemm skinny` and `--gemm auto` end to end through
+//! [`CudaKernels`] (guard, timing, the `gemm_choice` record).
+//!
+//! Without a usable GPU every test prints a visible `skipped: no CUDA device (...)` line and
+//! returns; with `SYMMEM_REQUIRE_GPU=1` (the GPU machine's runs) a missing GPU is a failure.
+//! The f64 reference covers every row and a sample of columns (the first and last 16, and 32
+//! spread between; every column reads every row of `B`, so each split is covered).
+
+#![cfg(feature = "cuda")]
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use symmem::launch::{detect, run, BackendChoice};
+use symmem::{bf16, f16, Buffer, DType, Element, RankConfig, RankContext};
+use tp_mlp::config::{Dtype, GemmMode};
+use tp_mlp::cuda::CudaKernels;
+use tp_mlp::model::Kernels;
+use tp_mlp::skinny::{self, Skinny};
+
+/// One GPU test at a time (they share the device).
+static GPU: Mutex<()> = Mutex::new(());
+
+/// Visible line, not swallowed by the test harness's output capture.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Run `f` on one CUDA rank, or print the skip line and return `None` when there is no GPU
+/// (a failure with `SYMMEM_REQUIRE_GPU=1`).
+fn on_gpu<R: Send>(test: &str, f: impl Fn(&RankContext) -> R + Send + Sync) -> Option<R> {
+    let _guard = GPU.lock().unwrap_or_else(|e| e.into_inner());
+    let report = detect();
+    if let Some(why) = report.why_not_cuda(1) {
+        let require = std::env::var("SYMMEM_REQUIRE_GPU")
+            .map(|v| v == "1")
+            .unwrap_or(false);
+        if require {
+            panic!("{test}: SYMMEM_REQUIRE_GPU=1 but no GPU can be used: {why}");
+        }
+        say(&format!("skipped: no CUDA device ({test}: {why})"));
+        return None;
+    }
+    let mut out = run(BackendChoice::Cuda, 1, RankConfig::default(), f)
+        .unwrap_or_else(|e| panic!("{test}: the CUDA rank did not start: {e}"));
+    Some(out.remove(0))
+}
+
+/// Deterministic values in [-1, 1) (a hash of the index and a salt).
+fn values<T: Element>(len: usize, salt: u64) -> Vec<T> {
+    (0..len as u64)
+        .map(|i| {
+            let mut z = i
+                .wrapping_add(salt.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z ^= z >> 31;
+            z = z.wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 29;
+            T::from_f64((z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        })
+        .collect()
+}
+
+/// Columns the reference covers.
+fn sample_cols(n: usize) -> Vec<usize> {
+    if n <= 64 {
+        return (0..n).collect();
+    }
+    let mut c: Vec<usize> = (0..16).chain(n - 16..n).collect();
+    c.extend((1..=32).map(|i| i * (n - 32) / 33 + 16));
+    c.sort_unstable();
+    c.dedup();
+    c
+}
+
+/// `||got - ref|| / ||ref||` over every row and the sampled columns, with the f64 reference
+/// of the stored (rounded) operands.
+fn rel_error<T: Element>(
+    a: &[T],
+    b: &[T],
+    got: &[T],
+    m: usize,
+    k: usize,
+    n: usize,
+    cols: &[usize],
+) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for r in 0..m {
+        for &c in cols {
+            let want: f64 = (0..k)
+                .map(|i| a[r * k + i].to_f64() * b[i * n + c].to_f64())
+                .sum();
+            let g = got[r * n + c].to_f64();
+            assert!(g.is_finite(), "C[{r}][{c}] = {g}");
+            num += (g - want) * (g - want);
+            den += want * want;
+        }
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+const MS: [usize; 10] = [1, 2, 3, 7, 8, 16, 31, 32, 33, 64];
+
+/// The shapes `(k, n)`: decode gate-up and down at tp 1 and 2, and small odd ones.
+fn shapes() -> Vec<(usize, usize)> {
+    let mut v = Vec::new();
+    for tp in [1, 2] {
+        let s = 14336 / tp;
+        v.push((4096, 2 * s));
+        v.push((s, 4096));
+    }
+    v.extend([(37, 24), (1000, 72), (333, 264)]);
+    v
+}
+
+fn bound_of(d: DType) -> f64 {
+    match d {
+        DType::F32 => Dtype::F32.bound(),
+        DType::BF16 => Dtype::Bf16.bound(),
+        _ => Dtype::F16.bound(),
+    }
+}
+
+/// Every m and shape for storage `T`: within the bound, bit-identical on repeated runs.
+fn every_shape<T: Element>(ctx: &RankContext) -> Vec<String> {
+    let sk = Skinny::new(ctx).expect("the skinny kernels load");
+    let mut lines = Vec::new();
+    for (salt, (k, n)) in shapes().into_iter().enumerate() {
+        let b_host = values::<T>(k * n, 2 * salt as u64 + 1);
+        let b = symmem::alloc_from_host(&b_host).expect("upload B");
+        let cols = sample_cols(n);
+        for m in MS {
+            let a_host = values::<T>(m * k, 2 * salt as u64 + 2 + m as u64);
+            let a = symmem::alloc_from_host(&a_host).expect("upload A");
+            let mut c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n])
+                .expect("C filled with NaN");
+            let plan = sk
+                .plan_for(&a, &b, &c, m, k, n)
+                .unwrap_or_else(|| panic!("no plan for {m}x{k}x{n} {}", T::DTYPE));
+            sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm");
+            let first = c.to_host_vec().expect("download C");
+            // Every element written (C started as NaN).
+            assert!(
+                first.iter().all(|v| v.to_f64().is_finite()),
+                "{m}x{k}x{n} {}: an element of C was not written ({})",
+                T::DTYPE,
+                plan.describe()
+            );
+            let err = rel_error(&a_host, &b_host, &first, m, k, n, &cols);
+            let bound = bound_of(T::DTYPE);
+            assert!(
+                err <= bound,
+                "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
+                T::DTYPE,
+                plan.describe()
+            );
+            for rep in 0..2 {
+                sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm again");
+                let again = c.to_host_vec().expect("download C");
+                assert!(
+                    again
+                        .iter()
+                        .zip(&first)
+                        .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                    "{m}x{k}x{n} {}: run {} differs from the first ({})",
+                    T::DTYPE,
+                    rep + 2,
+                    plan.describe()
+                );
+            }
+            lines.push(format!(
+                "{m}x{k}x{n} {}: rel error {err:.2e}, {}",
+                T::DTYPE,
+                plan.describe()
+            ));
+        }
+    }
+    lines
+}
+
+#[test]
+fn skinny_matches_the_f64_reference_for_every_dtype_m_and_decode_shape() {
+    let Some(lines) = on_gpu("skinny_matches_the_f64_reference", |ctx| {
+        let mut l = every_shape::<f32>(ctx);
+        l.extend(every_shape::<bf16>(ctx));
+        l.extend(every_shape::<f16>(ctx));
+        l
+    }) else {
+        return;
+    };
+    for l in &lines {
+        say(l);
+    }
+    assert_eq!(lines.len(), 3 * shapes().len() * MS.len());
+}
+
+#[test]
+fn unaligned_shapes_fall_back_and_bad_plans_are_errors() {
+    let Some(()) = on_gpu("unaligned_shapes_fall_back", |ctx| {
+        let sk = Skinny::new(ctx).expect("the skinny kernels load");
+        // n not a multiple of 8 bf16 elements (rows not 16-byte aligned): no plan.
+        let (m, k, n) = (4, 64, 4100);
+        let a = symmem::alloc_zeroed::<bf16>(m * k).unwrap();
+        let b = symmem::alloc_zeroed::<bf16>(k * n).unwrap();
+        let c = symmem::alloc_zeroed::<bf16>(m * n).unwrap();
+        assert!(sk.plan_for(&a, &b, &c, m, k, n).is_none());
+        assert!(sk.plan_for(&a, &b, &c, 65, k, n).is_none());
+        // A plan for another shape, or one changed by hand, is refused before any launch.
+        let plan = skinny::plan(m, k, 4096, DType::BF16, sk.sm_count()).unwrap();
+        let mut c2 = symmem::alloc_zeroed::<bf16>(m * 4096).unwrap();
+        let b2 = symmem::alloc_zeroed::<bf16>(k * 4096).unwrap();
+        let short = symmem::alloc_zeroed::<bf16>(m * k - 1).unwrap();
+        assert!(sk.gemm(&plan, &short, &b2, &mut c2).is_err());
+        let mut c_small = symmem::alloc_zeroed::<bf16>(m * 4096 - 8).unwrap();
+        assert!(sk.gemm(&plan, &a, &b2, &mut c_small).is_err());
+        let mut tampered = plan.clone();
+        tampered.splits += 1;
+        assert!(sk.gemm(&tampered, &a, &b2, &mut c2).is_err());
+        let mut tampered = plan.clone();
+        tampered.k_tile *= 64;
+        assert!(sk.gemm(&tampered, &a, &b2, &mut c2).is_err());
+        // The plan of another dtype.
+        let a16 = symmem::alloc_zeroed::<f16>(m * k).unwrap();
+        let b16 = symmem::alloc_zeroed::<f16>(k * 4096).unwrap();
+        let mut c16 = symmem::alloc_zeroed::<f16>(m * 4096).unwrap();
+        assert!(sk.gemm(&plan, &a16, &b16, &mut c16).is_err());
+        // The real plan runs.
+        sk.gemm(&plan, &a, &b2, &mut c2).expect("the plan runs");
+        symmem::synchronize().unwrap();
+    }) else {
+        return;
+    };
+}
+
+/// `--gemm skinny` and `--gemm auto` through the example's kernels: the guard passes, the
+/// choice is recorded with its weight bandwidth, and the output matches cuBLAS's.
+#[test]
+fn gemm_modes_choose_and_record_the_skinny_kernel() {
+    let Some(records) = on_gpu("gemm_modes_choose_and_record", |ctx| {
+        let mut out = Vec::new();
+        for mode in [GemmMode::Skinny, GemmMode::Auto, GemmMode::Cublas] {
+            let kernels = CudaKernels::new(ctx, mode).expect("kernels");
+            for (m, k, n) in [(1, 4096, 28672), (8, 14336, 4096), (64, 4096, 28672)] {
+                let a_host = values::<bf16>(m * k, 11);
+                let b_host = values::<bf16>(k * n, 12);
+                let a: Buffer<bf16> = symmem::alloc_from_host(&a_host).unwrap();
+                let b: Buffer<bf16> = symmem::alloc_from_host(&b_host).unwrap();
+                let mut c = symmem::alloc_zeroed::<bf16>(m * n).unwrap();
+                Kernels::<bf16>::gemm(&kernels, &a, &b, &mut c, m, k, n).expect("tuned gemm");
+                Kernels::<bf16>::gemm(&kernels, &a, &b, &mut c, m, k, n).expect("chosen gemm");
+                let got = c.to_host_vec().unwrap();
+                let err = rel_error(&a_host, &b_host, &got, m, k, n, &sample_cols(n));
+                assert!(
+                    err <= Dtype::Bf16.bound(),
+                    "{mode:?} {m}x{k}x{n}: {err:.3e}"
+                );
+            }
+            out.push((mode, Kernels::<bf16>::gemm_choices(&kernels)));
+        }
+        out
+    }) else {
+        return;
+    };
+    for (mode, choices) in &records {
+        for c in choices {
+            say(&format!("{mode:?}: {}", tp_mlp::report::describe_choice(c)));
+        }
+        match mode {
+            GemmMode::Cublas => assert!(choices.is_empty()),
+            GemmMode::Skinny => {
+                assert_eq!(choices.len(), 3);
+                for c in choices {
+                    assert_eq!(c.skinny.as_deref(), Some("chosen"), "{c:?}");
+                    assert!(c.chosen.starts_with("skinny"), "{c:?}");
+                    assert!(c.skinny_rel_error.unwrap() <= skinny::guard_bound(DType::BF16));
+                    assert!(c.weight_gbps.unwrap() > 0.0);
+                }
+            }
+            _ => {
+                assert_eq!(choices.len(), 3);
+                for c in choices {
+                    let note = c.skinny.as_deref().unwrap_or_default();
+                    assert!(note == "chosen" || note == "slower", "{c:?}");
+                    assert!(c.best_us.unwrap() <= c.gemm_ex_us.unwrap() * 1.05, "{c:?}");
+                }
+            }
+        }
+    }
+}
