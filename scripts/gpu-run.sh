@@ -5,7 +5,11 @@
 # (x86-64, older glibc than the GPU machine), strips them and copies them into the git-ignored
 # folder `.device-bin/`, together with `run-on-device.sh`. Then, with the device tool:
 #
-#     run(command="bash .device-bin/run-on-device.sh", carry=[".device-bin"], timeout_s=600)
+#     run(command="bash .device-bin/run-on-device.sh tests", carry=[".device-bin"], timeout_s=600)
+#     run(command="bash .device-bin/run-on-device.sh example", carry=[".device-bin"], timeout_s=600)
+#
+# (the second right after the first, while the machine is warm; with no phase, everything runs in
+# one call under a shorter time budget per step).
 #
 # `run-on-device.sh` sets NCCL_NVLS_ENABLE=0 and the library path of the pip NCCL package,
 # prints the machine (nvidia-smi, NCCL version), runs the GPU suite with SYMMEM_REQUIRE_GPU=1
@@ -120,8 +124,14 @@ fi
 
 cat >"$stage/run-on-device.sh" <<'DEVICE'
 #!/usr/bin/env bash
-# Runs on the GPU machine from the repository root: bash .device-bin/run-on-device.sh
+# Runs on the GPU machine from the repository root: bash .device-bin/run-on-device.sh [PHASE]
+# PHASE: all (default), tests (the GPU suite, candle's CUDA test, the skinny GEMM test, the
+# benches) or example (tp_mlp at every --gemm mode next to the PyTorch twin, then the other
+# integration tests). One call of the device tool is at most 10 minutes: run `tests`, then
+# `example` on the same warm machine, each within about 9 minutes.
 set -uo pipefail
+phase="${1:-all}"
+want() { [ "$phase" = all ] || [ "$phase" = "$1" ]; }
 staged="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="${OUT:-/tmp/symmem-out}"
 # Unpack the xz-compressed binaries (xz, or Python's lzma where xz is missing).
@@ -139,7 +149,8 @@ for f in $(cd "$staged" && find . -name '*.xz'); do
 done
 mkdir -p "$out"
 start=$(date +%s)
-left() { echo $(( 470 - ($(date +%s) - start) )); }   # seconds left of a ~8 minute budget
+budget=${SYMMEM_DEVICE_BUDGET:-$([ "$phase" = all ] && echo 470 || echo 530)}
+left() { echo $(( budget - ($(date +%s) - start) )); }   # seconds left of the phase's budget
 step() { # seconds log-file command...
   local t=$1 log=$2; shift 2
   local l; l=$(left)
@@ -182,12 +193,19 @@ env_log="$out/gpu-tests.log"   # the machine first, then the GPU suite (few file
 } >"$env_log" 2>&1
 cat "$env_log"
 
+if want tests; then
 # 1. The GPU suite (a missing GPU fails it).
 step 240 "$out/gpu-tests.log" "$bin/tests/gpu" --test-threads=1
 
 # 1b. symmem-candle's CUDA path (candle CUDA tensors, the all-reduce op, the TP MLP).
 if [ -x "$bin/tests/candle-cuda" ]; then
   step 120 "$out/gpu-tests.log" "$bin/tests/candle-cuda" --test-threads=1
+fi
+
+# 1c. The example's skinny decode GEMM kernels against an f64 reference (every dtype, token
+#     count and decode shape), bit-identical reruns, fallbacks.
+if [ -x "$bin/tests/skinny_gpu" ]; then
+  step 180 "$out/gpu-tests.log" "$bin/tests/skinny_gpu" --test-threads=1
 fi
 
 # 2. The CUDA bench.
@@ -238,14 +256,24 @@ if [ -x "$bin/bench/candle_cuda" ]; then
   step 120 "$out/candle-bench.log" "$bin/bench/candle_cuda"
 fi
 
-# 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the issue's targets).
+fi # tests
+
+if want example; then
+# 3. The example: a quick small run, then Llama-3-8B MLP sizes in bf16 (the issue's targets) with
+#    --gemm auto (the skinny kernels timed against cuBLASLt), then each GEMM mode alone.
 if [ -x "$bin/examples/tp_mlp" ]; then
   step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --graph
   step 180 "$out/example-llama.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
     --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
-  # The same with cuBLAS's default GEMMs only (what --gemm auto's tuning is compared with).
-  step 120 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
-    --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5 --gemm cublas
+  for mode in skinny lt cublas; do
+    step 120 "$out/example-gemm-$mode.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+      --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5 --gemm "$mode"
+  done
+  # The skinny kernels' other storage types, end to end against the f64 reference.
+  step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+    --dtype f16 --graph --tokens 1,8,33,64 --gemm skinny
+  step 60 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+    --dtype f32 --graph --tokens 1,8 --gemm skinny
   if [ "$ngpu" -ge 2 ]; then
     step 180 "$out/example-other.log" "$bin/examples/tp_mlp" --backend cuda --tp "$ngpu" \
       --preset llama3-8b --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
@@ -254,7 +282,7 @@ fi
 
 # 4. Python side-by-side benches (PyTorch is the python3 there): the window/pool contexts,
 #    and the PyTorch twin of the MLP (same sizes, dtype, seed and iterations as step 3).
-[ -f benches/py/window_bench.py ] && step 90 "$out/py-bench.log" python3 benches/py/window_bench.py
+[ "$phase" = all ] && [ -f benches/py/window_bench.py ] && step 90 "$out/py-bench.log" python3 benches/py/window_bench.py
 if [ -f benches/py/tp_mlp_torch.py ]; then
   step 150 "$out/py-mlp.log" python3 benches/py/tp_mlp_torch.py --dtype bf16 \
     --tokens 1,8,32,64,4096 --iters 50 --warmup 5
@@ -268,9 +296,11 @@ for t in "$bin"/tests/*; do
   name=$(basename "$t")
   # (ui, module_graph, drift, doc_sync and public_paths read the sources, features and candle_cuda run cargo: not here)
   # (docs and msrv run cargo too; candle-cuda ran in step 1b)
-  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths|features|candle_cuda|candle-cuda|docs|msrv) continue ;; esac
+  # (skinny_gpu ran in step 1c; skinny_nvrtc downloads NVRTC's wheel, and this machine is offline)
+  case "$name" in gpu|ui|trybuild*|compile*|module_graph|drift|doc_sync|public_paths|features|candle_cuda|candle-cuda|docs|msrv|skinny_gpu|skinny_nvrtc) continue ;; esac
   step 60 "$out/other-tests.log" "$t"
 done
+fi # example
 
 echo "== done in $(( $(date +%s) - start ))s; logs in $out:"; ls -l "$out"
 DEVICE
