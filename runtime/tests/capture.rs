@@ -196,7 +196,10 @@ fn capture_time_symmetric_allocation_beyond_the_reserve() {
                 assert_eq!(reserve, 6 * MIB);
                 let msg = e.to_string();
                 assert!(msg.contains("reserve_symmetric(6291456)"), "{msg}");
-                assert!(msg.contains("cannot allocate 3.00 MiB (3145728 bytes)"), "{msg}");
+                assert!(
+                    msg.contains("cannot allocate 3.00 MiB (3145728 bytes)"),
+                    "{msg}"
+                );
                 reserve
             }
             other => panic!("expected CaptureReserveExceeded, got {other:?}"),
