@@ -128,7 +128,8 @@ cat >"$stage/run-on-device.sh" <<'DEVICE'
 # PHASE: all (default), tests (the GPU suite, candle's CUDA test, the skinny GEMM test, the
 # benches) or example (tp_mlp at every --gemm mode next to the PyTorch twin, then the other
 # integration tests). One call of the device tool is at most 10 minutes: run `tests`, then
-# `example` on the same warm machine, each within about 9 minutes.
+# `example` on the same warm machine, each within about 9 minutes. `skinny` runs only the
+# skinny GEMM test and tp_mlp at Llama sizes with --gemm auto and skinny (about 2 minutes).
 set -uo pipefail
 phase="${1:-all}"
 want() { [ "$phase" = all ] || [ "$phase" = "$1" ]; }
@@ -207,6 +208,17 @@ fi
 if [ -x "$bin/tests/skinny_gpu" ]; then
   step 180 "$out/gpu-tests.log" "$bin/tests/skinny_gpu" --test-threads=1
 fi
+fi # tests
+
+if [ "$phase" = skinny ]; then
+  [ -x "$bin/tests/skinny_gpu" ] && step 180 "$out/gpu-tests.log" "$bin/tests/skinny_gpu" --test-threads=1
+  for mode in auto skinny; do
+    step 120 "$out/example-gemm-$mode.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+      --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5 --gemm "$mode"
+  done
+fi
+
+if want tests; then
 
 # 2. The CUDA bench.
 if [ -x "$bin/bench/cuda_bench" ] && [ -x "$bin/bench/cuda_bench_base" ]; then
