@@ -1,7 +1,9 @@
 //! The skinny GEMM kernels on a GPU: for f32, bf16 and f16 storage, every `m` in
 //! {1, 2, 3, 7, 8, 16, 31, 32, 33, 64} and the decode shapes of Llama 3 8B's MLP at tp 1 and 2
 //! (gate-up `4096 x 2 ffn/tp`, down `ffn/tp x 4096`), plus small odd shapes, the output equals
-//! an f64 host reference within the example's bound, repeated runs are bit-identical, shapes the
+//! an f64 host reference within the example's bound, repeated runs are bit-identical (split-K
+//! plans over 50 calls in a row, interleaved, which exercises the reset of the one-launch
+//! split-K's arrival counters), shapes the
 //! plan refuses fall back (no launch), and bad plans or buffers are errors, not launches. One
 //! test runs the selection of `--gemm skinny` and `--gemm auto` end to end through
 //! [`CudaKernels`] (guard, timing, the `gemm_choice` record).
@@ -291,4 +293,88 @@ fn gemm_modes_choose_and_record_the_skinny_kernel() {
             }
         }
     }
+}
+
+/// Split-K plans run 50 times in a row, two of them interleaved (they share the workspace's
+/// arrival counters, which the last block of every column block sets back to zero): every
+/// output is bit-identical to the first and within the bound of the f64 reference. A counter
+/// left non-zero by a call would make the next call's blocks miss (or repeat) the fix-up.
+fn split_k_repeats<T: Element>(ctx: &RankContext) -> Vec<String> {
+    let sk = Skinny::new(ctx).expect("the skinny kernels load");
+    // (m, k, n): the down projection at tp 1 and 2, and an odd one with a partial column block.
+    let cases = [(1, 14336, 4096), (8, 7168, 4096), (3, 2100, 264)];
+    let mut runs = Vec::new();
+    for (i, &(m, k, n)) in cases.iter().enumerate() {
+        let a_host = values::<T>(m * k, 101 + i as u64);
+        let b_host = values::<T>(k * n, 201 + i as u64);
+        let a = symmem::alloc_from_host(&a_host).expect("upload A");
+        let b = symmem::alloc_from_host(&b_host).expect("upload B");
+        let c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n]).expect("C");
+        let plan = sk
+            .plan_for(&a, &b, &c, m, k, n)
+            .unwrap_or_else(|| panic!("no plan for {m}x{k}x{n} {}", T::DTYPE));
+        assert!(
+            plan.splits > 1,
+            "{m}x{k}x{n} is not split-K: {}",
+            plan.describe()
+        );
+        runs.push((plan, a_host, b_host, a, b, c, None::<Vec<T>>));
+    }
+    for rep in 0..50 {
+        for (plan, a_host, b_host, a, b, c, first) in runs.iter_mut() {
+            let (m, k, n) = (plan.m, plan.k, plan.n);
+            sk.gemm(plan, a, b, c).expect("split-K gemm");
+            let got = c.to_host_vec().expect("download C");
+            match first {
+                None => {
+                    let err = rel_error(a_host, b_host, &got, m, k, n, &sample_cols(n));
+                    let bound = bound_of(T::DTYPE);
+                    assert!(
+                        err <= bound,
+                        "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
+                        T::DTYPE,
+                        plan.describe()
+                    );
+                    *first = Some(got);
+                }
+                Some(f) => assert!(
+                    got.iter()
+                        .zip(f.iter())
+                        .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                    "{m}x{k}x{n} {}: call {} differs from the first ({})",
+                    T::DTYPE,
+                    rep + 1,
+                    plan.describe()
+                ),
+            }
+        }
+    }
+    runs.iter()
+        .map(|(plan, ..)| {
+            format!(
+                "{}x{}x{} {}: 50 split-K calls bit-identical, {}",
+                plan.m,
+                plan.k,
+                plan.n,
+                T::DTYPE,
+                plan.describe()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn split_k_is_bit_identical_over_50_calls_in_a_row() {
+    let Some(lines) = on_gpu("split_k_is_bit_identical_over_50_calls", |ctx| {
+        let mut l = split_k_repeats::<f32>(ctx);
+        l.extend(split_k_repeats::<bf16>(ctx));
+        l.extend(split_k_repeats::<f16>(ctx));
+        l
+    }) else {
+        return;
+    };
+    for l in &lines {
+        say(l);
+    }
+    assert_eq!(lines.len(), 9);
 }

@@ -186,7 +186,7 @@ fn the_estimate_counts_the_shards_and_the_backend() {
     assert_eq!(cuda.weights_per_rank, host.weights_per_rank);
     assert_eq!(
         cuda.fixed_per_rank,
-        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + 16 * MIB + CUDA_RESERVE
+        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + 16 * MIB + 64 * 1024 + CUDA_RESERVE
     );
     // The skinny kernels' split-K workspace is part of the fixed bytes.
     assert_eq!(
