@@ -13,9 +13,12 @@
 //!   or 8. A block covers `32 / G` column groups.
 //! * The block's split (a `chunk` of K rows) is walked in shared-memory tiles of `kt` rows of
 //!   `A` (stored as f32). In a tile, the warps take groups of `G` consecutive rows of `B` in
-//!   turn; lane `(c, g)` loads row `g` of the group for column group `c` (4 loads in flight per
-//!   lane) and the `G` lanes of a column group exchange them by warp shuffles, so each weight
-//!   element is loaded once and used for every row of `A`.
+//!   turn; lane `(c, g)` loads row `g` of the group for column group `c` (`U` loads in flight
+//!   per lane: 4, or 8 in the `_u8` kernels for `m <= 8`, which [`candidates`] offers as a
+//!   second plan for `--gemm auto` to time) and the `G` lanes of a column group exchange them
+//!   by warp shuffles, so each weight element is loaded once and used for every row of `A`.
+//!   `U` changes how many loads are batched, not the order of the additions: both kernels give
+//!   the same bits.
 //! * The 8 warps' partial sums are added in a fixed order through shared memory. With one split
 //!   the block writes `C` (16-byte stores); with several (split-K, when `n` alone gives too few
 //!   blocks, as for the down projection) each split writes f32 partials to a workspace, fences
@@ -94,6 +97,8 @@ pub struct SkinnyPlan {
     pub rows_per_lane: usize,
     /// Lanes sharing one column group (`G`: 1, 2, 4 or 8); `rows_per_lane * row_groups >= m`.
     pub row_groups: usize,
+    /// Loads of `B` in flight per lane (`U`: 4, or 8 in the second of [`candidates`]).
+    pub unroll: usize,
     /// Elements of one 16-byte load (8 for bf16 and f16, 4 for f32).
     pub vec: usize,
     /// Columns of `C` one block covers: `32 / row_groups * vec`.
@@ -134,8 +139,21 @@ fn dtype_tag(dtype: DType) -> Option<&'static str> {
     }
 }
 
-/// The `(MT, G)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group.
-pub const VARIANTS: [(usize, usize); 7] = [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4), (8, 8)];
+/// The `(MT, G, U)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group,
+/// `U` loads of `B` in flight per lane (4, and 8 for the `G = 1` variants, `m <= 8`).
+pub const VARIANTS: [(usize, usize, usize); 11] = [
+    (1, 1, 4),
+    (2, 1, 4),
+    (4, 1, 4),
+    (8, 1, 4),
+    (8, 2, 4),
+    (8, 4, 4),
+    (8, 8, 4),
+    (1, 1, 8),
+    (2, 1, 8),
+    (4, 1, 8),
+    (8, 1, 8),
+];
 
 /// `(MT, G)` for `m` rows (`1..=MAX_M`).
 fn variant_of(m: usize) -> Option<(usize, usize)> {
@@ -151,9 +169,40 @@ fn variant_of(m: usize) -> Option<(usize, usize)> {
     }
 }
 
-/// Name of the GEMM kernel of `dtype` and variant `(mt, g)`.
-pub fn kernel_name(dtype: DType, mt: usize, g: usize) -> Option<String> {
-    Some(format!("skinny_{}_m{mt}_g{g}", dtype_tag(dtype)?))
+/// Name of the GEMM kernel of `dtype` and variant `(mt, g, unroll)` (`None` for a variant
+/// that is not in [`VARIANTS`]).
+pub fn kernel_name(dtype: DType, mt: usize, g: usize, unroll: usize) -> Option<String> {
+    if !VARIANTS.contains(&(mt, g, unroll)) {
+        return None;
+    }
+    let suffix = if unroll == 4 { "" } else { "_u8" };
+    Some(format!("skinny_{}_m{mt}_g{g}{suffix}", dtype_tag(dtype)?))
+}
+
+/// Whether `p` is one of the [`candidates`] for its shape on `sms` multiprocessors (without
+/// building the list).
+pub fn is_candidate(p: &SkinnyPlan, sms: usize) -> bool {
+    let Some(mut q) = plan(p.m, p.k, p.n, p.dtype, sms) else {
+        return false;
+    };
+    if p.unroll == 8 && VARIANTS.contains(&(q.rows_per_lane, q.row_groups, 8)) {
+        q.unroll = 8;
+    }
+    q == *p
+}
+
+/// The plans the kernels offer for a shape (timed against each other by `--gemm auto`):
+/// [`plan`]'s, with 4 loads in flight per lane, and for `m <= 8` the same with 8. Empty when
+/// [`plan`] gives `None`.
+pub fn candidates(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
+    let Some(p) = plan(m, k, n, dtype, sms) else {
+        return Vec::new();
+    };
+    let mut v = vec![p.clone()];
+    if VARIANTS.contains(&(p.rows_per_lane, p.row_groups, 8)) {
+        v.push(SkinnyPlan { unroll: 8, ..p });
+    }
+    v
 }
 
 /// Plan `C[m, n] = A[m, k] B[k, n]` on a device with `sms` multiprocessors, or `None` (use
@@ -216,6 +265,7 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
         dtype,
         rows_per_lane: mt,
         row_groups: g,
+        unroll: 4,
         vec,
         block_cols,
         col_blocks,
@@ -290,7 +340,8 @@ impl SkinnyPlan {
 
     /// Name of the GEMM kernel this plan launches.
     pub fn kernel_name(&self) -> String {
-        kernel_name(self.dtype, self.rows_per_lane, self.row_groups).unwrap_or_default()
+        kernel_name(self.dtype, self.rows_per_lane, self.row_groups, self.unroll)
+            .unwrap_or_default()
     }
 
     /// Bytes of `B` the product reads (the weight bytes, read once).
@@ -301,10 +352,11 @@ impl SkinnyPlan {
     /// One line for the report: the variant, grid and splits.
     pub fn describe(&self) -> String {
         format!(
-            "skinny {} (MT {}, G {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
+            "skinny {} (MT {}, G {}, U {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
             self.kernel_name(),
             self.rows_per_lane,
             self.row_groups,
+            self.unroll,
             self.col_blocks,
             self.splits,
             self.splits,
@@ -322,7 +374,6 @@ struct f16_t { unsigned short x; };
 struct u32x4 { unsigned int x, y, z, w; };
 
 #define SK_WARPS 8
-#define SK_UNROLL 4
 
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(bf16_t v) { return __uint_as_float(((unsigned int)v.x) << 16); }
@@ -417,7 +468,8 @@ __device__ __forceinline__ u32x4 pack(const float* f, const f16_t*) {
 // adds the gridDim.y partials in split order, writes C and sets the counter back to zero.
 // Lane (cg, g) = (lane / G, lane % G): columns [blockIdx.x * (32 / G) * VEC + cg * VEC, +VEC),
 // rows [g * MT, +MT) of A.
-template <typename T, int MT, int G>
+// U: loads of B in flight per lane (SK_UNROLL rows of B, a multiple of the warps apart).
+template <typename T, int MT, int G, int SK_UNROLL>
 __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
                        float* __restrict__ ws, unsigned int* __restrict__ counters, int m, int k,
                        int n, int chunk, int kt) {
@@ -559,14 +611,22 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
     if (threadIdx.x == 0) atomicExch(&counters[blockIdx.x], 0u);
 }
 
+// 4 loads in flight per lane; the _u8 kernels (G == 1 only) have 8.
 #define SK_GEMM(T, NAME, MT, G) \
 extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G( \
     const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
     int chunk, int kt) { \
-    skinny<T, MT, G>(a, b, c, ws, counters, m, k, n, chunk, kt); }
+    skinny<T, MT, G, 4>(a, b, c, ws, counters, m, k, n, chunk, kt); }
+#define SK_GEMM_U8(T, NAME, MT, G) \
+extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G##_u8( \
+    const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
+    int chunk, int kt) { \
+    skinny<T, MT, G, 8>(a, b, c, ws, counters, m, k, n, chunk, kt); }
 #define SK_ALL(T, NAME) \
     SK_GEMM(T, NAME, 1, 1) SK_GEMM(T, NAME, 2, 1) SK_GEMM(T, NAME, 4, 1) SK_GEMM(T, NAME, 8, 1) \
-    SK_GEMM(T, NAME, 8, 2) SK_GEMM(T, NAME, 8, 4) SK_GEMM(T, NAME, 8, 8)
+    SK_GEMM(T, NAME, 8, 2) SK_GEMM(T, NAME, 8, 4) SK_GEMM(T, NAME, 8, 8) \
+    SK_GEMM_U8(T, NAME, 1, 1) SK_GEMM_U8(T, NAME, 2, 1) SK_GEMM_U8(T, NAME, 4, 1) \
+    SK_GEMM_U8(T, NAME, 8, 1)
 
 SK_ALL(float, f32)
 SK_ALL(bf16_t, bf16)
@@ -577,8 +637,8 @@ SK_ALL(f16_t, f16)
 pub fn kernel_names() -> Vec<String> {
     let mut names = Vec::new();
     for d in [DType::F32, DType::BF16, DType::F16] {
-        for (mt, g) in VARIANTS {
-            names.extend(kernel_name(d, mt, g));
+        for (mt, g, u) in VARIANTS {
+            names.extend(kernel_name(d, mt, g, u));
         }
     }
     names
@@ -711,8 +771,8 @@ mod gpu {
             let mut gemm = Vec::new();
             for d in [DType::F32, DType::BF16, DType::F16] {
                 let mut row = Vec::new();
-                for (mt, g) in VARIANTS {
-                    row.push(load(kernel_name(d, mt, g).unwrap_or_default())?);
+                for (mt, g, u) in VARIANTS {
+                    row.push(load(kernel_name(d, mt, g, u).unwrap_or_default())?);
                 }
                 gemm.push(row);
             }
@@ -736,6 +796,24 @@ mod gpu {
         /// The `--gpu-architecture` the kernels were compiled for (`None`: NVRTC's default).
         pub fn arch(&self) -> Option<&'static str> {
             self.arch
+        }
+
+        /// The plans for `c = a b` on these buffers ([`super::candidates`]), or none (use
+        /// cuBLASLt): the shape is not one [`plan`] takes, or `b` or `c` is not 16-byte
+        /// aligned.
+        pub fn candidates_for<T: Element>(
+            &self,
+            a: &Buffer<T>,
+            b: &Buffer<T>,
+            c: &Buffer<T>,
+            m: usize,
+            k: usize,
+            n: usize,
+        ) -> Vec<SkinnyPlan> {
+            match self.plan_for(a, b, c, m, k, n) {
+                Some(_) => super::candidates(m, k, n, T::DTYPE, self.sms),
+                None => Vec::new(),
+            }
         }
 
         /// The plan for `c = a b` on these buffers, or `None` (use cuBLASLt): the shape is not
@@ -792,11 +870,11 @@ mod gpu {
                     T::DTYPE
                 )));
             }
-            // The plan must be one `plan` gives for this shape (a hand-made plan could index
-            // past the buffers).
-            if super::plan(m, k, n, plan.dtype, self.sms).as_ref() != Some(plan) {
+            // The plan must be one of those `candidates` gives for this shape (a hand-made
+            // plan could index past the buffers).
+            if !super::is_candidate(plan, self.sms) {
                 return Err(bad(format!(
-                    "the plan for {m} x {k} x {n} is not the one plan() gives on this device"
+                    "the plan for {m} x {k} x {n} is not one that candidates() gives on this device"
                 )));
             }
             if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
@@ -823,7 +901,7 @@ mod gpu {
             let d = dtype_index(plan.dtype).ok_or_else(|| bad("unsupported dtype".into()))?;
             let v = VARIANTS
                 .iter()
-                .position(|&x| x == (plan.rows_per_lane, plan.row_groups))
+                .position(|&x| x == (plan.rows_per_lane, plan.row_groups, plan.unroll))
                 .ok_or_else(|| bad("unknown kernel variant".into()))?;
             let (gx, gy) = plan.grid();
             let cfg = LaunchConfig {
@@ -995,7 +1073,7 @@ mod tests {
         order: &[(usize, usize)],
         counters: &mut [u32],
     ) -> Vec<f32> {
-        const UNROLL: usize = 4;
+        let unroll = p.unroll;
         let (m, k, n) = (p.m, p.k, p.n);
         let (mt, g_n, vec, kt) = (p.rows_per_lane, p.row_groups, p.vec, p.k_tile);
         let mp = mt * g_n;
@@ -1025,7 +1103,7 @@ mod tests {
                     let mut q0 = warp;
                     while q0 < groups {
                         // wv[lane][u]
-                        let mut wv = vec![vec![vec![0.0f32; vec]; UNROLL]; 32];
+                        let mut wv = vec![vec![vec![0.0f32; vec]; unroll]; 32];
                         for (lane, wl) in wv.iter_mut().enumerate() {
                             let (cg, g) = (lane / g_n, lane % g_n);
                             let col = bx * p.block_cols + cg * vec;
@@ -1037,7 +1115,7 @@ mod tests {
                                 }
                             }
                         }
-                        for u in 0..UNROLL {
+                        for u in 0..unroll {
                             let q = q0 + u * WARPS;
                             if q >= groups {
                                 break;
@@ -1057,7 +1135,7 @@ mod tests {
                                 }
                             }
                         }
-                        q0 += WARPS * UNROLL;
+                        q0 += WARPS * unroll;
                     }
                 }
                 kb += kt;
@@ -1176,6 +1254,16 @@ mod tests {
                     .all(|(x, y)| x.to_bits() == y.to_bits()),
                 "the block order changed the result: {p:?}"
             );
+            // The 8-loads variant adds in the same order: the same bits.
+            for q in candidates(m, k, n, DType::F32, sms).into_iter().skip(1) {
+                assert_eq!((q.unroll, q.row_groups), (8, 1), "{q:?}");
+                order.reverse();
+                let u8 = simulate(&q, &a, &b, &order, &mut counters);
+                assert!(
+                    c.iter().zip(&u8).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "the 8-loads variant changed the result: {q:?}"
+                );
+            }
             for r in 0..m {
                 for col in 0..n {
                     let exact: f64 = (0..k)
@@ -1297,19 +1385,42 @@ mod tests {
     fn kernel_names_cover_every_variant() {
         let names = kernel_names();
         assert_eq!(names.len(), 3 * VARIANTS.len());
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
         for m in 1..=MAX_M {
             let (mt, g) = variant_of(m).unwrap();
             assert!(mt * g >= m);
             for d in DTYPES {
-                let name = kernel_name(d, mt, g).unwrap();
-                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G"));
+                let c = candidates(m, 4096, 4096, d, 132);
+                assert_eq!(c.len(), if m <= 8 { 2 } else { 1 }, "m {m}");
+                assert_eq!(c[0], plan(m, 4096, 4096, d, 132).unwrap());
+                for p in &c {
+                    check_plan(p, 132);
+                    assert!(is_candidate(p, 132));
+                }
+                let mut odd = c[0].clone();
+                odd.unroll = 8;
+                assert_eq!(is_candidate(&odd, 132), m <= 8);
+                odd.unroll = 16;
+                assert!(!is_candidate(&odd, 132));
+                let name = kernel_name(d, mt, g, 4).unwrap();
+                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G("));
                 assert!(names.contains(&name));
+                if g == 1 {
+                    assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G##_u8("));
+                    assert!(names.contains(&kernel_name(d, mt, g, 8).unwrap()));
+                } else {
+                    assert_eq!(kernel_name(d, mt, g, 8), None);
+                }
             }
         }
-        for (mt, g) in VARIANTS {
+        for (mt, g, u) in VARIANTS {
+            let mac = if u == 4 { "SK_GEMM" } else { "SK_GEMM_U8" };
             assert!(
-                SOURCE.contains(&format!("SK_GEMM(T, NAME, {mt}, {g})")),
-                "variant ({mt}, {g}) missing from SOURCE"
+                SOURCE.contains(&format!("{mac}(T, NAME, {mt}, {g})")),
+                "variant ({mt}, {g}, {u}) missing from SOURCE"
             );
         }
     }
