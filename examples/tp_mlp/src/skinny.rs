@@ -938,8 +938,10 @@ mod gpu {
                 .arg(&ci)
                 .arg(&ti);
             // SAFETY: the lengths of a, b and c were checked against m k, k n and m n above, the
-            // plan is the one `plan` computes for this shape and device (so its grid, chunk,
-            // tile and shared size are within the bounds the kernel assumes: the kernel reads
+            // plan is one of those `candidates` gives for this shape and device (`plan`'s, or
+            // the same with 8 loads in flight, which batches the same in-bounds loads
+            // differently), so its grid, chunk, tile and shared size are within the bounds the
+            // kernel (the one of `VARIANTS` at the plan's position) assumes: the kernel reads
             // rows below min(k, split end) and columns below n only, writes rows below m and
             // columns below n of c). With several splits the kernel also touches the workspace:
             // `splits * m * n` floats of partials from byte COUNTER_BYTES on (so
@@ -949,7 +951,10 @@ mod gpu {
             // stay below the partials). The counters are zero before the launch: the workspace
             // was zeroed at allocation on this stream, and every split-K launch ends with each
             // counter it used set back to zero by the last block of its column; launches on
-            // this one stream do not overlap, so no two calls share the counters at once. b and
+            // this one stream do not overlap, so no two calls share the counters at once. (The
+            // counters' values decide which block adds the partials, never an address: a counter
+            // left non-zero by an aborted kernel would give a wrong sum, not an access outside
+            // the workspace or c.) b and
             // c are 16-byte aligned and n is a multiple of 16 bytes of elements (so every
             // 16-byte access is aligned; the partials start 16-byte aligned too), all on this
             // rank's GPU and stream; the arguments match the kernel's signature (3 pointers of
