@@ -5,15 +5,17 @@
 //! against 4096 x 28672 and 14336 x 4096 weights) leaves bandwidth unused. For every distinct
 //! `(m, k, n, dtype)` the first *eager* call asks cuBLASLt's heuristic for up to
 //! `CANDIDATES` (16) algorithms, times each on the rank's stream with the real operands (and the
-//! plain `cublasGemmEx` path as one more candidate, and the skinny kernel where its plan applies),
+//! plain `cublasGemmEx` path as one more candidate, and the skinny kernels where their plan
+//! applies: one, or for `m <= 8` two, with 4 and 8 weight loads in flight per lane),
 //! and keeps the fastest; later calls, and calls recorded into a CUDA graph, use that choice, so
 //! eager and replay run the same kernel (bit-equal results). Nothing is tuned while capturing
 //! (timing needs synchronisation); a shape first met during capture uses `cublasGemmEx`.
 //!
-//! The skinny candidate is guarded: before it is timed, its output on the tuning call's operands
-//! is compared with `cublasGemmEx`'s ([`crate::skinny::guard_bound`]); one that disagrees is
-//! rejected (and recorded as such in the `gemm_choice` record), or with `--gemm skinny` is an
-//! error. Never a silent wrong result.
+//! Each skinny candidate is guarded: before it is timed, its output on the tuning call's
+//! operands is compared with `cublasGemmEx`'s ([`crate::skinny::guard_bound`]); one that
+//! disagrees is rejected (and recorded as such in the `gemm_choice` record), or with
+//! `--gemm skinny` is an error. Never a silent wrong result. The fastest skinny kernel that
+//! passes is the one weighed against cuBLAS; the record lists every one tried with its time.
 //!
 //! Descriptors are created once per shape and freed with the plan. The workspaces are allocated
 //! once up front, outside any capture.
@@ -293,8 +295,10 @@ impl LtGemm {
                 check("cublasLtMatmul", st)
             }
             Choice::Skinny(plan) => match skinny {
+                // (The shape is the table's key; `plan_for` checks the alignment, `gemm` that
+                // `plan` is one of the shape's candidates.)
                 SkinnyRole::Candidate(s) | SkinnyRole::Forced(s)
-                    if s.plan_for(a, b, c, m, k, n).as_ref() == Some(plan) =>
+                    if s.plan_for(a, b, c, m, k, n).is_some() =>
                 {
                     s.gemm(plan, a, b, c)
                 }
@@ -333,7 +337,8 @@ impl LtGemm {
         };
         let gemm_ex_us = time(&mut || gemm_ex(a, b, c))?;
 
-        // The skinny candidate: its plan, its guard against cublasGemmEx, its time.
+        // The skinny candidates: their plans, their guard against cublasGemmEx, their times;
+        // the fastest that passes is the skinny candidate.
         let (skinny_kernels, forced) = match skinny {
             SkinnyRole::Off => (None, false),
             SkinnyRole::Candidate(s) => (Some(s), false),
@@ -343,58 +348,70 @@ impl LtGemm {
         let mut skinny_us: Option<f64> = None;
         let mut skinny_err: Option<f64> = None;
         let mut skinny_plan: Option<SkinnyPlan> = None;
+        // Each skinny kernel tried (4 and, for m <= 8, 8 loads in flight), with its outcome.
+        let mut tried: Vec<String> = Vec::new();
         if let Some(s) = skinny_kernels {
-            match s.plan_for(a, b, c, m, k, n) {
-                None => {
-                    skinny_note = Some(format!(
-                        "not applicable: {}",
-                        skinny::why_not(m, k, n, T::DTYPE, s.sm_count())
-                    ));
-                }
-                Some(plan) => {
-                    gemm_ex(a, b, c)?;
-                    let want = c.to_host_vec()?;
-                    s.gemm(&plan, a, b, c)?;
-                    let got = c.to_host_vec()?;
-                    let bound = skinny::guard_bound(T::DTYPE);
-                    let verdict = match agreement(&got, &want) {
-                        Ok(e) if e <= bound => {
-                            skinny_err = Some(e);
-                            Ok(())
-                        }
-                        Ok(e) => {
-                            skinny_err = Some(e);
-                            Err(format!(
-                                "relative error {e:.3e} against cublasGemmEx, above the bound {bound:.1e}"
-                            ))
-                        }
-                        Err(why) => Err(why),
-                    };
-                    match verdict {
-                        Ok(()) => {
-                            skinny_us = Some(time(&mut || s.gemm(&plan, a, b, c))?);
+            let plans = s.candidates_for(a, b, c, m, k, n);
+            let want = if plans.is_empty() {
+                skinny_note = Some(format!(
+                    "not applicable: {}",
+                    skinny::why_not(m, k, n, T::DTYPE, s.sm_count())
+                ));
+                Vec::new()
+            } else {
+                gemm_ex(a, b, c)?;
+                c.to_host_vec()?
+            };
+            for plan in plans {
+                s.gemm(&plan, a, b, c)?;
+                let got = c.to_host_vec()?;
+                let bound = skinny::guard_bound(T::DTYPE);
+                let (err, verdict) = match agreement(&got, &want) {
+                    Ok(e) if e <= bound => (Some(e), Ok(())),
+                    Ok(e) => (
+                        Some(e),
+                        Err(format!(
+                            "relative error {e:.3e} against cublasGemmEx, above the bound {bound:.1e}"
+                        )),
+                    ),
+                    Err(why) => (None, Err(why)),
+                };
+                match verdict {
+                    Ok(()) => {
+                        let us = time(&mut || s.gemm(&plan, a, b, c))?;
+                        tried.push(format!("{} {us:.1} us", plan.kernel_name()));
+                        if skinny_us.is_none_or(|best| us < best) {
+                            skinny_us = Some(us);
+                            skinny_err = err;
                             skinny_plan = Some(plan);
                         }
-                        Err(why) => {
-                            if forced {
-                                return Err(Error::InvalidArgument {
-                                    op: "skinny gemm",
-                                    detail: format!(
-                                        "--gemm skinny: the skinny kernel's output for [{m} x {k}] x [{k} x {n}] {} disagrees with cuBLAS's ({why}); this is a bug of the example, run with --gemm lt meanwhile",
-                                        T::DTYPE
-                                    ),
-                                });
-                            }
-                            eprintln!(
-                                "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: skinny kernel REJECTED: {why}",
-                                T::DTYPE
-                            );
+                    }
+                    Err(why) => {
+                        if forced {
+                            return Err(Error::InvalidArgument {
+                                op: "skinny gemm",
+                                detail: format!(
+                                    "--gemm skinny: the skinny kernel {}'s output for [{m} x {k}] x [{k} x {n}] {} disagrees with cuBLAS's ({why}); this is a bug of the example, run with --gemm lt meanwhile",
+                                    plan.kernel_name(),
+                                    T::DTYPE
+                                ),
+                            });
+                        }
+                        eprintln!(
+                            "tp_mlp: gemm [{m} x {k}] x [{k} x {n}] {}: skinny kernel {} REJECTED: {why}",
+                            T::DTYPE,
+                            plan.kernel_name()
+                        );
+                        tried.push(format!("{} rejected", plan.kernel_name()));
+                        if skinny_plan.is_none() {
+                            skinny_err = skinny_err.or(err);
                             skinny_note = Some(format!("rejected: {why}"));
                         }
                     }
                 }
             }
         }
+        let skinny_candidates = (!tried.is_empty()).then(|| tried.join(", "));
 
         let mut best: (f64, Option<usize>) = (gemm_ex_us, None);
         let mut found: i32 = 0;
@@ -514,6 +531,7 @@ impl LtGemm {
                 skinny: skinny_note,
                 skinny_us: skinny_us.and_then(finite),
                 skinny_rel_error: skinny_err.and_then(finite),
+                skinny_candidates,
                 weight_gbps: finite(weight_gbps),
                 weight_fraction_of_copy: None,
             };

@@ -29,7 +29,7 @@ pub const MIB: u64 = 1 << 20;
 pub const CUDA_RESERVE: u64 = GIB;
 
 /// Device bytes per CUDA rank of the cuBLAS and cuBLASLt workspaces (32 MiB each) and the
-/// skinny kernels' split-K workspace ([`crate::skinny::WORKSPACE_BYTES`], 16 MiB).
+/// skinny kernels' split-K workspace ([`crate::skinny::WORKSPACE_BYTES`], 16 MiB and 64 KiB).
 pub const CUDA_WORKSPACES: u64 = 64 * MIB + crate::skinny::WORKSPACE_BYTES as u64;
 
 /// `bytes` for people: `812 B`, `3.5 KiB`, `64.0 MiB`, `1.50 GiB`, `2794.2 GiB`.

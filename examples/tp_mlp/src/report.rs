@@ -82,6 +82,10 @@ pub fn describe_choice(c: &GemmChoice) -> String {
         (Some(note), None) => format!("; skinny: {note}"),
         (None, _) => String::new(),
     };
+    let skinny = match &c.skinny_candidates {
+        Some(tried) => format!("{skinny}; skinny kernels tried: {tried}"),
+        None => skinny,
+    };
     format!(
         "[{m} x {k}] x [{k} x {n}] {}: {}, {} us, weights {} GB/s = {} of the copy rate (cublasGemmEx {} us{skinny})",
         c.dtype,

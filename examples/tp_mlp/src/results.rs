@@ -83,6 +83,10 @@ pub struct GemmChoice {
     pub skinny_us: Option<f64>,
     /// `||skinny - cuBLAS|| / ||cuBLAS||` on the tuning call's operands (when it ran).
     pub skinny_rel_error: Option<f64>,
+    /// Every skinny kernel tried for the shape (4 loads in flight per lane, and for `m <= 8`
+    /// the `_u8` kernel with 8), with its time or `rejected`, comma-separated; the fastest that
+    /// passed the guard is the skinny candidate (`skinny_us`). `null` when none was tried.
+    pub skinny_candidates: Option<String>,
     /// Weight bytes (`k n` elements of `B`) over the chosen kernel's time, in GB/s.
     pub weight_gbps: Option<f64>,
     /// `weight_gbps` over the run's measured device copy rate (the rate of the memory floor);

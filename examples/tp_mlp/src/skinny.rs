@@ -13,29 +13,47 @@
 //!   or 8. A block covers `32 / G` column groups.
 //! * The block's split (a `chunk` of K rows) is walked in shared-memory tiles of `kt` rows of
 //!   `A` (stored as f32). In a tile, the warps take groups of `G` consecutive rows of `B` in
-//!   turn; lane `(c, g)` loads row `g` of the group for column group `c` (4 loads in flight per
-//!   lane) and the `G` lanes of a column group exchange them by warp shuffles, so each weight
-//!   element is loaded once and used for every row of `A`.
+//!   turn; lane `(c, g)` loads row `g` of the group for column group `c` (`U` loads in flight
+//!   per lane: 4, or 8 in the `_u8` kernels for `m <= 8`, which [`candidates`] offers as a
+//!   second plan for `--gemm auto` to time) and the `G` lanes of a column group exchange them
+//!   by warp shuffles, so each weight element is loaded once and used for every row of `A`.
+//!   `U` changes how many loads are batched, not the order of the additions: both kernels give
+//!   the same bits.
 //! * The 8 warps' partial sums are added in a fixed order through shared memory. With one split
 //!   the block writes `C` (16-byte stores); with several (split-K, when `n` alone gives too few
-//!   blocks, as for the down projection) each split writes f32 partials to a workspace and a
-//!   second kernel adds them in split order. No atomics: the result is the same bit for bit on
-//!   every run, eager or replayed from a graph.
+//!   blocks, as for the down projection) each split writes f32 partials to a workspace, fences
+//!   them and counts its arrival on its column block's counter (an integer `atomicAdd`); the
+//!   block that arrives last adds the partials of all splits in split order (reading them past
+//!   L1), writes `C` and sets the counter back to zero, all in the one kernel launch. No float
+//!   atomics: the result is the same bit for bit on every run, eager or replayed from a graph,
+//!   whichever block arrives last.
 //!
 //! [`plan`] (pure Rust, no GPU) picks the variant, the tiling, the split factor and the grid,
 //! or `None` when the shape is not one the kernels take (then cuBLASLt runs it). The CUDA part
 //! (`Skinny`, with the `cuda` feature) compiles the kernels for the device's compute
-//! capability, owns the workspace (allocated once, up front: nothing is allocated during graph
-//! capture) and launches a plan after checking the buffers' lengths and alignment.
+//! capability, owns the workspace (allocated and zeroed once, up front: nothing is allocated
+//! during graph capture, and the counters are zero between calls) and launches a plan after
+//! checking the buffers' lengths and alignment.
 
 use symmem::DType;
 
 /// Largest `m` (token rows) the kernels take; larger products fall back to cuBLASLt.
 pub const MAX_M: usize = 64;
 
-/// Bytes of the split-K workspace (f32 partials), allocated once per rank. A plan whose
-/// partials would not fit uses fewer splits.
-pub const WORKSPACE_BYTES: usize = 16 << 20;
+/// Bytes at the start of the split-K workspace that hold the per-column-block arrival
+/// counters (`u32`, zeroed when the workspace is allocated and set back to zero by the block
+/// that finishes each column block, so they are zero between calls).
+pub const COUNTER_BYTES: usize = 64 << 10;
+
+/// Most column blocks a split-K plan may have (one counter each).
+pub const MAX_SPLIT_COL_BLOCKS: usize = COUNTER_BYTES / 4;
+
+/// Bytes of the workspace for the f32 partials, after the counters. A plan whose partials
+/// would not fit uses fewer splits.
+pub const PARTIAL_BYTES: usize = 16 << 20;
+
+/// Bytes of the split-K workspace (counters, then partials), allocated once per rank.
+pub const WORKSPACE_BYTES: usize = COUNTER_BYTES + PARTIAL_BYTES;
 
 /// Threads per block of the GEMM kernels (8 warps).
 pub const BLOCK_THREADS: usize = 256;
@@ -79,14 +97,16 @@ pub struct SkinnyPlan {
     pub rows_per_lane: usize,
     /// Lanes sharing one column group (`G`: 1, 2, 4 or 8); `rows_per_lane * row_groups >= m`.
     pub row_groups: usize,
+    /// Loads of `B` in flight per lane (`U`: 4, or 8 in the second of [`candidates`]).
+    pub unroll: usize,
     /// Elements of one 16-byte load (8 for bf16 and f16, 4 for f32).
     pub vec: usize,
     /// Columns of `C` one block covers: `32 / row_groups * vec`.
     pub block_cols: usize,
     /// Blocks along `n` (`gridDim.x`).
     pub col_blocks: usize,
-    /// Split-K factor (`gridDim.y`): 1 writes `C` directly, more write partials to the
-    /// workspace and a second kernel adds them.
+    /// Split-K factor (`gridDim.y`): 1 writes `C` directly; with more, each split writes f32
+    /// partials to the workspace and the last block of each column block adds them.
     pub splits: usize,
     /// Rows of `B` per split, a multiple of [`K_ALIGN`]; the last split takes what is left.
     pub chunk: usize,
@@ -94,7 +114,9 @@ pub struct SkinnyPlan {
     pub k_tile: usize,
     /// Dynamic shared memory of the GEMM kernel.
     pub shared_bytes: usize,
-    /// Workspace bytes (`splits * m * n * 4`, or 0 with one split).
+    /// Workspace bytes the plan touches, from its start: [`COUNTER_BYTES`] of counters (of
+    /// which it uses the first `col_blocks`) and `splits * m * n * 4` of partials; 0 with one
+    /// split.
     pub workspace_bytes: usize,
 }
 
@@ -117,8 +139,21 @@ fn dtype_tag(dtype: DType) -> Option<&'static str> {
     }
 }
 
-/// The `(MT, G)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group.
-pub const VARIANTS: [(usize, usize); 7] = [(1, 1), (2, 1), (4, 1), (8, 1), (8, 2), (8, 4), (8, 8)];
+/// The `(MT, G, U)` kernel variants: `MT` rows of `A` per lane, `G` lanes per column group,
+/// `U` loads of `B` in flight per lane (4, and 8 for the `G = 1` variants, `m <= 8`).
+pub const VARIANTS: [(usize, usize, usize); 11] = [
+    (1, 1, 4),
+    (2, 1, 4),
+    (4, 1, 4),
+    (8, 1, 4),
+    (8, 2, 4),
+    (8, 4, 4),
+    (8, 8, 4),
+    (1, 1, 8),
+    (2, 1, 8),
+    (4, 1, 8),
+    (8, 1, 8),
+];
 
 /// `(MT, G)` for `m` rows (`1..=MAX_M`).
 fn variant_of(m: usize) -> Option<(usize, usize)> {
@@ -134,14 +169,40 @@ fn variant_of(m: usize) -> Option<(usize, usize)> {
     }
 }
 
-/// Name of the GEMM kernel of `dtype` and variant `(mt, g)`.
-pub fn kernel_name(dtype: DType, mt: usize, g: usize) -> Option<String> {
-    Some(format!("skinny_{}_m{mt}_g{g}", dtype_tag(dtype)?))
+/// Name of the GEMM kernel of `dtype` and variant `(mt, g, unroll)` (`None` for a variant
+/// that is not in [`VARIANTS`]).
+pub fn kernel_name(dtype: DType, mt: usize, g: usize, unroll: usize) -> Option<String> {
+    if !VARIANTS.contains(&(mt, g, unroll)) {
+        return None;
+    }
+    let suffix = if unroll == 4 { "" } else { "_u8" };
+    Some(format!("skinny_{}_m{mt}_g{g}{suffix}", dtype_tag(dtype)?))
 }
 
-/// Name of the split-K reduction kernel of `dtype`.
-pub fn reduce_name(dtype: DType) -> Option<String> {
-    Some(format!("skinny_reduce_{}", dtype_tag(dtype)?))
+/// Whether `p` is one of the [`candidates`] for its shape on `sms` multiprocessors (without
+/// building the list).
+pub fn is_candidate(p: &SkinnyPlan, sms: usize) -> bool {
+    let Some(mut q) = plan(p.m, p.k, p.n, p.dtype, sms) else {
+        return false;
+    };
+    if p.unroll == 8 && VARIANTS.contains(&(q.rows_per_lane, q.row_groups, 8)) {
+        q.unroll = 8;
+    }
+    q == *p
+}
+
+/// The plans the kernels offer for a shape (timed against each other by `--gemm auto`):
+/// [`plan`]'s, with 4 loads in flight per lane, and for `m <= 8` the same with 8. Empty when
+/// [`plan`] gives `None`.
+pub fn candidates(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
+    let Some(p) = plan(m, k, n, dtype, sms) else {
+        return Vec::new();
+    };
+    let mut v = vec![p.clone()];
+    if VARIANTS.contains(&(p.rows_per_lane, p.row_groups, 8)) {
+        v.push(SkinnyPlan { unroll: 8, ..p });
+    }
+    v
 }
 
 /// Plan `C[m, n] = A[m, k] B[k, n]` on a device with `sms` multiprocessors, or `None` (use
@@ -166,12 +227,14 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
     // Split K until the grid has about BLOCKS_PER_SM blocks per SM, keeping splits of at least
     // MIN_CHUNK rows and partials that fit the workspace.
     let target = sms.max(1) * BLOCKS_PER_SM;
+    // (Splitting also needs one arrival counter per column block.)
     let mut splits = target.div_ceil(col_blocks).max(1);
     splits = splits.min((k / MIN_CHUNK).max(1));
     let partial = m.checked_mul(n)?.checked_mul(4)?;
-    splits = splits
-        .min((WORKSPACE_BYTES / partial).max(1))
-        .min(MAX_GRID_Y);
+    splits = splits.min((PARTIAL_BYTES / partial).max(1)).min(MAX_GRID_Y);
+    if col_blocks > MAX_SPLIT_COL_BLOCKS {
+        splits = 1;
+    }
     let chunk = k.div_ceil(splits).next_multiple_of(K_ALIGN);
     // No empty split: the last one starts below k.
     let splits = k.div_ceil(chunk);
@@ -181,9 +244,14 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
     let x_bytes = mp * (k_tile + 1) * 4;
     let red_bytes = mt * vec * (WARPS / 2) * 32 * 4;
     let shared_bytes = x_bytes.max(red_bytes);
-    let workspace_bytes = if splits > 1 { splits * partial } else { 0 };
+    let workspace_bytes = if splits > 1 {
+        COUNTER_BYTES + splits * partial
+    } else {
+        0
+    };
     if col_blocks > MAX_GRID_X
         || splits > MAX_GRID_Y
+        || (splits > 1 && col_blocks > MAX_SPLIT_COL_BLOCKS)
         || shared_bytes > MAX_SHARED_BYTES
         || workspace_bytes > WORKSPACE_BYTES
         || mp * (k_tile + 1) > int
@@ -197,6 +265,7 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
         dtype,
         rows_per_lane: mt,
         row_groups: g,
+        unroll: 4,
         vec,
         block_cols,
         col_blocks,
@@ -271,7 +340,8 @@ impl SkinnyPlan {
 
     /// Name of the GEMM kernel this plan launches.
     pub fn kernel_name(&self) -> String {
-        kernel_name(self.dtype, self.rows_per_lane, self.row_groups).unwrap_or_default()
+        kernel_name(self.dtype, self.rows_per_lane, self.row_groups, self.unroll)
+            .unwrap_or_default()
     }
 
     /// Bytes of `B` the product reads (the weight bytes, read once).
@@ -282,10 +352,11 @@ impl SkinnyPlan {
     /// One line for the report: the variant, grid and splits.
     pub fn describe(&self) -> String {
         format!(
-            "skinny {} (MT {}, G {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
+            "skinny {} (MT {}, G {}, U {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
             self.kernel_name(),
             self.rows_per_lane,
             self.row_groups,
+            self.unroll,
             self.col_blocks,
             self.splits,
             self.splits,
@@ -295,7 +366,7 @@ impl SkinnyPlan {
     }
 }
 
-/// CUDA C source of the skinny GEMM and its split-K reduction, for `float`, bf16 and f16
+/// CUDA C source of the skinny GEMM (split-K reduction included), for `float`, bf16 and f16
 /// storage (one kernel per dtype and `(MT, G)` of [`VARIANTS`]). Needs no CUDA headers.
 pub const SOURCE: &str = r#"
 struct bf16_t { unsigned short x; };
@@ -303,7 +374,6 @@ struct f16_t { unsigned short x; };
 struct u32x4 { unsigned int x, y, z, w; };
 
 #define SK_WARPS 8
-#define SK_UNROLL 4
 
 __device__ __forceinline__ float to_f(float v) { return v; }
 __device__ __forceinline__ float to_f(bf16_t v) { return __uint_as_float(((unsigned int)v.x) << 16); }
@@ -339,6 +409,12 @@ __device__ __forceinline__ u32x4 ld16(const void* p) {
 __device__ __forceinline__ void st16(void* p, u32x4 v) {
     asm volatile("st.global.v4.u32 [%0], {%1, %2, %3, %4};"
                  :: "l"(p), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w) : "memory");
+}
+// A 4-byte load at L2 (.cg), past the non-coherent L1: for other blocks' partials.
+__device__ __forceinline__ float ldcg(const float* p) {
+    float v;
+    asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
+    return v;
 }
 __device__ __forceinline__ u32x4 zero16() { u32x4 z; z.x = 0u; z.y = 0u; z.z = 0u; z.w = 0u; return z; }
 
@@ -387,12 +463,16 @@ __device__ __forceinline__ u32x4 pack(const float* f, const f16_t*) {
 }
 
 // C[m, n] = A[m, k] B[k, n] (row-major), rows [blockIdx.y * chunk, +chunk) of B in this block.
-// gridDim.y == 1: C is written; else f32 partials go to ws[blockIdx.y][m][n].
+// gridDim.y == 1: C is written; else f32 partials go to ws[blockIdx.y][m][n] and the last
+// block of column blockIdx.x to arrive (counted in counters[blockIdx.x], zero between calls)
+// adds the gridDim.y partials in split order, writes C and sets the counter back to zero.
 // Lane (cg, g) = (lane / G, lane % G): columns [blockIdx.x * (32 / G) * VEC + cg * VEC, +VEC),
 // rows [g * MT, +MT) of A.
-template <typename T, int MT, int G>
+// U: loads of B in flight per lane (SK_UNROLL rows of B, a multiple of the warps apart).
+template <typename T, int MT, int G, int SK_UNROLL>
 __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
-                       float* __restrict__ ws, int m, int k, int n, int chunk, int kt) {
+                       float* __restrict__ ws, unsigned int* __restrict__ counters, int m, int k,
+                       int n, int chunk, int kt) {
     const int VEC = Vec<T>::N;
     const int MP = MT * G;
     const int CG = 32 / G;
@@ -477,14 +557,23 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
         }
         __syncthreads();
     }
-    if (warp != 0 || !col_ok) return;
+    if (gridDim.y == 1) {
+        if (warp != 0 || !col_ok) return;
 #pragma unroll
-    for (int i = 0; i < MT; ++i) {
-        const int row = g * MT + i;
-        if (row >= m) break;
-        if (gridDim.y == 1) {
+        for (int i = 0; i < MT; ++i) {
+            const int row = g * MT + i;
+            if (row >= m) break;
             st16(c + (long long)row * n + col, pack(acc[i], (const T*)0));
-        } else {
+        }
+        return;
+    }
+    // Split-K: this split's partial tile goes to ws[blockIdx.y][m][n]; the last block of the
+    // column block to arrive adds every split's partials in split order and writes C.
+    if (warp == 0 && col_ok) {
+#pragma unroll
+        for (int i = 0; i < MT; ++i) {
+            const int row = g * MT + i;
+            if (row >= m) break;
             float* p = ws + ((long long)blockIdx.y * m + row) * n + col;
 #pragma unroll
             for (int e = 0; e < VEC; e += 4) {
@@ -492,41 +581,65 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
             }
         }
     }
-}
-
-// c[i] = sum over s in order of ws[s][i], for the mn elements of C.
-template <typename T>
-__device__ void skinny_reduce(const float* __restrict__ ws, T* __restrict__ c, long long mn, int splits) {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < mn; i += (long long)blockDim.x * gridDim.x) {
-        float s = 0.0f;
-        for (int p = 0; p < splits; ++p) s += ws[(long long)p * mn + i];
-        from_f(s, &c[i]);
+    // The partials are visible device-wide before the counter says they are there.
+    __threadfence();
+    __syncthreads();
+    __shared__ unsigned int sk_last;
+    if (threadIdx.x == 0) {
+        const unsigned int old = atomicAdd(&counters[blockIdx.x], 1u);
+        sk_last = (old == gridDim.y - 1u) ? 1u : 0u;
     }
+    __syncthreads();
+    if (sk_last == 0u) return;
+    // Every other split fenced its partials before its increment, which this block has seen.
+    __threadfence();
+    const int bc = CG * VEC;
+    const long long col0 = (long long)blockIdx.x * bc;
+    const long long step = (long long)m * n;
+    const int splits = gridDim.y;
+    for (int idx = threadIdx.x; idx < m * bc; idx += blockDim.x) {
+        const int row = idx / bc;
+        const long long cc = col0 + (idx - row * bc);
+        if (cc >= (long long)n) continue;
+        const float* p = ws + (long long)row * n + cc;
+        float s = 0.0f;
+#pragma unroll 4
+        for (int sp = 0; sp < splits; ++sp) s += ldcg(p + sp * step);
+        from_f(s, &c[(long long)row * n + cc]);
+    }
+    // Zero again for the next call (a later kernel on the stream starts after this one ends).
+    if (threadIdx.x == 0) atomicExch(&counters[blockIdx.x], 0u);
 }
 
+// 4 loads in flight per lane; the _u8 kernels (G == 1 only) have 8.
 #define SK_GEMM(T, NAME, MT, G) \
 extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G( \
-    const T* a, const T* b, T* c, float* ws, int m, int k, int n, int chunk, int kt) { \
-    skinny<T, MT, G>(a, b, c, ws, m, k, n, chunk, kt); }
+    const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
+    int chunk, int kt) { \
+    skinny<T, MT, G, 4>(a, b, c, ws, counters, m, k, n, chunk, kt); }
+#define SK_GEMM_U8(T, NAME, MT, G) \
+extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G##_u8( \
+    const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
+    int chunk, int kt) { \
+    skinny<T, MT, G, 8>(a, b, c, ws, counters, m, k, n, chunk, kt); }
 #define SK_ALL(T, NAME) \
     SK_GEMM(T, NAME, 1, 1) SK_GEMM(T, NAME, 2, 1) SK_GEMM(T, NAME, 4, 1) SK_GEMM(T, NAME, 8, 1) \
     SK_GEMM(T, NAME, 8, 2) SK_GEMM(T, NAME, 8, 4) SK_GEMM(T, NAME, 8, 8) \
-    extern "C" __global__ void skinny_reduce_##NAME(const float* ws, T* c, long long mn, int splits) { \
-        skinny_reduce<T>(ws, c, mn, splits); }
+    SK_GEMM_U8(T, NAME, 1, 1) SK_GEMM_U8(T, NAME, 2, 1) SK_GEMM_U8(T, NAME, 4, 1) \
+    SK_GEMM_U8(T, NAME, 8, 1)
 
 SK_ALL(float, f32)
 SK_ALL(bf16_t, bf16)
 SK_ALL(f16_t, f16)
 "#;
 
-/// Every kernel name [`SOURCE`] defines (GEMM variants and reductions, all dtypes).
+/// Every kernel name [`SOURCE`] defines (GEMM variants, all dtypes).
 pub fn kernel_names() -> Vec<String> {
     let mut names = Vec::new();
     for d in [DType::F32, DType::BF16, DType::F16] {
-        for (mt, g) in VARIANTS {
-            names.extend(kernel_name(d, mt, g));
+        for (mt, g, u) in VARIANTS {
+            names.extend(kernel_name(d, mt, g, u));
         }
-        names.extend(reduce_name(d));
     }
     names
 }
@@ -545,8 +658,8 @@ mod gpu {
     use symmem::cuda::{cuda_context, cuda_stream};
     use symmem::{Buffer, DType, Element, Error, RankContext};
 
-    use super::{kernel_name, plan, reduce_name, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
-    use super::{MAX_SHARED_BYTES, WORKSPACE_BYTES};
+    use super::{kernel_name, plan, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
+    use super::{COUNTER_BYTES, MAX_SHARED_BYTES, MAX_SPLIT_COL_BLOCKS, WORKSPACE_BYTES};
     use crate::cuda::cuda_err;
 
     /// NVRTC's `--gpu-architecture` for a compute capability it knows (the driver JIT-compiles
@@ -598,7 +711,8 @@ mod gpu {
         stream: Arc<CudaStream>,
         /// GEMM kernels by `(dtype index, variant index)`.
         gemm: Vec<Vec<CudaFunction>>,
-        reduce: Vec<CudaFunction>,
+        /// Split-K workspace: [`COUNTER_BYTES`] of arrival counters (zero between calls),
+        /// then the partials.
         workspace: Buffer<u8>,
         sms: usize,
         arch: Option<&'static str>,
@@ -616,7 +730,8 @@ mod gpu {
 
     impl Skinny {
         /// Compile (once per process) and load the kernels on the rank's device, and allocate
-        /// the workspace ([`WORKSPACE_BYTES`]). Call it outside graph capture.
+        /// the workspace ([`WORKSPACE_BYTES`], zeroed on the rank's stream so that the split-K
+        /// counters start at zero). Call it outside graph capture.
         pub fn new(ctx: &RankContext) -> Result<Skinny, Error> {
             let not_cuda = || Error::Unsupported {
                 backend: "host",
@@ -654,20 +769,19 @@ mod gpu {
                 })
             };
             let mut gemm = Vec::new();
-            let mut reduce = Vec::new();
             for d in [DType::F32, DType::BF16, DType::F16] {
                 let mut row = Vec::new();
-                for (mt, g) in VARIANTS {
-                    row.push(load(kernel_name(d, mt, g).unwrap_or_default())?);
+                for (mt, g, u) in VARIANTS {
+                    row.push(load(kernel_name(d, mt, g, u).unwrap_or_default())?);
                 }
                 gemm.push(row);
-                reduce.push(load(reduce_name(d).unwrap_or_default())?);
             }
-            let workspace = symmem::alloc::<u8>(WORKSPACE_BYTES)?;
+            // Zeroed (ordered on the stream before any kernel launch): the counters must read
+            // zero on the first call; afterwards every split-K call leaves them at zero.
+            let workspace = symmem::alloc_zeroed::<u8>(WORKSPACE_BYTES)?;
             Ok(Skinny {
                 stream,
                 gemm,
-                reduce,
                 workspace,
                 sms: sms.max(1) as usize,
                 arch,
@@ -682,6 +796,24 @@ mod gpu {
         /// The `--gpu-architecture` the kernels were compiled for (`None`: NVRTC's default).
         pub fn arch(&self) -> Option<&'static str> {
             self.arch
+        }
+
+        /// The plans for `c = a b` on these buffers ([`super::candidates`]), or none (use
+        /// cuBLASLt): the shape is not one [`plan`] takes, or `b` or `c` is not 16-byte
+        /// aligned.
+        pub fn candidates_for<T: Element>(
+            &self,
+            a: &Buffer<T>,
+            b: &Buffer<T>,
+            c: &Buffer<T>,
+            m: usize,
+            k: usize,
+            n: usize,
+        ) -> Vec<SkinnyPlan> {
+            match self.plan_for(a, b, c, m, k, n) {
+                Some(_) => super::candidates(m, k, n, T::DTYPE, self.sms),
+                None => Vec::new(),
+            }
         }
 
         /// The plan for `c = a b` on these buffers, or `None` (use cuBLASLt): the shape is not
@@ -702,8 +834,8 @@ mod gpu {
             plan(m, k, n, T::DTYPE, self.sms)
         }
 
-        /// Queue `c = a b` with `plan` on the rank's stream (and the split-K reduction when it
-        /// has several splits). Checks the lengths (`a`: m k, `b`: k n, `c`: m n elements), the
+        /// Queue `c = a b` with `plan` on the rank's stream (one kernel launch, split-K
+        /// included). Checks the lengths (`a`: m k, `b`: k n, `c`: m n elements), the
         /// dtype, the 16-byte alignment of `b` and `c` and the workspace before launching.
         pub fn gemm<T: Element>(
             &self,
@@ -738,11 +870,11 @@ mod gpu {
                     T::DTYPE
                 )));
             }
-            // The plan must be one `plan` gives for this shape (a hand-made plan could index
-            // past the buffers).
-            if super::plan(m, k, n, plan.dtype, self.sms).as_ref() != Some(plan) {
+            // The plan must be one of those `candidates` gives for this shape (a hand-made
+            // plan could index past the buffers).
+            if !super::is_candidate(plan, self.sms) {
                 return Err(bad(format!(
-                    "the plan for {m} x {k} x {n} is not the one plan() gives on this device"
+                    "the plan for {m} x {k} x {n} is not one that candidates() gives on this device"
                 )));
             }
             if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
@@ -750,7 +882,14 @@ mod gpu {
                     "b and c must be 16-byte aligned for the skinny kernels (use cuBLASLt)".into(),
                 ));
             }
-            if plan.workspace_bytes > self.workspace.len() || plan.shared_bytes > MAX_SHARED_BYTES {
+            let splits_fit = plan.splits == 1
+                || (plan.col_blocks <= MAX_SPLIT_COL_BLOCKS
+                    && plan.workspace_bytes
+                        == COUNTER_BYTES + plan.splits * m * n * std::mem::size_of::<f32>());
+            if !splits_fit
+                || plan.workspace_bytes > self.workspace.len()
+                || plan.shared_bytes > MAX_SHARED_BYTES
+            {
                 return Err(bad(format!(
                     "the plan needs {} workspace bytes and {} shared bytes; {} and {} are available",
                     plan.workspace_bytes,
@@ -762,7 +901,7 @@ mod gpu {
             let d = dtype_index(plan.dtype).ok_or_else(|| bad("unsupported dtype".into()))?;
             let v = VARIANTS
                 .iter()
-                .position(|&x| x == (plan.rows_per_lane, plan.row_groups))
+                .position(|&x| x == (plan.rows_per_lane, plan.row_groups, plan.unroll))
                 .ok_or_else(|| bad("unknown kernel variant".into()))?;
             let (gx, gy) = plan.grid();
             let cfg = LaunchConfig {
@@ -770,11 +909,14 @@ mod gpu {
                 block_dim: (BLOCK_THREADS as u32, 1, 1),
                 shared_mem_bytes: plan.shared_bytes as u32,
             };
-            let (pa, pb, pc, pw) = (
+            // Counters at the start of the workspace, partials after them (COUNTER_BYTES is a
+            // multiple of 16, so the partials keep the workspace's 16-byte alignment).
+            let (pa, pb, pc, pn, pw) = (
                 a.device_ptr(),
                 b.device_ptr(),
                 c.device_ptr(),
                 self.workspace.device_ptr(),
+                self.workspace.device_ptr() + COUNTER_BYTES as u64,
             );
             let (mi, ki, ni, ci, ti) = (
                 m as i32,
@@ -789,48 +931,37 @@ mod gpu {
                 .arg(&pb)
                 .arg(&pc)
                 .arg(&pw)
+                .arg(&pn)
                 .arg(&mi)
                 .arg(&ki)
                 .arg(&ni)
                 .arg(&ci)
                 .arg(&ti);
             // SAFETY: the lengths of a, b and c were checked against m k, k n and m n above, the
-            // plan is the one `plan` computes for this shape and device (so its grid, chunk,
-            // tile and shared size are within the bounds the kernel assumes: the kernel reads
+            // plan is one of those `candidates` gives for this shape and device (`plan`'s, or
+            // the same with 8 loads in flight, which batches the same in-bounds loads
+            // differently), so its grid, chunk, tile and shared size are within the bounds the
+            // kernel (the one of `VARIANTS` at the plan's position) assumes: the kernel reads
             // rows below min(k, split end) and columns below n only, writes rows below m and
-            // columns below n of c, and with several splits `splits * m * n` floats of the
-            // workspace, checked against its size above), b and c are 16-byte aligned and n is
-            // a multiple of 16 bytes of elements (so every 16-byte access is aligned), all on
-            // this rank's GPU and stream; the arguments match the kernel's signature
-            // (3 pointers of T, a float pointer, 5 ints).
+            // columns below n of c). With several splits the kernel also touches the workspace:
+            // `splits * m * n` floats of partials from byte COUNTER_BYTES on (so
+            // `workspace_bytes = COUNTER_BYTES + splits m n 4`, checked above against the
+            // workspace's length) and the `col_blocks` u32 counters of its first bytes
+            // (`col_blocks <= MAX_SPLIT_COL_BLOCKS = COUNTER_BYTES / 4`, checked above, so they
+            // stay below the partials). The counters are zero before the launch: the workspace
+            // was zeroed at allocation on this stream, and every split-K launch ends with each
+            // counter it used set back to zero by the last block of its column; launches on
+            // this one stream do not overlap, so no two calls share the counters at once. (The
+            // counters' values decide which block adds the partials, never an address: a counter
+            // left non-zero by an aborted kernel would give a wrong sum, not an access outside
+            // the workspace or c.) b and
+            // c are 16-byte aligned and n is a multiple of 16 bytes of elements (so every
+            // 16-byte access is aligned; the partials start 16-byte aligned too), all on this
+            // rank's GPU and stream; the arguments match the kernel's signature (3 pointers of
+            // T, a float pointer, an unsigned int pointer, 5 ints).
             unsafe { launch.launch(cfg) }
                 .map(drop)
                 .map_err(|e| cuda_err("cuLaunchKernel", e, "skinny GEMM launch failed"))?;
-            if plan.splits > 1 {
-                let mn = (m * n) as i64;
-                let splits = plan.splits as i32;
-                let blocks = (m * n).div_ceil(256).clamp(1, self.sms * 8) as u32;
-                let mut launch = self.stream.launch_builder(&self.reduce[d]);
-                launch.arg(&pw).arg(&pc).arg(&mn).arg(&splits);
-                // SAFETY: the reduction reads `splits * m * n` floats of the workspace (within
-                // its size, checked above, and written by the GEMM kernel just queued on the
-                // same stream) and writes the `m * n` elements of c (its checked length).
-                unsafe {
-                    launch.launch(LaunchConfig {
-                        grid_dim: (blocks, 1, 1),
-                        block_dim: (256, 1, 1),
-                        shared_mem_bytes: 0,
-                    })
-                }
-                .map(drop)
-                .map_err(|e| {
-                    cuda_err(
-                        "cuLaunchKernel",
-                        e,
-                        "skinny split-K reduction launch failed",
-                    )
-                })?;
-            }
             Ok(())
         }
     }
@@ -917,8 +1048,11 @@ mod tests {
         assert!(p.shared_bytes >= mp * (p.k_tile + 1) * 4);
         assert!(p.shared_bytes >= p.rows_per_lane * p.vec * 128 * 4);
         if p.splits > 1 {
-            assert_eq!(p.workspace_bytes, p.splits * m * n * 4);
+            assert_eq!(p.workspace_bytes, COUNTER_BYTES + p.splits * m * n * 4);
             assert!(p.workspace_bytes <= WORKSPACE_BYTES);
+            // One counter per column block, all below the partials.
+            assert!(p.col_blocks <= MAX_SPLIT_COL_BLOCKS);
+            assert!(p.col_blocks * 4 <= COUNTER_BYTES && COUNTER_BYTES.is_multiple_of(16));
             assert!(p.chunk >= MIN_CHUNK);
         } else {
             assert_eq!(p.workspace_bytes, 0);
@@ -930,120 +1064,147 @@ mod tests {
 
     /// The kernel's arithmetic replayed on the host, block by block, warp by warp, lane by
     /// lane, in the kernel's order (f32 storage): the same loads (a read past a buffer panics),
-    /// shuffles, tiles, fixed-order warp reduction and split-K reduction as `SOURCE`. Indexed
-    /// loops, as in the CUDA source it mirrors.
+    /// shuffles, tiles, fixed-order warp reduction and split-K fix-up as `SOURCE`. The blocks
+    /// run in the order `order` gives (a permutation of the `(bx, by)` blocks, as the GPU may
+    /// schedule them): each split block writes its partials and counts its arrival, and the
+    /// last one of a column block adds all the splits' partials in split order and resets the
+    /// counter. `counters` must be zero on entry and is zero again on return. Indexed loops, as
+    /// in the CUDA source it mirrors.
     #[allow(clippy::needless_range_loop)]
-    fn simulate(p: &SkinnyPlan, a: &[f32], b: &[f32]) -> Vec<f32> {
-        const UNROLL: usize = 4;
+    fn simulate(
+        p: &SkinnyPlan,
+        a: &[f32],
+        b: &[f32],
+        order: &[(usize, usize)],
+        counters: &mut [u32],
+    ) -> Vec<f32> {
+        let unroll = p.unroll;
         let (m, k, n) = (p.m, p.k, p.n);
         let (mt, g_n, vec, kt) = (p.rows_per_lane, p.row_groups, p.vec, p.k_tile);
         let mp = mt * g_n;
         let stride = kt + 1;
         let mut c = vec![f32::NAN; m * n];
         let mut ws = vec![f32::NAN; p.splits * m * n];
-        for by in 0..p.splits {
-            for bx in 0..p.col_blocks {
-                // acc[warp][lane][i][e]
-                let mut acc = vec![vec![vec![0.0f32; mt * vec]; 32]; WARPS];
-                let k0 = by * p.chunk;
-                let k1 = k.min(k0 + p.chunk);
-                let mut smem = vec![f32::NAN; p.shared_bytes / 4];
-                let mut kb = k0;
-                while kb < k1 {
-                    let rows = kt.min(k1 - kb);
-                    for i in 0..mp * kt {
-                        let (r, kk) = (i / kt, i % kt);
-                        smem[r * stride + kk] = if r < m && kk < rows {
-                            a[r * k + kb + kk]
-                        } else {
-                            0.0
-                        };
-                    }
-                    let groups = rows.div_ceil(g_n);
-                    for (warp, acc_w) in acc.iter_mut().enumerate() {
-                        let mut q0 = warp;
-                        while q0 < groups {
-                            // wv[lane][u]
-                            let mut wv = vec![vec![vec![0.0f32; vec]; UNROLL]; 32];
-                            for (lane, wl) in wv.iter_mut().enumerate() {
-                                let (cg, g) = (lane / g_n, lane % g_n);
-                                let col = bx * p.block_cols + cg * vec;
-                                for (u, wu) in wl.iter_mut().enumerate() {
-                                    let kk = (q0 + u * WARPS) * g_n + g;
-                                    if col < n && kk < rows {
-                                        let at = (kb + kk) * n + col;
-                                        wu.copy_from_slice(&b[at..at + vec]);
-                                    }
+        assert_eq!(order.len(), p.splits * p.col_blocks);
+        for &(bx, by) in order {
+            // acc[warp][lane][i][e]
+            let mut acc = vec![vec![vec![0.0f32; mt * vec]; 32]; WARPS];
+            let k0 = by * p.chunk;
+            let k1 = k.min(k0 + p.chunk);
+            let mut smem = vec![f32::NAN; p.shared_bytes / 4];
+            let mut kb = k0;
+            while kb < k1 {
+                let rows = kt.min(k1 - kb);
+                for i in 0..mp * kt {
+                    let (r, kk) = (i / kt, i % kt);
+                    smem[r * stride + kk] = if r < m && kk < rows {
+                        a[r * k + kb + kk]
+                    } else {
+                        0.0
+                    };
+                }
+                let groups = rows.div_ceil(g_n);
+                for (warp, acc_w) in acc.iter_mut().enumerate() {
+                    let mut q0 = warp;
+                    while q0 < groups {
+                        // wv[lane][u]
+                        let mut wv = vec![vec![vec![0.0f32; vec]; unroll]; 32];
+                        for (lane, wl) in wv.iter_mut().enumerate() {
+                            let (cg, g) = (lane / g_n, lane % g_n);
+                            let col = bx * p.block_cols + cg * vec;
+                            for (u, wu) in wl.iter_mut().enumerate() {
+                                let kk = (q0 + u * WARPS) * g_n + g;
+                                if col < n && kk < rows {
+                                    let at = (kb + kk) * n + col;
+                                    wu.copy_from_slice(&b[at..at + vec]);
                                 }
                             }
-                            for u in 0..UNROLL {
-                                let q = q0 + u * WARPS;
-                                if q >= groups {
-                                    break;
-                                }
-                                for (lane, acc_l) in acc_w.iter_mut().enumerate() {
-                                    let (cg, g) = (lane / g_n, lane % g_n);
-                                    for j in 0..g_n {
-                                        let f = &wv[cg * g_n + j][u];
-                                        let kk = q * g_n + j;
-                                        for i in 0..mt {
-                                            let xv = smem[(g * mt + i) * stride + kk];
-                                            for e in 0..vec {
-                                                acc_l[i * vec + e] =
-                                                    xv.mul_add(f[e], acc_l[i * vec + e]);
-                                            }
+                        }
+                        for u in 0..unroll {
+                            let q = q0 + u * WARPS;
+                            if q >= groups {
+                                break;
+                            }
+                            for (lane, acc_l) in acc_w.iter_mut().enumerate() {
+                                let (cg, g) = (lane / g_n, lane % g_n);
+                                for j in 0..g_n {
+                                    let f = &wv[cg * g_n + j][u];
+                                    let kk = q * g_n + j;
+                                    for i in 0..mt {
+                                        let xv = smem[(g * mt + i) * stride + kk];
+                                        for e in 0..vec {
+                                            acc_l[i * vec + e] =
+                                                xv.mul_add(f[e], acc_l[i * vec + e]);
                                         }
                                     }
                                 }
                             }
-                            q0 += WARPS * UNROLL;
                         }
+                        q0 += WARPS * unroll;
                     }
-                    kb += kt;
                 }
-                let mut s = WARPS / 2;
-                while s >= 1 {
-                    for w in 0..s {
-                        for lane in 0..32 {
-                            for i in 0..mt * vec {
-                                let add = acc[w + s][lane][i];
-                                acc[w][lane][i] += add;
-                            }
+                kb += kt;
+            }
+            let mut s = WARPS / 2;
+            while s >= 1 {
+                for w in 0..s {
+                    for lane in 0..32 {
+                        for i in 0..mt * vec {
+                            let add = acc[w + s][lane][i];
+                            acc[w][lane][i] += add;
                         }
                     }
-                    s /= 2;
                 }
-                for lane in 0..32 {
-                    let (cg, g) = (lane / g_n, lane % g_n);
-                    let col = bx * p.block_cols + cg * vec;
-                    if col >= n {
-                        continue;
+                s /= 2;
+            }
+            for lane in 0..32 {
+                let (cg, g) = (lane / g_n, lane % g_n);
+                let col = bx * p.block_cols + cg * vec;
+                if col >= n {
+                    continue;
+                }
+                for i in 0..mt {
+                    let row = g * mt + i;
+                    if row >= m {
+                        break;
                     }
-                    for i in 0..mt {
-                        let row = g * mt + i;
-                        if row >= m {
-                            break;
-                        }
-                        for e in 0..vec {
-                            let v = acc[0][lane][i * vec + e];
-                            if p.splits == 1 {
-                                c[row * n + col + e] = v;
-                            } else {
-                                ws[(by * m + row) * n + col + e] = v;
-                            }
+                    for e in 0..vec {
+                        let v = acc[0][lane][i * vec + e];
+                        if p.splits == 1 {
+                            c[row * n + col + e] = v;
+                        } else {
+                            ws[(by * m + row) * n + col + e] = v;
                         }
                     }
                 }
             }
-        }
-        if p.splits > 1 {
-            for (i, out) in c.iter_mut().enumerate() {
+            if p.splits == 1 {
+                continue;
+            }
+            // Arrival; the last block of the column adds the splits in order.
+            let old = counters[bx];
+            counters[bx] += 1;
+            if old as usize != p.splits - 1 {
+                continue;
+            }
+            let bc = p.block_cols;
+            for idx in 0..m * bc {
+                let (row, cc) = (idx / bc, bx * bc + idx % bc);
+                if cc >= n {
+                    continue;
+                }
                 let mut s = 0.0f32;
                 for sp in 0..p.splits {
-                    s += ws[sp * m * n + i];
+                    let v = ws[(sp * m + row) * n + cc];
+                    assert!(
+                        !v.is_nan(),
+                        "split {sp} of column block {bx} read unwritten"
+                    );
+                    s += v;
                 }
-                *out = s;
+                c[row * n + cc] = s;
             }
+            counters[bx] = 0;
         }
         c
     }
@@ -1075,7 +1236,39 @@ mod tests {
                 assert!(m < 64 || p.chunk > p.k_tile, "{p:?}");
             }
             let (a, b) = (ints(m * k, 1), ints(k * n, 2));
-            let c = simulate(&p, &a, &b);
+            // Blocks in launch order, and in reverse (the split that finishes the column block
+            // differs), sharing the counters across calls as the workspace does.
+            let mut order: Vec<(usize, usize)> = (0..p.splits)
+                .flat_map(|by| (0..p.col_blocks).map(move |bx| (bx, by)))
+                .collect();
+            let mut counters = vec![0u32; p.col_blocks];
+            let c = simulate(&p, &a, &b, &order, &mut counters);
+            assert!(
+                counters.iter().all(|&x| x == 0),
+                "counters not reset: {p:?}"
+            );
+            order.reverse();
+            let again = simulate(&p, &a, &b, &order, &mut counters);
+            assert!(
+                counters.iter().all(|&x| x == 0),
+                "counters not reset: {p:?}"
+            );
+            assert!(
+                c.iter()
+                    .zip(&again)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "the block order changed the result: {p:?}"
+            );
+            // The 8-loads variant adds in the same order: the same bits.
+            for q in candidates(m, k, n, DType::F32, sms).into_iter().skip(1) {
+                assert_eq!((q.unroll, q.row_groups), (8, 1), "{q:?}");
+                order.reverse();
+                let u8 = simulate(&q, &a, &b, &order, &mut counters);
+                assert!(
+                    c.iter().zip(&u8).all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "the 8-loads variant changed the result: {q:?}"
+                );
+            }
             for r in 0..m {
                 for col in 0..n {
                     let exact: f64 = (0..k)
@@ -1152,6 +1345,15 @@ mod tests {
         assert_eq!(p.col_blocks, 16);
         assert!(p.splits >= 16, "{p:?}");
         assert!(p.col_blocks * p.splits >= 132 * 2, "{p:?}");
+        // The split-K cases of the GPU test split on every device it may run on.
+        for sms in [78, 114, 132, 144] {
+            for d in DTYPES {
+                for (m, k, n) in [(1, 14336, 4096), (8, 7168, 4096), (3, 2100, 264)] {
+                    let p = plan(m, k, n, d, sms).unwrap();
+                    assert!(p.splits > 1, "{p:?}");
+                }
+            }
+        }
         // Gate-up at m 64: 896 column blocks fill the device without splitting.
         let p = plan(64, 4096, 28672, DType::BF16, 132).unwrap();
         assert_eq!((p.row_groups, p.col_blocks, p.splits), (8, 896, 1));
@@ -1166,7 +1368,7 @@ mod tests {
 
     #[test]
     fn workspace_limit_lowers_the_split_factor() {
-        // m n 4 bytes = 8 MiB: at most 2 splits fit the 16 MiB workspace.
+        // m n 4 bytes = 8 MiB: at most 2 splits fit the 16 MiB of partials.
         let p = plan(64, 1 << 16, 32768, DType::BF16, 10_000).unwrap();
         assert!(p.splits <= 2, "{p:?}");
         check_plan(&p, 10_000);
@@ -1187,20 +1389,43 @@ mod tests {
     #[test]
     fn kernel_names_cover_every_variant() {
         let names = kernel_names();
-        assert_eq!(names.len(), 3 * (VARIANTS.len() + 1));
+        assert_eq!(names.len(), 3 * VARIANTS.len());
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len());
         for m in 1..=MAX_M {
             let (mt, g) = variant_of(m).unwrap();
             assert!(mt * g >= m);
             for d in DTYPES {
-                let name = kernel_name(d, mt, g).unwrap();
-                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G"));
+                let c = candidates(m, 4096, 4096, d, 132);
+                assert_eq!(c.len(), if m <= 8 { 2 } else { 1 }, "m {m}");
+                assert_eq!(c[0], plan(m, 4096, 4096, d, 132).unwrap());
+                for p in &c {
+                    check_plan(p, 132);
+                    assert!(is_candidate(p, 132));
+                }
+                let mut odd = c[0].clone();
+                odd.unroll = 8;
+                assert_eq!(is_candidate(&odd, 132), m <= 8);
+                odd.unroll = 16;
+                assert!(!is_candidate(&odd, 132));
+                let name = kernel_name(d, mt, g, 4).unwrap();
+                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G("));
                 assert!(names.contains(&name));
+                if g == 1 {
+                    assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G##_u8("));
+                    assert!(names.contains(&kernel_name(d, mt, g, 8).unwrap()));
+                } else {
+                    assert_eq!(kernel_name(d, mt, g, 8), None);
+                }
             }
         }
-        for (mt, g) in VARIANTS {
+        for (mt, g, u) in VARIANTS {
+            let mac = if u == 4 { "SK_GEMM" } else { "SK_GEMM_U8" };
             assert!(
-                SOURCE.contains(&format!("SK_GEMM(T, NAME, {mt}, {g})")),
-                "variant ({mt}, {g}) missing from SOURCE"
+                SOURCE.contains(&format!("{mac}(T, NAME, {mt}, {g})")),
+                "variant ({mt}, {g}, {u}) missing from SOURCE"
             );
         }
     }

@@ -1,7 +1,9 @@
 //! The skinny GEMM kernels on a GPU: for f32, bf16 and f16 storage, every `m` in
 //! {1, 2, 3, 7, 8, 16, 31, 32, 33, 64} and the decode shapes of Llama 3 8B's MLP at tp 1 and 2
 //! (gate-up `4096 x 2 ffn/tp`, down `ffn/tp x 4096`), plus small odd shapes, the output equals
-//! an f64 host reference within the example's bound, repeated runs are bit-identical, shapes the
+//! an f64 host reference within the example's bound, repeated runs are bit-identical (split-K
+//! plans over 50 calls in a row, interleaved, which exercises the reset of the one-launch
+//! split-K's arrival counters), shapes the
 //! plan refuses fall back (no launch), and bad plans or buffers are errors, not launches. One
 //! test runs the selection of `--gemm skinny` and `--gemm auto` end to end through
 //! [`CudaKernels`] (guard, timing, the `gemm_choice` record).
@@ -137,47 +139,70 @@ fn every_shape<T: Element>(ctx: &RankContext) -> Vec<String> {
         for m in MS {
             let a_host = values::<T>(m * k, 2 * salt as u64 + 2 + m as u64);
             let a = symmem::alloc_from_host(&a_host).expect("upload A");
-            let mut c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n])
-                .expect("C filled with NaN");
-            let plan = sk
-                .plan_for(&a, &b, &c, m, k, n)
-                .unwrap_or_else(|| panic!("no plan for {m}x{k}x{n} {}", T::DTYPE));
-            sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm");
-            let first = c.to_host_vec().expect("download C");
-            // Every element written (C started as NaN).
-            assert!(
-                first.iter().all(|v| v.to_f64().is_finite()),
-                "{m}x{k}x{n} {}: an element of C was not written ({})",
-                T::DTYPE,
-                plan.describe()
+            let plans = sk.candidates_for(
+                &a,
+                &b,
+                &symmem::alloc_zeroed::<T>(m * n).expect("C"),
+                m,
+                k,
+                n,
             );
-            let err = rel_error(&a_host, &b_host, &first, m, k, n, &cols);
-            let bound = bound_of(T::DTYPE);
-            assert!(
-                err <= bound,
-                "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
-                T::DTYPE,
-                plan.describe()
-            );
-            for rep in 0..2 {
-                sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm again");
-                let again = c.to_host_vec().expect("download C");
+            assert_eq!(plans.len(), if m <= 8 { 2 } else { 1 }, "{m}x{k}x{n}");
+            // Every candidate (4 and, for m <= 8, 8 loads in flight) on a fresh NaN C; they add
+            // in the same order, so they agree bit for bit.
+            let mut u4: Option<Vec<T>> = None;
+            for plan in plans {
+                let mut c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n])
+                    .expect("C filled with NaN");
+                sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm");
+                let first = c.to_host_vec().expect("download C");
+                // Every element written (C started as NaN).
                 assert!(
-                    again
-                        .iter()
-                        .zip(&first)
-                        .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
-                    "{m}x{k}x{n} {}: run {} differs from the first ({})",
+                    first.iter().all(|v| v.to_f64().is_finite()),
+                    "{m}x{k}x{n} {}: an element of C was not written ({})",
                     T::DTYPE,
-                    rep + 2,
                     plan.describe()
                 );
+                let err = rel_error(&a_host, &b_host, &first, m, k, n, &cols);
+                let bound = bound_of(T::DTYPE);
+                assert!(
+                    err <= bound,
+                    "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
+                    T::DTYPE,
+                    plan.describe()
+                );
+                for rep in 0..2 {
+                    sk.gemm(&plan, &a, &b, &mut c).expect("skinny gemm again");
+                    let again = c.to_host_vec().expect("download C");
+                    assert!(
+                        again
+                            .iter()
+                            .zip(&first)
+                            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                        "{m}x{k}x{n} {}: run {} differs from the first ({})",
+                        T::DTYPE,
+                        rep + 2,
+                        plan.describe()
+                    );
+                }
+                if let Some(u4) = &u4 {
+                    assert!(
+                        u4.iter()
+                            .zip(&first)
+                            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                        "{m}x{k}x{n} {}: {} differs from the 4-loads kernel",
+                        T::DTYPE,
+                        plan.describe()
+                    );
+                } else {
+                    u4 = Some(first.clone());
+                }
+                lines.push(format!(
+                    "{m}x{k}x{n} {}: rel error {err:.2e}, {}",
+                    T::DTYPE,
+                    plan.describe()
+                ));
             }
-            lines.push(format!(
-                "{m}x{k}x{n} {}: rel error {err:.2e}, {}",
-                T::DTYPE,
-                plan.describe()
-            ));
         }
     }
     lines
@@ -196,7 +221,8 @@ fn skinny_matches_the_f64_reference_for_every_dtype_m_and_decode_shape() {
     for l in &lines {
         say(l);
     }
-    assert_eq!(lines.len(), 3 * shapes().len() * MS.len());
+    let per_shape: usize = MS.iter().map(|&m| if m <= 8 { 2 } else { 1 }).sum();
+    assert_eq!(lines.len(), 3 * shapes().len() * per_shape);
 }
 
 #[test]
@@ -279,6 +305,10 @@ fn gemm_modes_choose_and_record_the_skinny_kernel() {
                     assert!(c.chosen.starts_with("skinny"), "{c:?}");
                     assert!(c.skinny_rel_error.unwrap() <= skinny::guard_bound(DType::BF16));
                     assert!(c.weight_gbps.unwrap() > 0.0);
+                    // Both skinny kernels timed for m <= 8, one above.
+                    let tried = c.skinny_candidates.as_deref().unwrap_or_default();
+                    let want = if c.mkn[0] <= 8 { 2 } else { 1 };
+                    assert_eq!(tried.matches(" us").count(), want, "{c:?}");
                 }
             }
             _ => {
@@ -291,4 +321,101 @@ fn gemm_modes_choose_and_record_the_skinny_kernel() {
             }
         }
     }
+}
+
+/// Split-K plans run 50 times in a row, two of them interleaved (they share the workspace's
+/// arrival counters, which the last block of every column block sets back to zero): every
+/// output is bit-identical to the first and within the bound of the f64 reference. A counter
+/// left non-zero by a call would make the next call's blocks miss (or repeat) the fix-up.
+fn split_k_repeats<T: Element>(ctx: &RankContext) -> Vec<String> {
+    let sk = Skinny::new(ctx).expect("the skinny kernels load");
+    // (m, k, n): the down projection at tp 1 and 2, and an odd one with a partial column block.
+    let cases = [(1, 14336, 4096), (8, 7168, 4096), (3, 2100, 264)];
+    let mut runs = Vec::new();
+    for (i, &(m, k, n)) in cases.iter().enumerate() {
+        let a_host = values::<T>(m * k, 101 + i as u64);
+        let b_host = values::<T>(k * n, 201 + i as u64);
+        let a = symmem::alloc_from_host(&a_host).expect("upload A");
+        let b = symmem::alloc_from_host(&b_host).expect("upload B");
+        let c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n]).expect("C");
+        let plans = sk.candidates_for(&a, &b, &c, m, k, n);
+        assert_eq!(plans.len(), 2, "{m}x{k}x{n}");
+        // Both candidates (4 and 8 loads in flight), each on its own buffers.
+        for plan in plans {
+            assert!(
+                plan.splits > 1,
+                "{m}x{k}x{n} is not split-K: {}",
+                plan.describe()
+            );
+            let a = symmem::alloc_from_host(&a_host).expect("upload A");
+            let b = symmem::alloc_from_host(&b_host).expect("upload B");
+            let c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n]).expect("C");
+            runs.push((
+                plan,
+                a_host.clone(),
+                b_host.clone(),
+                a,
+                b,
+                c,
+                None::<Vec<T>>,
+            ));
+        }
+    }
+    for rep in 0..50 {
+        for (plan, a_host, b_host, a, b, c, first) in runs.iter_mut() {
+            let (m, k, n) = (plan.m, plan.k, plan.n);
+            sk.gemm(plan, a, b, c).expect("split-K gemm");
+            let got = c.to_host_vec().expect("download C");
+            match first {
+                None => {
+                    let err = rel_error(a_host, b_host, &got, m, k, n, &sample_cols(n));
+                    let bound = bound_of(T::DTYPE);
+                    assert!(
+                        err <= bound,
+                        "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
+                        T::DTYPE,
+                        plan.describe()
+                    );
+                    *first = Some(got);
+                }
+                Some(f) => assert!(
+                    got.iter()
+                        .zip(f.iter())
+                        .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                    "{m}x{k}x{n} {}: call {} differs from the first ({})",
+                    T::DTYPE,
+                    rep + 1,
+                    plan.describe()
+                ),
+            }
+        }
+    }
+    runs.iter()
+        .map(|(plan, ..)| {
+            format!(
+                "{}x{}x{} {}: 50 split-K calls bit-identical, {}",
+                plan.m,
+                plan.k,
+                plan.n,
+                T::DTYPE,
+                plan.describe()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn split_k_is_bit_identical_over_50_calls_in_a_row() {
+    let Some(lines) = on_gpu("split_k_is_bit_identical_over_50_calls", |ctx| {
+        let mut l = split_k_repeats::<f32>(ctx);
+        l.extend(split_k_repeats::<bf16>(ctx));
+        l.extend(split_k_repeats::<f16>(ctx));
+        l
+    }) else {
+        return;
+    };
+    for l in &lines {
+        say(l);
+    }
+    assert_eq!(lines.len(), 18);
 }

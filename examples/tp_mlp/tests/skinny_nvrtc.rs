@@ -42,6 +42,16 @@ fn compile_and_check() {
                 "kernel {name} missing from the PTX (arch {arch:?})"
             );
         }
+        // Split-K in one launch: integer arrival counters, partials read past L1, no
+        // second kernel.
+        assert!(
+            text.contains("atom.global.add.u32") && text.contains("ld.global.cg.f32"),
+            "no split-K counters or L2 loads in the PTX"
+        );
+        assert!(
+            !text.contains("skinny_reduce"),
+            "a split-K reduction kernel is left"
+        );
         // 16-byte weight loads are what the kernels are for.
         assert!(
             text.contains("ld.global.nc.v4.u32"),

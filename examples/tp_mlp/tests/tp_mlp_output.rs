@@ -111,10 +111,11 @@ fn records_serialize_as_the_result_lines_did() {
                 skinny: Some("rejected: relative error 1.0e0".into()),
                 skinny_us: None,
                 skinny_rel_error: Some(1.0),
+                skinny_candidates: Some("skinny_bf16_m1_g1 rejected".into()),
                 weight_gbps: Some(23488.1),
                 weight_fraction_of_copy: None,
             }),
-            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0,"skinny":"rejected: relative error 1.0e0","skinny_us":null,"skinny_rel_error":1.0,"weight_gbps":23488.1,"weight_fraction_of_copy":null}"#.to_string(),
+            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0,"skinny":"rejected: relative error 1.0e0","skinny_us":null,"skinny_rel_error":1.0,"skinny_candidates":"skinny_bf16_m1_g1 rejected","weight_gbps":23488.1,"weight_fraction_of_copy":null}"#.to_string(),
         ),
     ];
     for (record, want) in cases {
@@ -186,7 +187,7 @@ fn the_estimate_counts_the_shards_and_the_backend() {
     assert_eq!(cuda.weights_per_rank, host.weights_per_rank);
     assert_eq!(
         cuda.fixed_per_rank,
-        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + 16 * MIB + CUDA_RESERVE
+        2 * CUDA_PROBE_COPY_BYTES as u64 + 64 * MIB + 16 * MIB + 64 * 1024 + CUDA_RESERVE
     );
     // The skinny kernels' split-K workspace is part of the fixed bytes.
     assert_eq!(
@@ -334,6 +335,7 @@ fn gemm_choices_report_the_weight_bandwidth_as_a_fraction_of_the_copy_rate() {
         skinny: Some("chosen".into()),
         skinny_us: Some(60.0),
         skinny_rel_error: Some(1e-3),
+        skinny_candidates: Some("skinny_bf16_m1_g1 61.0 us, skinny_bf16_m1_g1_u8 60.0 us".into()),
         weight_gbps: Some(3914.7),
         weight_fraction_of_copy: None,
     };
@@ -349,6 +351,13 @@ fn gemm_choices_report_the_weight_bandwidth_as_a_fraction_of_the_copy_rate() {
     assert!(line.contains("[1 x 4096] x [4096 x 28672] bf16"), "{line}");
     assert!(line.contains("3915 GB/s = 98% of the copy rate"), "{line}");
     assert!(line.contains("skinny 60.0 us: chosen"), "{line}");
+    // Which of the skinny kernels won, and what the others took.
+    assert!(
+        line.contains(
+            "skinny kernels tried: skinny_bf16_m1_g1 61.0 us, skinny_bf16_m1_g1_u8 60.0 us"
+        ),
+        "{line}"
+    );
     // No copy rate measured: no fraction.
     let out = gemm_choices_vs_copy(&reports, f64::NAN);
     assert_eq!(out[0].weight_fraction_of_copy, None);
@@ -357,6 +366,7 @@ fn gemm_choices_report_the_weight_bandwidth_as_a_fraction_of_the_copy_rate() {
     let lt = GemmChoice {
         skinny: None,
         skinny_us: None,
+        skinny_candidates: None,
         ..choice
     };
     assert!(!describe_choice(&lt).contains("skinny:"));
