@@ -295,11 +295,9 @@ impl LtGemm {
                 check("cublasLtMatmul", st)
             }
             Choice::Skinny(plan) => match skinny {
-                // (The shape is the table's key; `plan_for` checks the alignment, `gemm` that
-                // `plan` is one of the shape's candidates.)
-                SkinnyRole::Candidate(s) | SkinnyRole::Forced(s)
-                    if s.plan_for(a, b, c, m, k, n).is_some() =>
-                {
+                // (The shape is the table's key, so `plan` is one of its candidates; `gemm`
+                // checks that again with the lengths.)
+                SkinnyRole::Candidate(s) | SkinnyRole::Forced(s) if skinny::aligned(b, c) => {
                     s.gemm(plan, a, b, c)
                 }
                 // Buffers of this shape that are not 16-byte aligned (symmem's are 512-byte
@@ -351,7 +349,7 @@ impl LtGemm {
         // Each skinny kernel tried (4 and, for m <= 8, 8 loads in flight), with its outcome.
         let mut tried: Vec<String> = Vec::new();
         if let Some(s) = skinny_kernels {
-            let plans = s.candidates_for(a, b, c, m, k, n);
+            let plans = s.candidates_for(b, c, m, k, n);
             let want = if plans.is_empty() {
                 skinny_note = Some(format!(
                     "not applicable: {}",

@@ -645,7 +645,7 @@ pub fn kernel_names() -> Vec<String> {
 }
 
 #[cfg(feature = "cuda")]
-pub use gpu::Skinny;
+pub use gpu::{aligned, Skinny};
 
 #[cfg(feature = "cuda")]
 mod gpu {
@@ -661,6 +661,12 @@ mod gpu {
     use super::{kernel_name, plan, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
     use super::{COUNTER_BYTES, MAX_SHARED_BYTES, MAX_SPLIT_COL_BLOCKS, WORKSPACE_BYTES};
     use crate::cuda::cuda_err;
+
+    /// Whether `b` and `c` start on 16-byte boundaries, as the kernels' 16-byte loads and stores
+    /// need (symmem's pool blocks always do; a sub-view may not).
+    pub fn aligned<T: Element>(b: &Buffer<T>, c: &Buffer<T>) -> bool {
+        b.device_ptr().is_multiple_of(16) && c.device_ptr().is_multiple_of(16)
+    }
 
     /// NVRTC's `--gpu-architecture` for a compute capability it knows (the driver JIT-compiles
     /// the PTX for the device); `None` leaves NVRTC's default.
@@ -803,14 +809,13 @@ mod gpu {
         /// aligned.
         pub fn candidates_for<T: Element>(
             &self,
-            a: &Buffer<T>,
             b: &Buffer<T>,
             c: &Buffer<T>,
             m: usize,
             k: usize,
             n: usize,
         ) -> Vec<SkinnyPlan> {
-            match self.plan_for(a, b, c, m, k, n) {
+            match self.plan_for(b, c, m, k, n) {
                 Some(_) => super::candidates(m, k, n, T::DTYPE, self.sms),
                 None => Vec::new(),
             }
@@ -820,15 +825,13 @@ mod gpu {
         /// one [`plan`] takes, or `b` or `c` is not 16-byte aligned.
         pub fn plan_for<T: Element>(
             &self,
-            a: &Buffer<T>,
             b: &Buffer<T>,
             c: &Buffer<T>,
             m: usize,
             k: usize,
             n: usize,
         ) -> Option<SkinnyPlan> {
-            let _ = a;
-            if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
+            if !aligned(b, c) {
                 return None;
             }
             plan(m, k, n, T::DTYPE, self.sms)
@@ -877,7 +880,7 @@ mod gpu {
                     "the plan for {m} x {k} x {n} is not one that candidates() gives on this device"
                 )));
             }
-            if !b.device_ptr().is_multiple_of(16) || !c.device_ptr().is_multiple_of(16) {
+            if !aligned(b, c) {
                 return Err(bad(
                     "b and c must be 16-byte aligned for the skinny kernels (use cuBLASLt)".into(),
                 ));
