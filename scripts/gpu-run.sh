@@ -129,7 +129,7 @@ cat >"$stage/run-on-device.sh" <<'DEVICE'
 # benches) or example (tp_mlp at every --gemm mode next to the PyTorch twin, then the other
 # integration tests). One call of the device tool is at most 10 minutes: run `tests`, then
 # `example` on the same warm machine, each within about 9 minutes. `skinny` runs only the
-# skinny GEMM test and tp_mlp at Llama sizes with --gemm auto and skinny (about 2 minutes).
+# skinny GEMM test, tp_mlp at Llama sizes (auto, next to the PyTorch twin; skinny; lt) and ncu.
 set -uo pipefail
 phase="${1:-all}"
 want() { [ "$phase" = all ] || [ "$phase" = "$1" ]; }
@@ -211,11 +211,28 @@ fi
 fi # tests
 
 if [ "$phase" = skinny ]; then
-  [ -x "$bin/tests/skinny_gpu" ] && step 180 "$out/gpu-tests.log" "$bin/tests/skinny_gpu" --test-threads=1
-  for mode in auto skinny; do
-    step 120 "$out/example-gemm-$mode.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+  # The skinny kernels' test, then the issue's figures in one run: tp_mlp at Llama sizes with
+  # --gemm auto next to the PyTorch twin, the other GEMM modes, and ncu's per-kernel view.
+  [ -x "$bin/tests/skinny_gpu" ] && step 200 "$out/gpu-tests.log" "$bin/tests/skinny_gpu" --test-threads=1
+  step 120 "$out/example-llama.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
+    --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  step 120 "$out/py-mlp.log" python3 benches/py/tp_mlp_torch.py --dtype bf16 \
+    --tokens 1,8,32,64,4096 --iters 50 --warmup 5
+  step 20 "$out/py-mlp.log" python3 benches/py/mlp_targets.py "$out/example-llama.log" "$out/py-mlp.log"
+  for mode in skinny lt; do
+    step 100 "$out/example-gemm-$mode.log" "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b \
       --dtype bf16 --graph --tokens 1,8,32,64,4096 --iters 50 --warmup 5 --gemm "$mode"
   done
+  # Per-kernel time and DRAM traffic of the decode GEMMs (skinny and cuBLASLt), where ncu runs.
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu 2>/dev/null || true)
+  if [ -n "$ncu" ]; then
+    for mode in skinny lt; do
+      step 90 "$out/ncu-$mode.log" "$ncu" --target-processes all -k 'regex:skinny|gemm|gemv|Kernel|silu|mul' \
+        --launch-count 200 --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,launch__grid_size,launch__registers_per_thread,sm__warps_active.avg.pct_of_peak_sustained_active \
+        "$bin/examples/tp_mlp" --backend cuda --preset llama3-8b --dtype bf16 --tokens 1,8,64 \
+        --iters 2 --warmup 1 --gemm "$mode"
+    done
+  fi
 fi
 
 if want tests; then

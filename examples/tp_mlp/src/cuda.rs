@@ -9,8 +9,10 @@
 //! capture. The kernels need no CUDA headers (bf16 and f16 conversions are written out), so
 //! NVRTC compiles them on any machine with libnvrtc; the PTX is compiled once per process.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
@@ -19,10 +21,10 @@ use symmem::cuda::{cuda_context, cuda_stream};
 use symmem::{Buffer, DType, Element, Error, RankContext};
 
 use crate::config::GemmMode;
-use crate::lt::{LtGemm, SkinnyRole};
+use crate::lt::{agreement, LtGemm, SkinnyRole, TIMED_RUNS};
 use crate::model::{Kernels, CUDA_PROBE_COPY_BYTES};
-use crate::results::GemmChoice;
-use crate::skinny::Skinny;
+use crate::results::{finite, GemmChoice};
+use crate::skinny::{self, Skinny, SkinnyPlan};
 
 /// Bytes of the cuBLAS workspace.
 const WORKSPACE: usize = 32 << 20;
@@ -149,6 +151,13 @@ pub struct CudaKernels {
     stream: Arc<CudaStream>,
     silu_mul: [CudaFunction; 3],
     add: [CudaFunction; 3],
+    /// Per gate-up shape `(m, k, shard, dtype)`: the fused skinny plan chosen, or `None` (the
+    /// GEMM, then the SiLU-mul kernel).
+    fused: Mutex<HashMap<(usize, usize, usize, DType), Option<SkinnyPlan>>>,
+    /// The fused-or-not choices made (rank 0 only), for the `gemm_choice` records.
+    fused_records: Mutex<Vec<GemmChoice>>,
+    /// Whether this rank prints and records its choices (rank 0).
+    report: bool,
     _workspace: Buffer<u8>,
 }
 
@@ -218,6 +227,9 @@ impl CudaKernels {
                 load("silu_mul_f16")?,
             ],
             add: [load("add_f32")?, load("add_bf16")?, load("add_f16")?],
+            fused: Mutex::new(HashMap::new()),
+            fused_records: Mutex::new(Vec::new()),
+            report: ctx.rank() == 0,
             _workspace: workspace,
         })
     }
@@ -284,6 +296,171 @@ impl CudaKernels {
     }
 }
 
+impl CudaKernels {
+    /// The gate-up projection unfused: the (tuned) GEMM into a temporary `[m, 2 shard]`
+    /// buffer, then the SiLU-mul kernel.
+    fn gate_up_unfused<T: Element>(
+        &self,
+        x: &Buffer<T>,
+        w: &Buffer<T>,
+        h: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        shard: usize,
+    ) -> Result<(), Error> {
+        let mut gu = symmem::alloc::<T>(m * 2 * shard)?;
+        Kernels::<T>::gemm(self, x, w, &mut gu, m, k, 2 * shard)?;
+        Kernels::<T>::silu_mul(self, &gu, h, m, shard)
+    }
+
+    /// Choose between the fused skinny gate-up kernels and the unfused path for this shape
+    /// (outside capture): each fused candidate is guarded against the unfused path's output
+    /// on these operands (the bound of [`skinny::guard_bound`]), then timed against it; the
+    /// fastest wins (`--gemm skinny`: a fused kernel that passes its guard always does, and
+    /// one that fails is an error).
+    #[allow(clippy::too_many_arguments)]
+    fn tune_gate_up<T: Element>(
+        &self,
+        sk: &Skinny,
+        x: &Buffer<T>,
+        w: &Buffer<T>,
+        h: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        shard: usize,
+    ) -> Result<Option<SkinnyPlan>, Error> {
+        let time = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
+            for _ in 0..2 {
+                f()?;
+            }
+            symmem::synchronize()?;
+            let t = Instant::now();
+            for _ in 0..TIMED_RUNS {
+                f()?;
+            }
+            symmem::synchronize()?;
+            Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
+        };
+        let forced = self.mode == GemmMode::Skinny;
+        let plans = sk.candidates_silu_for(w, h, m, k, shard);
+        // The unfused path first: the reference of the guard (this also tunes its GEMM).
+        self.gate_up_unfused(x, w, h, m, k, shard)?;
+        let unfused_us = time(&mut || self.gate_up_unfused(x, w, h, m, k, shard))?;
+        let mut note: Option<String> = None;
+        let mut best: Option<(f64, Option<f64>, SkinnyPlan)> = None;
+        let mut tried: Vec<String> = Vec::new();
+        if plans.is_empty() {
+            note = Some(format!(
+                "not applicable: {}",
+                skinny::why_not(m, k, 2 * shard, T::DTYPE, sk.sm_count())
+            ));
+        } else {
+            let want = h.to_host_vec()?;
+            let bound = skinny::guard_bound(T::DTYPE);
+            for plan in plans {
+                sk.gemm(&plan, x, w, h)?;
+                let got = h.to_host_vec()?;
+                let (err, verdict) = match agreement(&got, &want) {
+                    Ok(e) if e <= bound => (Some(e), Ok(())),
+                    Ok(e) => (
+                        Some(e),
+                        Err(format!(
+                            "relative error {e:.3e} against the unfused path, above the bound {bound:.1e}"
+                        )),
+                    ),
+                    Err(why) => (None, Err(why)),
+                };
+                match verdict {
+                    Ok(()) => {
+                        let us = time(&mut || sk.gemm(&plan, x, w, h))?;
+                        tried.push(format!("{} {us:.1} us", plan.kernel_name()));
+                        if best.as_ref().is_none_or(|b| us < b.0) {
+                            best = Some((us, err, plan));
+                        }
+                    }
+                    Err(why) => {
+                        if forced {
+                            return Err(Error::InvalidArgument {
+                                op: "skinny gate-up",
+                                detail: format!(
+                                    "--gemm skinny: the fused gate-up kernel {}'s output for [{m} x {k}] x [{k} x {}] {} disagrees with the unfused path's ({why}); this is a bug of the example, run with --gemm lt meanwhile",
+                                    plan.kernel_name(),
+                                    2 * shard,
+                                    T::DTYPE
+                                ),
+                            });
+                        }
+                        eprintln!(
+                            "tp_mlp: gate-up [{m} x {k}] x [{k} x {}] {}: fused kernel {} REJECTED: {why}",
+                            2 * shard,
+                            T::DTYPE,
+                            plan.kernel_name()
+                        );
+                        tried.push(format!("{} rejected", plan.kernel_name()));
+                        note = Some(format!("rejected: {why}"));
+                    }
+                }
+            }
+        }
+        let (choice, chosen, best_us, skinny_us, skinny_err) = match best {
+            Some((us, err, plan)) if forced || us < unfused_us => {
+                note = Some("chosen".into());
+                (Some(plan.clone()), plan.describe(), us, Some(us), err)
+            }
+            Some((us, err, _)) => {
+                note = Some("slower".into());
+                (
+                    None,
+                    "unfused: the GEMM chosen for this shape, then the SiLU-mul kernel".into(),
+                    unfused_us,
+                    Some(us),
+                    err,
+                )
+            }
+            None => (
+                None,
+                "unfused: the GEMM chosen for this shape, then the SiLU-mul kernel".into(),
+                unfused_us,
+                None,
+                None,
+            ),
+        };
+        if self.report {
+            let weight_bytes = (k * 2 * shard * std::mem::size_of::<T>()) as f64;
+            let weight_gbps = weight_bytes / (best_us * 1e-6) / 1e9;
+            eprintln!(
+                "tp_mlp: gate-up + SiLU-mul [{m} x {k}] x [{k} x {}] {}: {chosen}, {best_us:.1} us, weights at {weight_gbps:.0} GB/s (unfused {unfused_us:.1} us{})",
+                2 * shard,
+                T::DTYPE,
+                match (&note, skinny_us) {
+                    (Some(n), Some(us)) => format!("; fused {us:.1} us, {n}"),
+                    (Some(n), None) => format!("; fused {n}"),
+                    _ => String::new(),
+                }
+            );
+            let record = GemmChoice {
+                mkn: [m, k, 2 * shard],
+                dtype: T::DTYPE.to_string(),
+                chosen,
+                best_us: finite(best_us),
+                gemm_ex_us: None,
+                skinny: note,
+                skinny_us: skinny_us.and_then(finite),
+                skinny_rel_error: skinny_err.and_then(finite),
+                skinny_candidates: (!tried.is_empty()).then(|| tried.join(", ")),
+                weight_gbps: finite(weight_gbps),
+                weight_fraction_of_copy: None,
+                op: "gate_up_silu".into(),
+            };
+            self.fused_records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(record);
+        }
+        Ok(choice)
+    }
+}
+
 impl<T: Element> Kernels<T> for CudaKernels {
     fn gemm(
         &self,
@@ -330,6 +507,50 @@ impl<T: Element> Kernels<T> for CudaKernels {
             .map_err(|e| cuda_err("cuLaunchKernel", e, "silu_mul launch failed"))
     }
 
+    fn gate_up_silu(
+        &self,
+        x: &Buffer<T>,
+        w: &Buffer<T>,
+        h: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        shard: usize,
+    ) -> Result<(), Error> {
+        check_len("cuda gate_up_silu", "x", m * k, x.len())?;
+        check_len("cuda gate_up_silu", "w", k * 2 * shard, w.len())?;
+        check_len("cuda gate_up_silu", "h", m * shard, h.len())?;
+        let Some(sk) = &self.skinny else {
+            return self.gate_up_unfused(x, w, h, m, k, shard);
+        };
+        let key = (m, k, shard, T::DTYPE);
+        let known = self
+            .fused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        let choice = match known {
+            Some(c) => c,
+            // Never time during capture: an untuned shape runs unfused (its GEMM then runs
+            // cublasGemmEx, as `LtGemm` does for untuned shapes).
+            None if symmem::is_capturing() => None,
+            None => {
+                let c = self.tune_gate_up(sk, x, w, h, m, k, shard)?;
+                self.fused
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, c.clone());
+                c
+            }
+        };
+        match choice {
+            // (The shape is the table's key, so `plan` is one of its fused candidates; `gemm`
+            // checks that again with the lengths and the alignment.)
+            Some(plan) if skinny::aligned(w, h) => sk.gemm(&plan, x, w, h),
+            _ => self.gate_up_unfused(x, w, h, m, k, shard),
+        }
+    }
+
     fn add(&self, a: &Buffer<T>, b: &Buffer<T>, out: &mut Buffer<T>) -> Result<(), Error> {
         let n = out.len();
         check_len("cuda add", "a", n, a.len())?;
@@ -367,6 +588,14 @@ impl<T: Element> Kernels<T> for CudaKernels {
     }
 
     fn gemm_choices(&self) -> Vec<GemmChoice> {
-        self.lt.as_ref().map(LtGemm::choices).unwrap_or_default()
+        let mut v = self.lt.as_ref().map(LtGemm::choices).unwrap_or_default();
+        v.extend(
+            self.fused_records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        v
     }
 }

@@ -37,7 +37,7 @@ const CANDIDATES: usize = 16;
 /// Bytes of the cuBLASLt workspace.
 pub const LT_WORKSPACE: usize = 32 << 20;
 /// Timed runs per candidate (after two warm-up runs).
-const TIMED_RUNS: usize = 10;
+pub(crate) const TIMED_RUNS: usize = 10;
 
 fn check(call: &'static str, st: lt::cublasStatus_t) -> Result<(), Error> {
     if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
@@ -532,6 +532,7 @@ impl LtGemm {
                 skinny_candidates,
                 weight_gbps: finite(weight_gbps),
                 weight_fraction_of_copy: None,
+                op: "gemm".into(),
             };
             self.records
                 .lock()

@@ -59,6 +59,25 @@ pub trait Kernels<T: Element> {
         shard: usize,
     ) -> Result<(), Error>;
 
+    /// The column-parallel half of a layer: `h = silu(x @ W_gate) * (x @ W_up)`, `[m, shard]`,
+    /// from `x` (`[m, k]`) and `w` (`[k, 2 * shard]`, gate columns, then up columns). The
+    /// default runs [`Kernels::gemm`] into a temporary `[m, 2 * shard]` buffer and
+    /// [`Kernels::silu_mul`]; a backend may fuse the two (the CUDA backend's skinny decode
+    /// kernels do, where they are chosen).
+    fn gate_up_silu(
+        &self,
+        x: &Buffer<T>,
+        w: &Buffer<T>,
+        h: &mut Buffer<T>,
+        m: usize,
+        k: usize,
+        shard: usize,
+    ) -> Result<(), Error> {
+        let mut gu = symmem::alloc::<T>(m * 2 * shard)?;
+        self.gemm(x, w, &mut gu, m, k, 2 * shard)?;
+        self.silu_mul(&gu, h, m, shard)
+    }
+
     /// `out = a + b`, elementwise.
     fn add(&self, a: &Buffer<T>, b: &Buffer<T>, out: &mut Buffer<T>) -> Result<(), Error>;
 
@@ -305,11 +324,9 @@ impl<T: Element, K: Kernels<T>> TpMlp<T, K> {
         let s = self.dims.shard();
         self.check_input("TpMlp::gate_up", x, tokens, hidden)?;
         let w = &self.layers[layer];
-        let mut gu = symmem::alloc::<T>(tokens * 2 * s)?;
-        self.kernels
-            .gemm(x, &w.w_gate_up, &mut gu, tokens, hidden, 2 * s)?;
         let mut h = symmem::alloc::<T>(tokens * s)?;
-        self.kernels.silu_mul(&gu, &mut h, tokens, s)?;
+        self.kernels
+            .gate_up_silu(x, &w.w_gate_up, &mut h, tokens, hidden, s)?;
         Ok(h)
     }
 

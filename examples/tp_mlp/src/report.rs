@@ -86,8 +86,13 @@ pub fn describe_choice(c: &GemmChoice) -> String {
         Some(tried) => format!("{skinny}; skinny kernels tried: {tried}"),
         None => skinny,
     };
+    let op = if c.op == "gate_up_silu" {
+        "gate-up + SiLU-mul "
+    } else {
+        ""
+    };
     format!(
-        "[{m} x {k}] x [{k} x {n}] {}: {}, {} us, weights {} GB/s = {} of the copy rate (cublasGemmEx {} us{skinny})",
+        "{op}[{m} x {k}] x [{k} x {n}] {}: {}, {} us, weights {} GB/s = {} of the copy rate (cublasGemmEx {} us{skinny})",
         c.dtype,
         c.chosen,
         fixed(c.best_us, 1),

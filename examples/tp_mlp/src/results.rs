@@ -92,6 +92,11 @@ pub struct GemmChoice {
     /// `weight_gbps` over the run's measured device copy rate (the rate of the memory floor);
     /// filled in by the report, which knows the copy rate.
     pub weight_fraction_of_copy: Option<f64>,
+    /// What was chosen for: `gemm` (one product `C = A B`), or `gate_up_silu` (the gate-up
+    /// product with its SiLU-and-multiply: `mkn` is the product's, `[m, k, 2 ffn/tp]`; `chosen`
+    /// is a fused skinny kernel or the unfused path, the GEMM chosen for that shape then the
+    /// SiLU-mul kernel, and `best_us` covers the whole; `gemm_ex_us` is `null`).
+    pub op: String,
 }
 
 /// One measurement. Serialized with its variant's name as `kind`, first.

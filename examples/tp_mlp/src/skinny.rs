@@ -114,9 +114,13 @@ pub struct SkinnyPlan {
     pub k_tile: usize,
     /// Dynamic shared memory of the GEMM kernel.
     pub shared_bytes: usize,
+    /// The fused gate-up projection ([`plan_silu`]): `B` is `[k, 2 n]` (gate columns, then up
+    /// columns) and the output is `h[m, n] = silu(A B_gate) * (A B_up)`; `false` for a plain
+    /// product `C[m, n] = A B`, `B` `[k, n]`.
+    pub fused: bool,
     /// Workspace bytes the plan touches, from its start: [`COUNTER_BYTES`] of counters (of
-    /// which it uses the first `col_blocks`) and `splits * m * n * 4` of partials; 0 with one
-    /// split.
+    /// which it uses the first `col_blocks`) and `splits * m * ldb * 4` of partials (`ldb` is
+    /// [`SkinnyPlan::ldb`]: `n`, or `2 n` for a fused plan); 0 with one split.
     pub workspace_bytes: usize,
 }
 
@@ -170,19 +174,30 @@ fn variant_of(m: usize) -> Option<(usize, usize)> {
 }
 
 /// Name of the GEMM kernel of `dtype` and variant `(mt, g, unroll)` (`None` for a variant
-/// that is not in [`VARIANTS`]).
-pub fn kernel_name(dtype: DType, mt: usize, g: usize, unroll: usize) -> Option<String> {
+/// that is not in [`VARIANTS`]); `fused` names the gate-up kernel with the SiLU-and-multiply
+/// (suffix `_silu`).
+pub fn kernel_name(
+    dtype: DType,
+    mt: usize,
+    g: usize,
+    unroll: usize,
+    fused: bool,
+) -> Option<String> {
     if !VARIANTS.contains(&(mt, g, unroll)) {
         return None;
     }
     let suffix = if unroll == 4 { "" } else { "_u8" };
-    Some(format!("skinny_{}_m{mt}_g{g}{suffix}", dtype_tag(dtype)?))
+    let silu = if fused { "_silu" } else { "" };
+    Some(format!(
+        "skinny_{}_m{mt}_g{g}{suffix}{silu}",
+        dtype_tag(dtype)?
+    ))
 }
 
-/// Whether `p` is one of the [`candidates`] for its shape on `sms` multiprocessors (without
-/// building the list).
+/// Whether `p` is one of the [`candidates`] (or, for a fused plan, [`candidates_silu`]) for
+/// its shape on `sms` multiprocessors (without building the list).
 pub fn is_candidate(p: &SkinnyPlan, sms: usize) -> bool {
-    let Some(mut q) = plan(p.m, p.k, p.n, p.dtype, sms) else {
+    let Some(mut q) = plan_with(p.m, p.k, p.n, p.dtype, sms, p.fused) else {
         return false;
     };
     if p.unroll == 8 && VARIANTS.contains(&(q.rows_per_lane, q.row_groups, 8)) {
@@ -195,7 +210,19 @@ pub fn is_candidate(p: &SkinnyPlan, sms: usize) -> bool {
 /// [`plan`]'s, with 4 loads in flight per lane, and for `m <= 8` the same with 8. Empty when
 /// [`plan`] gives `None`.
 pub fn candidates(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
-    let Some(p) = plan(m, k, n, dtype, sms) else {
+    candidates_with(plan(m, k, n, dtype, sms))
+}
+
+/// The fused gate-up plans for `h[m, n] = silu(A B_gate) * (A B_up)` with `B` `[k, 2 n]`
+/// ([`plan_silu`]'s, and for `m <= 8` the same with 8 loads in flight). Empty when
+/// [`plan_silu`] gives `None`.
+pub fn candidates_silu(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
+    candidates_with(plan_silu(m, k, n, dtype, sms))
+}
+
+/// `p`, and the same with 8 loads in flight where that variant exists.
+fn candidates_with(p: Option<SkinnyPlan>) -> Vec<SkinnyPlan> {
+    let Some(p) = p else {
         return Vec::new();
     };
     let mut v = vec![p.clone()];
@@ -211,6 +238,26 @@ pub fn candidates(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec
 /// `C` would not be 16-byte aligned), `k` or `n` zero or beyond 32-bit ints, or a grid over
 /// CUDA's limits. Pointer alignment is checked at launch (`Skinny::gemm`).
 pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<SkinnyPlan> {
+    plan_with(m, k, n, dtype, sms, false)
+}
+
+/// Plan the fused gate-up projection `h[m, n] = silu(A B_gate) * (A B_up)` where `B` is
+/// `[k, 2 n]` (gate columns `[0, n)`, then up columns `[n, 2 n)`, as the example stores
+/// them): one kernel reads both halves of `B` once and applies the SiLU-and-multiply in f32
+/// before rounding `h` once. `None` where [`plan`] would refuse `m`, `k`, `2 n`.
+pub fn plan_silu(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<SkinnyPlan> {
+    plan_with(m, k, n, dtype, sms, true)
+}
+
+/// [`plan`] (`fused` false) or [`plan_silu`].
+fn plan_with(
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    sms: usize,
+    fused: bool,
+) -> Option<SkinnyPlan> {
     let size = elem_bytes(dtype)?;
     let vec = 16 / size;
     let (mt, g) = variant_of(m)?;
@@ -218,10 +265,12 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
         return None;
     }
     let int = i32::MAX as usize;
-    if k > int || n > int || m.checked_mul(k)? > isize::MAX as usize / 8 {
+    // Row length of B: n, or 2 n (gate and up) when fused.
+    let ldb = if fused { n.checked_mul(2)? } else { n };
+    if k > int || ldb > int || m.checked_mul(k)? > isize::MAX as usize / 8 {
         return None;
     }
-    k.checked_mul(n)?.checked_mul(size)?;
+    k.checked_mul(ldb)?.checked_mul(size)?;
     let block_cols = 32 / g * vec;
     let col_blocks = n.div_ceil(block_cols);
     // Split K until the grid has about BLOCKS_PER_SM blocks per SM, keeping splits of at least
@@ -230,7 +279,7 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
     // (Splitting also needs one arrival counter per column block.)
     let mut splits = target.div_ceil(col_blocks).max(1);
     splits = splits.min((k / MIN_CHUNK).max(1));
-    let partial = m.checked_mul(n)?.checked_mul(4)?;
+    let partial = m.checked_mul(ldb)?.checked_mul(4)?;
     splits = splits.min((PARTIAL_BYTES / partial).max(1)).min(MAX_GRID_Y);
     if col_blocks > MAX_SPLIT_COL_BLOCKS {
         splits = 1;
@@ -274,6 +323,7 @@ pub fn plan(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Option<Sk
         k_tile,
         shared_bytes,
         workspace_bytes,
+        fused,
     })
 }
 
@@ -340,20 +390,40 @@ impl SkinnyPlan {
 
     /// Name of the GEMM kernel this plan launches.
     pub fn kernel_name(&self) -> String {
-        kernel_name(self.dtype, self.rows_per_lane, self.row_groups, self.unroll)
-            .unwrap_or_default()
+        kernel_name(
+            self.dtype,
+            self.rows_per_lane,
+            self.row_groups,
+            self.unroll,
+            self.fused,
+        )
+        .unwrap_or_default()
+    }
+
+    /// Elements of one row of `B`: `n`, or `2 n` (gate and up columns) for a fused plan.
+    pub fn ldb(&self) -> usize {
+        if self.fused {
+            2 * self.n
+        } else {
+            self.n
+        }
     }
 
     /// Bytes of `B` the product reads (the weight bytes, read once).
     pub fn weight_bytes(&self) -> usize {
-        self.k * self.n * elem_bytes(self.dtype).unwrap_or(0)
+        self.k * self.ldb() * elem_bytes(self.dtype).unwrap_or(0)
     }
 
     /// One line for the report: the variant, grid and splits.
     pub fn describe(&self) -> String {
         format!(
-            "skinny {} (MT {}, G {}, U {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
+            "skinny {}{} (MT {}, G {}, U {}; grid {} x {}, split-K {} of {} rows, tile {} rows)",
             self.kernel_name(),
+            if self.fused {
+                " with the SiLU-mul fused"
+            } else {
+                ""
+            },
             self.rows_per_lane,
             self.row_groups,
             self.unroll,
@@ -462,26 +532,38 @@ __device__ __forceinline__ u32x4 pack(const float* f, const f16_t*) {
     return r;
 }
 
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
 // C[m, n] = A[m, k] B[k, n] (row-major), rows [blockIdx.y * chunk, +chunk) of B in this block.
-// gridDim.y == 1: C is written; else f32 partials go to ws[blockIdx.y][m][n] and the last
+// gridDim.y == 1: C is written; else f32 partials go to ws[blockIdx.y][m][ldb] and the last
 // block of column blockIdx.x to arrive (counted in counters[blockIdx.x], zero between calls)
 // adds the gridDim.y partials in split order, writes C and sets the counter back to zero.
 // Lane (cg, g) = (lane / G, lane % G): columns [blockIdx.x * (32 / G) * VEC + cg * VEC, +VEC),
 // rows [g * MT, +MT) of A.
 // U: loads of B in flight per lane (SK_UNROLL rows of B, a multiple of the warps apart).
-template <typename T, int MT, int G, int SK_UNROLL>
+// FUSE (the gate-up projection with its SiLU-and-multiply): B is [k, 2n] (gate columns, then
+// up columns) and C is h[m, n] = silu(A B[:, :n]) * (A B[:, n:]). Warps 0-3 take the gate
+// columns of the block, warps 4-7 the matching up columns (the same rows of B in turn, so the
+// block reads as many bytes as without FUSE); each half adds its 4 warps' sums, and the block
+// (or, with split-K, the last block of the column block) applies silu(gate) * up in f32.
+template <typename T, int MT, int G, int SK_UNROLL, int FUSE>
 __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __restrict__ c,
                        float* __restrict__ ws, unsigned int* __restrict__ counters, int m, int k,
                        int n, int chunk, int kt) {
     const int VEC = Vec<T>::N;
     const int MP = MT * G;
     const int CG = 32 / G;
+    const int NW = FUSE ? SK_WARPS / 2 : SK_WARPS;  // warps per half
+    const long long ldb = FUSE ? 2LL * n : (long long)n;
     extern __shared__ float smem[];
     const int lane = threadIdx.x & 31;
     const int warp = threadIdx.x >> 5;
+    const int half = FUSE ? warp / NW : 0;
+    const int lw = warp - half * NW;
     const int cg = lane / G;
     const int g = lane - cg * G;
     const long long col = (long long)blockIdx.x * (CG * VEC) + cg * VEC;
+    const long long colb = col + half * (long long)n;  // column of B (up columns for half 1)
     const bool col_ok = col < (long long)n;
     const int k0 = blockIdx.y * chunk;
     const int k1 = min(k, k0 + chunk);
@@ -502,16 +584,16 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
         }
         __syncthreads();
         const int groups = (rows + G - 1) / G;
-        for (int q0 = warp; q0 < groups; q0 += SK_WARPS * SK_UNROLL) {
+        for (int q0 = lw; q0 < groups; q0 += NW * SK_UNROLL) {
             u32x4 wv[SK_UNROLL];
 #pragma unroll
             for (int u = 0; u < SK_UNROLL; ++u) {
-                const int kk = (q0 + u * SK_WARPS) * G + g;
-                wv[u] = (col_ok && kk < rows) ? ld16(b + (long long)(kb + kk) * n + col) : zero16();
+                const int kk = (q0 + u * NW) * G + g;
+                wv[u] = (col_ok && kk < rows) ? ld16(b + (long long)(kb + kk) * ldb + colb) : zero16();
             }
 #pragma unroll
             for (int u = 0; u < SK_UNROLL; ++u) {
-                const int q = q0 + u * SK_WARPS;
+                const int q = q0 + u * NW;
                 if (q >= groups) break;  // the same for every lane of the warp
 #pragma unroll
                 for (int j = 0; j < G; ++j) {
@@ -537,28 +619,46 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
         }
     }
 
-    // The warps' sums, added in a fixed order: warps [s, 2s) into warps [0, s).
+    // The warps' sums, added in a fixed order within each half: warps [s, 2s) into [0, s).
+    const int HS = MT * VEC * (NW / 2) * 32;  // floats of one half's reduction area
     __syncthreads();
-    for (int s = SK_WARPS / 2; s >= 1; s >>= 1) {
-        if (warp >= s && warp < 2 * s) {
+    for (int s = NW / 2; s >= 1; s >>= 1) {
+        if (lw >= s && lw < 2 * s) {
 #pragma unroll
             for (int i = 0; i < MT; ++i)
 #pragma unroll
                 for (int e = 0; e < VEC; ++e)
-                    smem[(i * VEC + e) * (s * 32) + (warp - s) * 32 + lane] = acc[i][e];
+                    smem[half * HS + (i * VEC + e) * (s * 32) + (lw - s) * 32 + lane] = acc[i][e];
         }
         __syncthreads();
-        if (warp < s) {
+        if (lw < s) {
 #pragma unroll
             for (int i = 0; i < MT; ++i)
 #pragma unroll
                 for (int e = 0; e < VEC; ++e)
-                    acc[i][e] += smem[(i * VEC + e) * (s * 32) + warp * 32 + lane];
+                    acc[i][e] += smem[half * HS + (i * VEC + e) * (s * 32) + lw * 32 + lane];
         }
         __syncthreads();
     }
     if (gridDim.y == 1) {
-        if (warp != 0 || !col_ok) return;
+        if (FUSE) {
+            // Warp NW (the up half's sum) hands its sums to warp 0 (the gate half's).
+            if (warp == NW) {
+#pragma unroll
+                for (int i = 0; i < MT; ++i)
+#pragma unroll
+                    for (int e = 0; e < VEC; ++e) smem[(i * VEC + e) * 32 + lane] = acc[i][e];
+            }
+            __syncthreads();
+            if (warp != 0 || !col_ok) return;
+#pragma unroll
+            for (int i = 0; i < MT; ++i)
+#pragma unroll
+                for (int e = 0; e < VEC; ++e)
+                    acc[i][e] = silu(acc[i][e]) * smem[(i * VEC + e) * 32 + lane];
+        } else if (warp != 0 || !col_ok) {
+            return;
+        }
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
             const int row = g * MT + i;
@@ -567,14 +667,15 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
         }
         return;
     }
-    // Split-K: this split's partial tile goes to ws[blockIdx.y][m][n]; the last block of the
-    // column block to arrive adds every split's partials in split order and writes C.
-    if (warp == 0 && col_ok) {
+    // Split-K: this split's partial tile goes to ws[blockIdx.y][m][ldb] (gate and up columns
+    // where FUSE); the last block of the column block to arrive adds every split's partials in
+    // split order and writes C.
+    if (lw == 0 && col_ok) {
 #pragma unroll
         for (int i = 0; i < MT; ++i) {
             const int row = g * MT + i;
             if (row >= m) break;
-            float* p = ws + ((long long)blockIdx.y * m + row) * n + col;
+            float* p = ws + ((long long)blockIdx.y * m + row) * ldb + colb;
 #pragma unroll
             for (int e = 0; e < VEC; e += 4) {
                 st16(p + e, pack(&acc[i][e], (const float*)0));
@@ -595,33 +696,48 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
     __threadfence();
     const int bc = CG * VEC;
     const long long col0 = (long long)blockIdx.x * bc;
-    const long long step = (long long)m * n;
+    const long long step = (long long)m * ldb;
     const int splits = gridDim.y;
     for (int idx = threadIdx.x; idx < m * bc; idx += blockDim.x) {
         const int row = idx / bc;
         const long long cc = col0 + (idx - row * bc);
         if (cc >= (long long)n) continue;
-        const float* p = ws + (long long)row * n + cc;
+        const float* p = ws + (long long)row * ldb + cc;
         float s = 0.0f;
 #pragma unroll 4
         for (int sp = 0; sp < splits; ++sp) s += ldcg(p + sp * step);
+        if (FUSE) {
+            float u = 0.0f;
+#pragma unroll 4
+            for (int sp = 0; sp < splits; ++sp) u += ldcg(p + n + sp * step);
+            s = silu(s) * u;
+        }
         from_f(s, &c[(long long)row * n + cc]);
     }
     // Zero again for the next call (a later kernel on the stream starts after this one ends).
     if (threadIdx.x == 0) atomicExch(&counters[blockIdx.x], 0u);
 }
 
-// 4 loads in flight per lane; the _u8 kernels (G == 1 only) have 8.
+// 4 loads in flight per lane; the _u8 kernels (G == 1 only) have 8; the _silu kernels are the
+// FUSE ones (gate-up with its SiLU-and-multiply).
 #define SK_GEMM(T, NAME, MT, G) \
 extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G( \
     const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
     int chunk, int kt) { \
-    skinny<T, MT, G, 4>(a, b, c, ws, counters, m, k, n, chunk, kt); }
+    skinny<T, MT, G, 4, 0>(a, b, c, ws, counters, m, k, n, chunk, kt); } \
+extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G##_silu( \
+    const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
+    int chunk, int kt) { \
+    skinny<T, MT, G, 4, 1>(a, b, c, ws, counters, m, k, n, chunk, kt); }
 #define SK_GEMM_U8(T, NAME, MT, G) \
 extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G##_u8( \
     const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
     int chunk, int kt) { \
-    skinny<T, MT, G, 8>(a, b, c, ws, counters, m, k, n, chunk, kt); }
+    skinny<T, MT, G, 8, 0>(a, b, c, ws, counters, m, k, n, chunk, kt); } \
+extern "C" __global__ void __launch_bounds__(256) skinny_##NAME##_m##MT##_g##G##_u8_silu( \
+    const T* a, const T* b, T* c, float* ws, unsigned int* counters, int m, int k, int n, \
+    int chunk, int kt) { \
+    skinny<T, MT, G, 8, 1>(a, b, c, ws, counters, m, k, n, chunk, kt); }
 #define SK_ALL(T, NAME) \
     SK_GEMM(T, NAME, 1, 1) SK_GEMM(T, NAME, 2, 1) SK_GEMM(T, NAME, 4, 1) SK_GEMM(T, NAME, 8, 1) \
     SK_GEMM(T, NAME, 8, 2) SK_GEMM(T, NAME, 8, 4) SK_GEMM(T, NAME, 8, 8) \
@@ -633,12 +749,14 @@ SK_ALL(bf16_t, bf16)
 SK_ALL(f16_t, f16)
 "#;
 
-/// Every kernel name [`SOURCE`] defines (GEMM variants, all dtypes).
+/// Every kernel name [`SOURCE`] defines (GEMM variants, plain and fused, all dtypes).
 pub fn kernel_names() -> Vec<String> {
     let mut names = Vec::new();
     for d in [DType::F32, DType::BF16, DType::F16] {
-        for (mt, g, u) in VARIANTS {
-            names.extend(kernel_name(d, mt, g, u));
+        for fused in [false, true] {
+            for (mt, g, u) in VARIANTS {
+                names.extend(kernel_name(d, mt, g, u, fused));
+            }
         }
     }
     names
@@ -658,7 +776,7 @@ mod gpu {
     use symmem::cuda::{cuda_context, cuda_stream};
     use symmem::{Buffer, DType, Element, Error, RankContext};
 
-    use super::{kernel_name, plan, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
+    use super::{kernel_name, plan, plan_silu, SkinnyPlan, BLOCK_THREADS, SOURCE, VARIANTS};
     use super::{COUNTER_BYTES, MAX_SHARED_BYTES, MAX_SPLIT_COL_BLOCKS, WORKSPACE_BYTES};
     use crate::cuda::cuda_err;
 
@@ -715,7 +833,8 @@ mod gpu {
     /// The skinny GEMM kernels of one CUDA rank, with their split-K workspace.
     pub struct Skinny {
         stream: Arc<CudaStream>,
-        /// GEMM kernels by `(dtype index, variant index)`.
+        /// GEMM kernels by `(dtype index, variant index)`: the plain ones at the indices of
+        /// [`VARIANTS`], the fused (`_silu`) ones after them.
         gemm: Vec<Vec<CudaFunction>>,
         /// Split-K workspace: [`COUNTER_BYTES`] of arrival counters (zero between calls),
         /// then the partials.
@@ -777,8 +896,10 @@ mod gpu {
             let mut gemm = Vec::new();
             for d in [DType::F32, DType::BF16, DType::F16] {
                 let mut row = Vec::new();
-                for (mt, g, u) in VARIANTS {
-                    row.push(load(kernel_name(d, mt, g, u).unwrap_or_default())?);
+                for fused in [false, true] {
+                    for (mt, g, u) in VARIANTS {
+                        row.push(load(kernel_name(d, mt, g, u, fused).unwrap_or_default())?);
+                    }
                 }
                 gemm.push(row);
             }
@@ -821,6 +942,24 @@ mod gpu {
             }
         }
 
+        /// The fused gate-up plans for `h = silu(a b_gate) * (a b_up)` on these buffers
+        /// ([`super::candidates_silu`]; `b` is `[k, 2 n]`, `h` is `[m, n]`), or none (use
+        /// the GEMM and the separate SiLU-mul kernel): the shape is not one [`plan_silu`]
+        /// takes, or `b` or `h` is not 16-byte aligned.
+        pub fn candidates_silu_for<T: Element>(
+            &self,
+            b: &Buffer<T>,
+            h: &Buffer<T>,
+            m: usize,
+            k: usize,
+            n: usize,
+        ) -> Vec<SkinnyPlan> {
+            if !aligned(b, h) || plan_silu(m, k, n, T::DTYPE, self.sms).is_none() {
+                return Vec::new();
+            }
+            super::candidates_silu(m, k, n, T::DTYPE, self.sms)
+        }
+
         /// The plan for `c = a b` on these buffers, or `None` (use cuBLASLt): the shape is not
         /// one [`plan`] takes, or `b` or `c` is not 16-byte aligned.
         pub fn plan_for<T: Element>(
@@ -838,8 +977,10 @@ mod gpu {
         }
 
         /// Queue `c = a b` with `plan` on the rank's stream (one kernel launch, split-K
-        /// included). Checks the lengths (`a`: m k, `b`: k n, `c`: m n elements), the
-        /// dtype, the 16-byte alignment of `b` and `c` and the workspace before launching.
+        /// included); with a fused plan ([`super::plan_silu`]) `b` is `[k, 2 n]` and `c` gets
+        /// `silu(a b_gate) * (a b_up)`. Checks the lengths (`a`: m k, `b`: k n or k 2n, `c`:
+        /// m n elements), the dtype, the 16-byte alignment of `b` and `c` and the workspace
+        /// before launching.
         pub fn gemm<T: Element>(
             &self,
             plan: &SkinnyPlan,
@@ -848,13 +989,14 @@ mod gpu {
             c: &mut Buffer<T>,
         ) -> Result<(), Error> {
             let (m, k, n) = (plan.m, plan.k, plan.n);
+            let ldb = plan.ldb();
             let bad = |detail: String| Error::InvalidArgument {
                 op: "skinny gemm",
                 detail,
             };
             for (what, need, have) in [
                 ("a", m * k, a.len()),
-                ("b", k * n, b.len()),
+                ("b", k * ldb, b.len()),
                 ("c", m * n, c.len()),
             ] {
                 if need != have {
@@ -888,7 +1030,7 @@ mod gpu {
             let splits_fit = plan.splits == 1
                 || (plan.col_blocks <= MAX_SPLIT_COL_BLOCKS
                     && plan.workspace_bytes
-                        == COUNTER_BYTES + plan.splits * m * n * std::mem::size_of::<f32>());
+                        == COUNTER_BYTES + plan.splits * m * ldb * std::mem::size_of::<f32>());
             if !splits_fit
                 || plan.workspace_bytes > self.workspace.len()
                 || plan.shared_bytes > MAX_SHARED_BYTES
@@ -905,7 +1047,8 @@ mod gpu {
             let v = VARIANTS
                 .iter()
                 .position(|&x| x == (plan.rows_per_lane, plan.row_groups, plan.unroll))
-                .ok_or_else(|| bad("unknown kernel variant".into()))?;
+                .ok_or_else(|| bad("unknown kernel variant".into()))?
+                + if plan.fused { VARIANTS.len() } else { 0 };
             let (gx, gy) = plan.grid();
             let cfg = LaunchConfig {
                 grid_dim: (gx as u32, gy as u32, 1),
@@ -940,15 +1083,18 @@ mod gpu {
                 .arg(&ni)
                 .arg(&ci)
                 .arg(&ti);
-            // SAFETY: the lengths of a, b and c were checked against m k, k n and m n above, the
-            // plan is one of those `candidates` gives for this shape and device (`plan`'s, or
-            // the same with 8 loads in flight, which batches the same in-bounds loads
-            // differently), so its grid, chunk, tile and shared size are within the bounds the
-            // kernel (the one of `VARIANTS` at the plan's position) assumes: the kernel reads
-            // rows below min(k, split end) and columns below n only, writes rows below m and
-            // columns below n of c). With several splits the kernel also touches the workspace:
-            // `splits * m * n` floats of partials from byte COUNTER_BYTES on (so
-            // `workspace_bytes = COUNTER_BYTES + splits m n 4`, checked above against the
+            // SAFETY: the lengths of a, b and c were checked against m k, k ldb and m n above
+            // (ldb = n, or 2 n for a fused plan, whose kernel reads gate columns below n and up
+            // columns n..2n of each row of b), the plan is one of those `candidates` (or, fused,
+            // `candidates_silu`) gives for this shape and device (checked by `is_candidate`:
+            // the plan's, or the same with 8 loads in flight, which batches the same in-bounds
+            // loads differently), so its grid, chunk, tile and shared size are within the bounds
+            // the kernel (the one of `VARIANTS` at the plan's position, fused ones after them)
+            // assumes: the kernel reads rows below min(k, split end) and columns below ldb of b,
+            // rows below m and columns below k of a, and writes rows below m and columns below
+            // n of c. With several splits the kernel also touches the workspace:
+            // `splits * m * ldb` floats of partials from byte COUNTER_BYTES on (so
+            // `workspace_bytes = COUNTER_BYTES + splits m ldb 4`, checked above against the
             // workspace's length) and the `col_blocks` u32 counters of its first bytes
             // (`col_blocks <= MAX_SPLIT_COL_BLOCKS = COUNTER_BYTES / 4`, checked above, so they
             // stay below the partials). The counters are zero before the launch: the workspace
@@ -957,11 +1103,11 @@ mod gpu {
             // this one stream do not overlap, so no two calls share the counters at once. (The
             // counters' values decide which block adds the partials, never an address: a counter
             // left non-zero by an aborted kernel would give a wrong sum, not an access outside
-            // the workspace or c.) b and
-            // c are 16-byte aligned and n is a multiple of 16 bytes of elements (so every
-            // 16-byte access is aligned; the partials start 16-byte aligned too), all on this
-            // rank's GPU and stream; the arguments match the kernel's signature (3 pointers of
-            // T, a float pointer, an unsigned int pointer, 5 ints).
+            // the workspace or c.) b and c are 16-byte aligned and n (so ldb) is a multiple of
+            // 16 bytes of elements (so every 16-byte access is aligned; the partials start
+            // 16-byte aligned too), all on this rank's GPU and stream; the arguments match the
+            // kernel's signature (3 pointers of T, a float pointer, an unsigned int pointer, 5
+            // ints).
             unsafe { launch.launch(cfg) }
                 .map(drop)
                 .map_err(|e| cuda_err("cuLaunchKernel", e, "skinny GEMM launch failed"))?;
@@ -1051,7 +1197,10 @@ mod tests {
         assert!(p.shared_bytes >= mp * (p.k_tile + 1) * 4);
         assert!(p.shared_bytes >= p.rows_per_lane * p.vec * 128 * 4);
         if p.splits > 1 {
-            assert_eq!(p.workspace_bytes, COUNTER_BYTES + p.splits * m * n * 4);
+            assert_eq!(
+                p.workspace_bytes,
+                COUNTER_BYTES + p.splits * m * p.ldb() * 4
+            );
             assert!(p.workspace_bytes <= WORKSPACE_BYTES);
             // One counter per column block, all below the partials.
             assert!(p.col_blocks <= MAX_SPLIT_COL_BLOCKS);
@@ -1086,8 +1235,13 @@ mod tests {
         let (mt, g_n, vec, kt) = (p.rows_per_lane, p.row_groups, p.vec, p.k_tile);
         let mp = mt * g_n;
         let stride = kt + 1;
+        let ldb = p.ldb();
+        // Warps per half: the fused kernel's warps 0-3 take the gate columns, 4-7 the up ones.
+        let nw = if p.fused { WARPS / 2 } else { WARPS };
+        let silu = |g: f32| g / (1.0 + (-g).exp());
+        assert_eq!(b.len(), k * ldb);
         let mut c = vec![f32::NAN; m * n];
-        let mut ws = vec![f32::NAN; p.splits * m * n];
+        let mut ws = vec![f32::NAN; p.splits * m * ldb];
         assert_eq!(order.len(), p.splits * p.col_blocks);
         for &(bx, by) in order {
             // acc[warp][lane][i][e]
@@ -1108,7 +1262,8 @@ mod tests {
                 }
                 let groups = rows.div_ceil(g_n);
                 for (warp, acc_w) in acc.iter_mut().enumerate() {
-                    let mut q0 = warp;
+                    let (half, lw) = (warp / nw, warp % nw);
+                    let mut q0 = lw;
                     while q0 < groups {
                         // wv[lane][u]
                         let mut wv = vec![vec![vec![0.0f32; vec]; unroll]; 32];
@@ -1116,15 +1271,15 @@ mod tests {
                             let (cg, g) = (lane / g_n, lane % g_n);
                             let col = bx * p.block_cols + cg * vec;
                             for (u, wu) in wl.iter_mut().enumerate() {
-                                let kk = (q0 + u * WARPS) * g_n + g;
+                                let kk = (q0 + u * nw) * g_n + g;
                                 if col < n && kk < rows {
-                                    let at = (kb + kk) * n + col;
+                                    let at = (kb + kk) * ldb + half * n + col;
                                     wu.copy_from_slice(&b[at..at + vec]);
                                 }
                             }
                         }
                         for u in 0..unroll {
-                            let q = q0 + u * WARPS;
+                            let q = q0 + u * nw;
                             if q >= groups {
                                 break;
                             }
@@ -1143,22 +1298,25 @@ mod tests {
                                 }
                             }
                         }
-                        q0 += WARPS * unroll;
+                        q0 += nw * unroll;
                     }
                 }
                 kb += kt;
             }
-            let mut s = WARPS / 2;
-            while s >= 1 {
-                for w in 0..s {
-                    for lane in 0..32 {
-                        for i in 0..mt * vec {
-                            let add = acc[w + s][lane][i];
-                            acc[w][lane][i] += add;
+            // Within each half, warps [s, 2s) into [0, s).
+            for half in 0..WARPS / nw {
+                let mut s = nw / 2;
+                while s >= 1 {
+                    for w in 0..s {
+                        for lane in 0..32 {
+                            for i in 0..mt * vec {
+                                let add = acc[half * nw + w + s][lane][i];
+                                acc[half * nw + w][lane][i] += add;
+                            }
                         }
                     }
+                    s /= 2;
                 }
-                s /= 2;
             }
             for lane in 0..32 {
                 let (cg, g) = (lane / g_n, lane % g_n);
@@ -1174,9 +1332,16 @@ mod tests {
                     for e in 0..vec {
                         let v = acc[0][lane][i * vec + e];
                         if p.splits == 1 {
-                            c[row * n + col + e] = v;
+                            c[row * n + col + e] = if p.fused {
+                                silu(v) * acc[nw][lane][i * vec + e]
+                            } else {
+                                v
+                            };
                         } else {
-                            ws[(by * m + row) * n + col + e] = v;
+                            ws[(by * m + row) * ldb + col + e] = v;
+                            if p.fused {
+                                ws[(by * m + row) * ldb + n + col + e] = acc[nw][lane][i * vec + e];
+                            }
                         }
                     }
                 }
@@ -1196,16 +1361,23 @@ mod tests {
                 if cc >= n {
                     continue;
                 }
-                let mut s = 0.0f32;
-                for sp in 0..p.splits {
-                    let v = ws[(sp * m + row) * n + cc];
-                    assert!(
-                        !v.is_nan(),
-                        "split {sp} of column block {bx} read unwritten"
-                    );
-                    s += v;
-                }
-                c[row * n + cc] = s;
+                let sum = |off: usize| {
+                    let mut s = 0.0f32;
+                    for sp in 0..p.splits {
+                        let v = ws[(sp * m + row) * ldb + off + cc];
+                        assert!(
+                            !v.is_nan(),
+                            "split {sp} of column block {bx} read unwritten"
+                        );
+                        s += v;
+                    }
+                    s
+                };
+                c[row * n + cc] = if p.fused {
+                    silu(sum(0)) * sum(n)
+                } else {
+                    sum(0)
+                };
             }
             counters[bx] = 0;
         }
@@ -1285,6 +1457,101 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The fused gate-up kernel replayed on the host: `h = silu(A B_gate) * (A B_up)` with the
+    /// gate and up sums exact (small integers), the SiLU in f32 as the kernel computes it; the
+    /// same bits whatever the block order and loads in flight, and equal to the unfused
+    /// product's gate and up columns put through the same SiLU-mul.
+    #[test]
+    fn the_fused_gate_up_replayed_on_the_host_is_silu_times_up() {
+        let mut shapes = vec![];
+        for m in [1, 2, 3, 5, 8, 9, 16, 17, 33, 64] {
+            for (k, n, sms) in [(1, 8, 132), (37, 24, 132), (300, 40, 2), (1000, 72, 4)] {
+                shapes.push((m, k, n, sms));
+            }
+        }
+        for m in [1, 8, 64] {
+            shapes.push((m, 2100, 264, 8));
+        }
+        let silu = |g: f32| g / (1.0 + (-g).exp());
+        for (m, k, n, sms) in shapes {
+            let p = plan_silu(m, k, n, DType::F32, sms).unwrap();
+            assert!(p.fused && p.ldb() == 2 * n, "{p:?}");
+            check_plan(&p, sms);
+            if k >= 2000 {
+                assert!(p.splits > 1, "{p:?}");
+            }
+            let (a, b) = (ints(m * k, 3), ints(k * 2 * n, 4));
+            let mut order: Vec<(usize, usize)> = (0..p.splits)
+                .flat_map(|by| (0..p.col_blocks).map(move |bx| (bx, by)))
+                .collect();
+            let mut counters = vec![0u32; p.col_blocks];
+            let h = simulate(&p, &a, &b, &order, &mut counters);
+            assert!(counters.iter().all(|&x| x == 0), "{p:?}");
+            for q in candidates_silu(m, k, n, DType::F32, sms) {
+                order.reverse();
+                let again = simulate(&q, &a, &b, &order, &mut counters);
+                assert!(
+                    h.iter()
+                        .zip(&again)
+                        .all(|(x, y)| x.to_bits() == y.to_bits()),
+                    "block order or loads in flight changed the result: {q:?}"
+                );
+            }
+            // The unfused product of the same operands, then the SiLU-mul in f32.
+            let plain = plan(m, k, 2 * n, DType::F32, sms).unwrap();
+            let order2: Vec<(usize, usize)> = (0..plain.splits)
+                .flat_map(|by| (0..plain.col_blocks).map(move |bx| (bx, by)))
+                .collect();
+            let mut counters2 = vec![0u32; plain.col_blocks];
+            let gu = simulate(&plain, &a, &b, &order2, &mut counters2);
+            for r in 0..m {
+                for col in 0..n {
+                    let want = silu(gu[r * 2 * n + col]) * gu[r * 2 * n + n + col];
+                    assert_eq!(
+                        h[r * n + col].to_bits(),
+                        want.to_bits(),
+                        "h[{r}][{col}] of {m}x{k}x{n} (plan {p:?})"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fused_plans_read_both_halves_and_fall_back_like_plain_ones() {
+        for sms in [78, 132] {
+            for d in DTYPES {
+                for tp in [1, 2, 4, 8] {
+                    let s = 14336 / tp;
+                    for m in 1..=MAX_M {
+                        let p = plan_silu(m, 4096, s, d, sms).unwrap();
+                        check_plan(&p, sms);
+                        assert_eq!(p.weight_bytes(), 4096 * 2 * s * elem_bytes(d).unwrap());
+                        assert!(p.kernel_name().ends_with("_silu"), "{p:?}");
+                        assert!(is_candidate(&p, sms));
+                        // A fused plan is not a plain one, nor the other way round.
+                        let mut plain = p.clone();
+                        plain.fused = false;
+                        assert!(
+                            !is_candidate(&plain, sms)
+                                || plain == plan(m, 4096, s, d, sms).unwrap()
+                        );
+                    }
+                }
+            }
+        }
+        // The down projection at tp 1 splits K; the fused gate-up at one token splits too (56
+        // column blocks of 256 features cannot fill 132 SMs), with partials for both halves.
+        let p = plan_silu(1, 4096, 14336, DType::BF16, 132).unwrap();
+        assert_eq!(p.col_blocks, 56);
+        assert!(p.splits > 1, "{p:?}");
+        assert_eq!(p.workspace_bytes, COUNTER_BYTES + p.splits * 2 * 14336 * 4);
+        assert!(plan_silu(1, 4096, 4100, DType::BF16, 132).is_none());
+        assert!(plan_silu(65, 4096, 4096, DType::BF16, 132).is_none());
+        assert!(plan_silu(1, 4096, 1 << 30, DType::BF16, 132).is_none());
+        assert!(candidates_silu(65, 4096, 4096, DType::BF16, 132).is_empty());
     }
 
     #[test]
@@ -1392,7 +1659,7 @@ mod tests {
     #[test]
     fn kernel_names_cover_every_variant() {
         let names = kernel_names();
-        assert_eq!(names.len(), 3 * VARIANTS.len());
+        assert_eq!(names.len(), 2 * 3 * VARIANTS.len());
         let mut unique = names.clone();
         unique.sort();
         unique.dedup();
@@ -1413,14 +1680,18 @@ mod tests {
                 assert_eq!(is_candidate(&odd, 132), m <= 8);
                 odd.unroll = 16;
                 assert!(!is_candidate(&odd, 132));
-                let name = kernel_name(d, mt, g, 4).unwrap();
+                let name = kernel_name(d, mt, g, 4, false).unwrap();
                 assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G("));
+                assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G##_silu("));
                 assert!(names.contains(&name));
+                assert!(names.contains(&kernel_name(d, mt, g, 4, true).unwrap()));
                 if g == 1 {
                     assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G##_u8("));
-                    assert!(names.contains(&kernel_name(d, mt, g, 8).unwrap()));
+                    assert!(SOURCE.contains("skinny_##NAME##_m##MT##_g##G##_u8_silu("));
+                    assert!(names.contains(&kernel_name(d, mt, g, 8, false).unwrap()));
+                    assert!(names.contains(&kernel_name(d, mt, g, 8, true).unwrap()));
                 } else {
-                    assert_eq!(kernel_name(d, mt, g, 8), None);
+                    assert_eq!(kernel_name(d, mt, g, 8, false), None);
                 }
             }
         }

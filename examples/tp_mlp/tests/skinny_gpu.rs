@@ -412,3 +412,199 @@ fn split_k_is_bit_identical_over_50_calls_in_a_row() {
     }
     assert_eq!(lines.len(), 18);
 }
+
+/// `||got - ref|| / ||ref||` of the fused gate-up output `h[m, n]` over every row and the
+/// sampled columns, with the f64 reference `silu(a b_gate) * (a b_up)` of the stored operands
+/// (`b` is `[k, 2 n]`: gate columns, then up columns).
+fn rel_error_silu<T: Element>(a: &[T], b: &[T], got: &[T], m: usize, k: usize, n: usize) -> f64 {
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for r in 0..m {
+        for c in sample_cols(n) {
+            let dot = |col: usize| -> f64 {
+                (0..k)
+                    .map(|i| a[r * k + i].to_f64() * b[i * 2 * n + col].to_f64())
+                    .sum()
+            };
+            let (g, u) = (dot(c), dot(n + c));
+            let want = g / (1.0 + (-g).exp()) * u;
+            let v = got[r * n + c].to_f64();
+            assert!(v.is_finite(), "h[{r}][{c}] = {v}");
+            num += (v - want) * (v - want);
+            den += want * want;
+        }
+    }
+    (num / den.max(f64::MIN_POSITIVE)).sqrt()
+}
+
+/// The fused gate-up kernels (SiLU-and-multiply in the epilogue) for storage `T`: every m, the
+/// gate-up shapes at tp 1 and 2 and two small ones; within the bound of the f64 reference,
+/// every element written, bit-identical over repeated calls and between the 4- and 8-loads
+/// kernels.
+fn fused_every_shape<T: Element>(ctx: &RankContext) -> Vec<String> {
+    let sk = Skinny::new(ctx).expect("the skinny kernels load");
+    let mut lines = Vec::new();
+    for (salt, (k, n)) in [(4096, 14336), (4096, 7168), (37, 24), (1000, 72)]
+        .into_iter()
+        .enumerate()
+    {
+        let b_host = values::<T>(k * 2 * n, 301 + salt as u64);
+        let b = symmem::alloc_from_host(&b_host).expect("upload B");
+        for m in MS {
+            let a_host = values::<T>(m * k, 401 + salt as u64 + m as u64);
+            let a = symmem::alloc_from_host(&a_host).expect("upload A");
+            let probe = symmem::alloc_zeroed::<T>(m * n).expect("h");
+            let plans = sk.candidates_silu_for(&b, &probe, m, k, n);
+            assert_eq!(plans.len(), if m <= 8 { 2 } else { 1 }, "{m}x{k}x{n}");
+            let mut first_plan: Option<Vec<T>> = None;
+            for plan in plans {
+                assert!(plan.fused, "{}", plan.describe());
+                let mut h = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n])
+                    .expect("h filled with NaN");
+                sk.gemm(&plan, &a, &b, &mut h).expect("fused gate-up");
+                let first = h.to_host_vec().expect("download h");
+                assert!(
+                    first.iter().all(|v| v.to_f64().is_finite()),
+                    "{m}x{k}x{n} {}: an element of h was not written ({})",
+                    T::DTYPE,
+                    plan.describe()
+                );
+                let err = rel_error_silu(&a_host, &b_host, &first, m, k, n);
+                let bound = bound_of(T::DTYPE);
+                assert!(
+                    err <= bound,
+                    "{m}x{k}x{n} {}: relative error {err:.3e} above {bound:.0e} ({})",
+                    T::DTYPE,
+                    plan.describe()
+                );
+                for rep in 0..3 {
+                    sk.gemm(&plan, &a, &b, &mut h).expect("fused gate-up again");
+                    let again = h.to_host_vec().expect("download h");
+                    assert!(
+                        again
+                            .iter()
+                            .zip(&first)
+                            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                        "{m}x{k}x{n} {}: call {} differs from the first ({})",
+                        T::DTYPE,
+                        rep + 2,
+                        plan.describe()
+                    );
+                }
+                match &first_plan {
+                    Some(f) => assert!(
+                        f.iter()
+                            .zip(&first)
+                            .all(|(x, y)| x.to_f64().to_bits() == y.to_f64().to_bits()),
+                        "{m}x{k}x{n} {}: {} differs from the 4-loads kernel",
+                        T::DTYPE,
+                        plan.describe()
+                    ),
+                    None => first_plan = Some(first.clone()),
+                }
+                lines.push(format!(
+                    "fused {m}x{k}x{n} {}: rel error {err:.2e}, {}",
+                    T::DTYPE,
+                    plan.describe()
+                ));
+            }
+        }
+    }
+    lines
+}
+
+#[test]
+fn fused_gate_up_matches_the_f64_reference_for_every_dtype_and_m() {
+    let Some(lines) = on_gpu("fused_gate_up_matches_the_f64_reference", |ctx| {
+        let mut l = fused_every_shape::<f32>(ctx);
+        l.extend(fused_every_shape::<bf16>(ctx));
+        l.extend(fused_every_shape::<f16>(ctx));
+        l
+    }) else {
+        return;
+    };
+    for l in &lines {
+        say(l);
+    }
+    let per_shape: usize = MS.iter().map(|&m| if m <= 8 { 2 } else { 1 }).sum();
+    assert_eq!(lines.len(), 3 * 4 * per_shape);
+}
+
+/// A fused plan handed a `b` of the plain product's length (`k n` instead of `k 2n`), or a
+/// plain plan handed the fused shape's buffers, is refused before any launch.
+#[test]
+fn fused_plans_check_the_doubled_weight_length() {
+    let Some(()) = on_gpu("fused_plans_check_the_doubled_weight_length", |ctx| {
+        let sk = Skinny::new(ctx).expect("the skinny kernels load");
+        let (m, k, n) = (4, 256, 1024);
+        let a = symmem::alloc_zeroed::<bf16>(m * k).unwrap();
+        let b_half = symmem::alloc_zeroed::<bf16>(k * n).unwrap();
+        let b_full = symmem::alloc_zeroed::<bf16>(k * 2 * n).unwrap();
+        let mut h = symmem::alloc_zeroed::<bf16>(m * n).unwrap();
+        let fused = skinny::plan_silu(m, k, n, DType::BF16, sk.sm_count()).unwrap();
+        assert!(sk.gemm(&fused, &a, &b_half, &mut h).is_err());
+        let mut plain_as_fused = skinny::plan(m, k, n, DType::BF16, sk.sm_count()).unwrap();
+        plain_as_fused.fused = true;
+        // (A hand-made fused plan with the plain plan's tiling is only accepted where the two
+        // plans coincide; then it is the real fused plan.)
+        if plain_as_fused != fused {
+            assert!(sk.gemm(&plain_as_fused, &a, &b_full, &mut h).is_err());
+        }
+        sk.gemm(&fused, &a, &b_full, &mut h)
+            .expect("the fused plan runs");
+        symmem::synchronize().unwrap();
+    }) else {
+        return;
+    };
+}
+
+/// The gate-up projection through the example's kernels: `--gemm skinny` fuses the SiLU-mul
+/// (one `gate_up_silu` record, chosen), `--gemm auto` records whichever was faster, `--gemm
+/// cublas` runs unfused; every mode gives `h` within the bound of the f64 reference.
+#[test]
+fn gate_up_silu_modes_choose_record_and_agree() {
+    let Some(records) = on_gpu("gate_up_silu_modes", |ctx| {
+        let mut out = Vec::new();
+        let (m, k, s) = (3, 4096, 7168);
+        let a_host = values::<bf16>(m * k, 21);
+        let b_host = values::<bf16>(k * 2 * s, 22);
+        let a: Buffer<bf16> = symmem::alloc_from_host(&a_host).unwrap();
+        let b: Buffer<bf16> = symmem::alloc_from_host(&b_host).unwrap();
+        for mode in [GemmMode::Skinny, GemmMode::Auto, GemmMode::Cublas] {
+            let kernels = CudaKernels::new(ctx, mode).expect("kernels");
+            let mut h = symmem::alloc_zeroed::<bf16>(m * s).unwrap();
+            for _ in 0..2 {
+                Kernels::<bf16>::gate_up_silu(&kernels, &a, &b, &mut h, m, k, s).expect("gate-up");
+            }
+            let got = h.to_host_vec().unwrap();
+            let err = rel_error_silu(&a_host, &b_host, &got, m, k, s);
+            assert!(err <= Dtype::Bf16.bound(), "{mode:?}: {err:.3e}");
+            // A wrong length is an error, not a launch.
+            let mut short = symmem::alloc_zeroed::<bf16>(m * s - 8).unwrap();
+            assert!(Kernels::<bf16>::gate_up_silu(&kernels, &a, &b, &mut short, m, k, s).is_err());
+            out.push((mode, Kernels::<bf16>::gemm_choices(&kernels)));
+        }
+        out
+    }) else {
+        return;
+    };
+    for (mode, choices) in &records {
+        for c in choices {
+            say(&format!("{mode:?}: {}", tp_mlp::report::describe_choice(c)));
+        }
+        let fused: Vec<_> = choices.iter().filter(|c| c.op == "gate_up_silu").collect();
+        match mode {
+            GemmMode::Cublas => assert!(choices.is_empty()),
+            GemmMode::Skinny => {
+                assert_eq!(fused.len(), 1, "{choices:?}");
+                assert_eq!(fused[0].skinny.as_deref(), Some("chosen"));
+                assert!(fused[0].chosen.contains("_silu"), "{:?}", fused[0]);
+                assert_eq!(fused[0].mkn, [3, 4096, 2 * 7168]);
+            }
+            _ => {
+                assert_eq!(fused.len(), 1, "{choices:?}");
+                let note = fused[0].skinny.as_deref().unwrap_or_default();
+                assert!(note == "chosen" || note == "slower", "{:?}", fused[0]);
+            }
+        }
+    }
+}

@@ -114,8 +114,9 @@ fn records_serialize_as_the_result_lines_did() {
                 skinny_candidates: Some("skinny_bf16_m1_g1 rejected".into()),
                 weight_gbps: Some(23488.1),
                 weight_fraction_of_copy: None,
+                op: "gemm".into(),
             }),
-            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0,"skinny":"rejected: relative error 1.0e0","skinny_us":null,"skinny_rel_error":1.0,"skinny_candidates":"skinny_bf16_m1_g1 rejected","weight_gbps":23488.1,"weight_fraction_of_copy":null}"#.to_string(),
+            r#"{"kind":"gemm_choice","mkn":[1,4096,28672],"dtype":"bf16","chosen":"cublasGemmEx default","best_us":10.0,"gemm_ex_us":10.0,"skinny":"rejected: relative error 1.0e0","skinny_us":null,"skinny_rel_error":1.0,"skinny_candidates":"skinny_bf16_m1_g1 rejected","weight_gbps":23488.1,"weight_fraction_of_copy":null,"op":"gemm"}"#.to_string(),
         ),
     ];
     for (record, want) in cases {
@@ -338,6 +339,7 @@ fn gemm_choices_report_the_weight_bandwidth_as_a_fraction_of_the_copy_rate() {
         skinny_candidates: Some("skinny_bf16_m1_g1 61.0 us, skinny_bf16_m1_g1_u8 60.0 us".into()),
         weight_gbps: Some(3914.7),
         weight_fraction_of_copy: None,
+        op: "gemm".into(),
     };
     let reports = [RankReport {
         gemm_choices: vec![choice.clone()],
