@@ -576,6 +576,19 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
 
     for (int kb = k0; kb < k1; kb += kt) {
         const int rows = min(kt, k1 - kb);
+        const int groups = (rows + G - 1) / G;
+        u32x4 wv[SK_UNROLL];
+        // The loads of B for row groups q0, q0 + NW, ... (U of them, zero past the tile).
+        auto load_b = [&](int q0) {
+#pragma unroll
+            for (int u = 0; u < SK_UNROLL; ++u) {
+                const int kk = (q0 + u * NW) * G + g;
+                wv[u] = (col_ok && kk < rows) ? ld16(b + (long long)(kb + kk) * ldb + colb) : zero16();
+            }
+        };
+        // The tile's first loads of B go out before the tile of A is staged (they do not need
+        // it), so that their latency overlaps the staging and its barriers.
+        load_b(lw);
         __syncthreads();
         for (int i = threadIdx.x; i < MP * kt; i += blockDim.x) {
             const int r = i / kt;
@@ -583,14 +596,8 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
             smem[r * stride + kk] = (r < m && kk < rows) ? to_f(a[(long long)r * k + kb + kk]) : 0.0f;
         }
         __syncthreads();
-        const int groups = (rows + G - 1) / G;
         for (int q0 = lw; q0 < groups; q0 += NW * SK_UNROLL) {
-            u32x4 wv[SK_UNROLL];
-#pragma unroll
-            for (int u = 0; u < SK_UNROLL; ++u) {
-                const int kk = (q0 + u * NW) * G + g;
-                wv[u] = (col_ok && kk < rows) ? ld16(b + (long long)(kb + kk) * ldb + colb) : zero16();
-            }
+            if (q0 != lw) load_b(q0);
 #pragma unroll
             for (int u = 0; u < SK_UNROLL; ++u) {
                 const int q = q0 + u * NW;
@@ -703,12 +710,13 @@ __device__ void skinny(const T* __restrict__ a, const T* __restrict__ b, T* __re
         const long long cc = col0 + (idx - row * bc);
         if (cc >= (long long)n) continue;
         const float* p = ws + (long long)row * ldb + cc;
+        // (Unrolled so that many loads are in flight: this fix-up is the kernel's tail.)
         float s = 0.0f;
-#pragma unroll 4
+#pragma unroll 16
         for (int sp = 0; sp < splits; ++sp) s += ldcg(p + sp * step);
         if (FUSE) {
             float u = 0.0f;
-#pragma unroll 4
+#pragma unroll 16
             for (int sp = 0; sp < splits; ++sp) u += ldcg(p + n + sp * step);
             s = silu(s) * u;
         }
