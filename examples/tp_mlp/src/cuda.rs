@@ -137,6 +137,9 @@ fn check_len(op: &'static str, what: &str, need: usize, have: usize) -> Result<(
     Ok(())
 }
 
+/// A gate-up shape: `(tokens, hidden, shard, dtype)`.
+type GateUpKey = (usize, usize, usize, DType);
+
 /// cuBLAS and NVRTC kernels of one CUDA rank.
 pub struct CudaKernels {
     /// cuBLASLt with per-shape tuned algorithms (`--gemm auto`, `lt` and `skinny`, when
@@ -153,7 +156,7 @@ pub struct CudaKernels {
     add: [CudaFunction; 3],
     /// Per gate-up shape `(m, k, shard, dtype)`: the fused skinny plan chosen, or `None` (the
     /// GEMM, then the SiLU-mul kernel).
-    fused: Mutex<HashMap<(usize, usize, usize, DType), Option<SkinnyPlan>>>,
+    fused: Mutex<HashMap<GateUpKey, Option<SkinnyPlan>>>,
     /// The fused-or-not choices made (rank 0 only), for the `gemm_choice` records.
     fused_records: Mutex<Vec<GemmChoice>>,
     /// Whether this rank prints and records its choices (rank 0).
