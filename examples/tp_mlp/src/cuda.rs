@@ -376,7 +376,11 @@ impl CudaKernels {
                 match verdict {
                     Ok(()) => {
                         let us = time(&mut || sk.gemm(&plan, x, w, h))?;
-                        tried.push(format!("{} {us:.1} us", plan.kernel_name()));
+                        tried.push(format!(
+                            "{} {} splits {us:.1} us",
+                            plan.kernel_name(),
+                            plan.splits
+                        ));
                         if best.as_ref().is_none_or(|b| us < b.0) {
                             best = Some((us, err, plan));
                         }
@@ -399,7 +403,11 @@ impl CudaKernels {
                             T::DTYPE,
                             plan.kernel_name()
                         );
-                        tried.push(format!("{} rejected", plan.kernel_name()));
+                        tried.push(format!(
+                            "{} {} splits rejected",
+                            plan.kernel_name(),
+                            plan.splits
+                        ));
                         note = Some(format!("rejected: {why}"));
                     }
                 }

@@ -377,7 +377,11 @@ impl LtGemm {
                 match verdict {
                     Ok(()) => {
                         let us = time(&mut || s.gemm(&plan, a, b, c))?;
-                        tried.push(format!("{} {us:.1} us", plan.kernel_name()));
+                        tried.push(format!(
+                            "{} {} splits {us:.1} us",
+                            plan.kernel_name(),
+                            plan.splits
+                        ));
                         if skinny_us.is_none_or(|best| us < best) {
                             skinny_us = Some(us);
                             skinny_err = err;
@@ -400,7 +404,11 @@ impl LtGemm {
                             T::DTYPE,
                             plan.kernel_name()
                         );
-                        tried.push(format!("{} rejected", plan.kernel_name()));
+                        tried.push(format!(
+                            "{} {} splits rejected",
+                            plan.kernel_name(),
+                            plan.splits
+                        ));
                         if skinny_plan.is_none() {
                             skinny_err = skinny_err.or(err);
                             skinny_note = Some(format!("rejected: {why}"));

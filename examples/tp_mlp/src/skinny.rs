@@ -76,6 +76,11 @@ const MIN_CHUNK: usize = 128;
 /// Blocks per SM the split factor aims for (enough loads in flight to hide the latency).
 const BLOCKS_PER_SM: usize = 4;
 
+/// The blocks-per-SM targets of the split-K candidates ([`candidates`]): [`plan`]'s, then
+/// fewer, longer splits (a shorter fix-up) and more, shorter ones (more loads in flight).
+/// Where the shape needs no split, they give the same plan, offered once.
+pub const SPLIT_TARGETS: [usize; 3] = [BLOCKS_PER_SM, 2, 8];
+
 /// Largest `gridDim.y`.
 const MAX_GRID_Y: usize = 65_535;
 
@@ -195,39 +200,52 @@ pub fn kernel_name(
 }
 
 /// Whether `p` is one of the [`candidates`] (or, for a fused plan, [`candidates_silu`]) for
-/// its shape on `sms` multiprocessors (without building the list).
+/// its shape on `sms` multiprocessors.
 pub fn is_candidate(p: &SkinnyPlan, sms: usize) -> bool {
-    let Some(mut q) = plan_with(p.m, p.k, p.n, p.dtype, sms, p.fused) else {
-        return false;
-    };
-    if p.unroll == 8 && VARIANTS.contains(&(q.rows_per_lane, q.row_groups, 8)) {
-        q.unroll = 8;
-    }
-    q == *p
+    candidates_with(p.m, p.k, p.n, p.dtype, sms, p.fused).contains(p)
 }
 
 /// The plans the kernels offer for a shape (timed against each other by `--gemm auto`):
-/// [`plan`]'s, with 4 loads in flight per lane, and for `m <= 8` the same with 8. Empty when
-/// [`plan`] gives `None`.
+/// [`plan`]'s first, with 4 loads in flight per lane, then for `m <= 8` the same with 8, then
+/// the same pair for the other split factors of [`SPLIT_TARGETS`] where they differ. Empty
+/// when [`plan`] gives `None`.
 pub fn candidates(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
-    candidates_with(plan(m, k, n, dtype, sms))
+    candidates_with(m, k, n, dtype, sms, false)
 }
 
-/// The fused gate-up plans for `h[m, n] = silu(A B_gate) * (A B_up)` with `B` `[k, 2 n]`
-/// ([`plan_silu`]'s, and for `m <= 8` the same with 8 loads in flight). Empty when
+/// The fused gate-up plans for `h[m, n] = silu(A B_gate) * (A B_up)` with `B` `[k, 2 n]`,
+/// ordered as [`candidates`] orders plain ones ([`plan_silu`]'s first). Empty when
 /// [`plan_silu`] gives `None`.
 pub fn candidates_silu(m: usize, k: usize, n: usize, dtype: DType, sms: usize) -> Vec<SkinnyPlan> {
-    candidates_with(plan_silu(m, k, n, dtype, sms))
+    candidates_with(m, k, n, dtype, sms, true)
 }
 
-/// `p`, and the same with 8 loads in flight where that variant exists.
-fn candidates_with(p: Option<SkinnyPlan>) -> Vec<SkinnyPlan> {
-    let Some(p) = p else {
-        return Vec::new();
-    };
-    let mut v = vec![p.clone()];
-    if VARIANTS.contains(&(p.rows_per_lane, p.row_groups, 8)) {
-        v.push(SkinnyPlan { unroll: 8, ..p });
+/// The candidates of a shape: for each target of [`SPLIT_TARGETS`], its plan and the same
+/// with 8 loads in flight where that variant exists, each plan once.
+fn candidates_with(
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    sms: usize,
+    fused: bool,
+) -> Vec<SkinnyPlan> {
+    let mut v: Vec<SkinnyPlan> = Vec::new();
+    for target in SPLIT_TARGETS {
+        let Some(p) = plan_at(m, k, n, dtype, sms, fused, target) else {
+            continue;
+        };
+        let u8 = VARIANTS
+            .contains(&(p.rows_per_lane, p.row_groups, 8))
+            .then(|| SkinnyPlan {
+                unroll: 8,
+                ..p.clone()
+            });
+        for q in std::iter::once(p).chain(u8) {
+            if !v.contains(&q) {
+                v.push(q);
+            }
+        }
     }
     v
 }
@@ -258,6 +276,19 @@ fn plan_with(
     sms: usize,
     fused: bool,
 ) -> Option<SkinnyPlan> {
+    plan_at(m, k, n, dtype, sms, fused, BLOCKS_PER_SM)
+}
+
+/// [`plan_with`] with the split factor aiming at `blocks_per_sm` blocks per SM.
+fn plan_at(
+    m: usize,
+    k: usize,
+    n: usize,
+    dtype: DType,
+    sms: usize,
+    fused: bool,
+    blocks_per_sm: usize,
+) -> Option<SkinnyPlan> {
     let size = elem_bytes(dtype)?;
     let vec = 16 / size;
     let (mt, g) = variant_of(m)?;
@@ -273,9 +304,9 @@ fn plan_with(
     k.checked_mul(ldb)?.checked_mul(size)?;
     let block_cols = 32 / g * vec;
     let col_blocks = n.div_ceil(block_cols);
-    // Split K until the grid has about BLOCKS_PER_SM blocks per SM, keeping splits of at least
+    // Split K until the grid has about blocks_per_sm blocks per SM, keeping splits of at least
     // MIN_CHUNK rows and partials that fit the workspace.
-    let target = sms.max(1) * BLOCKS_PER_SM;
+    let target = sms.max(1) * blocks_per_sm.max(1);
     // (Splitting also needs one arrival counter per column block.)
     let mut splits = target.div_ceil(col_blocks).max(1);
     splits = splits.min((k / MIN_CHUNK).max(1));
@@ -1218,7 +1249,8 @@ mod tests {
             assert_eq!(p.workspace_bytes, 0);
         }
         // Not more splits than the occupancy target needs.
-        assert!(p.splits <= (sms * BLOCKS_PER_SM).div_ceil(p.col_blocks).max(1));
+        let most = SPLIT_TARGETS.iter().max().copied().unwrap_or(BLOCKS_PER_SM);
+        assert!(p.splits <= (sms * most).div_ceil(p.col_blocks).max(1));
         assert!(kernel_names().contains(&p.kernel_name()));
     }
 
@@ -1442,14 +1474,17 @@ mod tests {
                     .all(|(x, y)| x.to_bits() == y.to_bits()),
                 "the block order changed the result: {p:?}"
             );
-            // The 8-loads variant adds in the same order: the same bits.
+            // The other candidates: the 8-loads variant adds in the same order, other split
+            // factors in another (exact here, with small integers): the same bits.
             for q in candidates(m, k, n, DType::F32, sms).into_iter().skip(1) {
-                assert_eq!((q.unroll, q.row_groups), (8, 1), "{q:?}");
-                order.reverse();
+                order = (0..q.splits)
+                    .flat_map(|by| (0..q.col_blocks).map(move |bx| (bx, by)))
+                    .collect();
+                counters = vec![0u32; q.col_blocks];
                 let u8 = simulate(&q, &a, &b, &order, &mut counters);
                 assert!(
                     c.iter().zip(&u8).all(|(x, y)| x.to_bits() == y.to_bits()),
-                    "the 8-loads variant changed the result: {q:?}"
+                    "another candidate changed the exact result: {q:?}"
                 );
             }
             for r in 0..m {
@@ -1498,7 +1533,11 @@ mod tests {
             let h = simulate(&p, &a, &b, &order, &mut counters);
             assert!(counters.iter().all(|&x| x == 0), "{p:?}");
             for q in candidates_silu(m, k, n, DType::F32, sms) {
-                order.reverse();
+                order = (0..q.splits)
+                    .rev()
+                    .flat_map(|by| (0..q.col_blocks).map(move |bx| (bx, by)))
+                    .collect();
+                counters = vec![0u32; q.col_blocks];
                 let again = simulate(&q, &a, &b, &order, &mut counters);
                 assert!(
                     h.iter()
@@ -1676,9 +1715,26 @@ mod tests {
             let (mt, g) = variant_of(m).unwrap();
             assert!(mt * g >= m);
             for d in DTYPES {
-                let c = candidates(m, 4096, 4096, d, 132);
-                assert_eq!(c.len(), if m <= 8 { 2 } else { 1 }, "m {m}");
-                assert_eq!(c[0], plan(m, 4096, 4096, d, 132).unwrap());
+                let c = candidates(m, 14336, 4096, d, 132);
+                // Three split factors (the down projection splits K), each with 4 and, for
+                // m <= 8, 8 loads in flight.
+                assert_eq!(c.len(), if m <= 8 { 6 } else { 3 }, "m {m}");
+                assert_eq!(c[0], plan(m, 14336, 4096, d, 132).unwrap());
+                if m <= 8 {
+                    assert_eq!(
+                        c[1],
+                        SkinnyPlan {
+                            unroll: 8,
+                            ..c[0].clone()
+                        }
+                    );
+                }
+                let mut splits: Vec<usize> = c.iter().map(|p| p.splits).collect();
+                splits.dedup();
+                assert_eq!(splits.len(), 3, "{c:?}");
+                // A shape that needs no split offers each plan once.
+                let wide = candidates(m, 4096, 28672 * 16, d, 132);
+                assert_eq!(wide.len(), if m <= 8 { 2 } else { 1 }, "{wide:?}");
                 for p in &c {
                     check_plan(p, 132);
                     assert!(is_candidate(p, 132));

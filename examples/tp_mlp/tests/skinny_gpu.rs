@@ -139,11 +139,15 @@ fn every_shape<T: Element>(ctx: &RankContext) -> Vec<String> {
         for m in MS {
             let a_host = values::<T>(m * k, 2 * salt as u64 + 2 + m as u64);
             let a = symmem::alloc_from_host(&a_host).expect("upload A");
-            let plans =
+            let mut plans =
                 sk.candidates_for(&b, &symmem::alloc_zeroed::<T>(m * n).expect("C"), m, k, n);
+            assert!(plans.len() >= if m <= 8 { 2 } else { 1 }, "{m}x{k}x{n}");
+            // The candidates of plan()'s split factor (4 and, for m <= 8, 8 loads in flight;
+            // the other split factors run in split_k_repeats) on a fresh NaN C; they add in the
+            // same order, so they agree bit for bit.
+            let splits = plans[0].splits;
+            plans.retain(|p| p.splits == splits);
             assert_eq!(plans.len(), if m <= 8 { 2 } else { 1 }, "{m}x{k}x{n}");
-            // Every candidate (4 and, for m <= 8, 8 loads in flight) on a fresh NaN C; they add
-            // in the same order, so they agree bit for bit.
             let mut u4: Option<Vec<T>> = None;
             for plan in plans {
                 let mut c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n])
@@ -299,10 +303,12 @@ fn gemm_modes_choose_and_record_the_skinny_kernel() {
                     assert!(c.chosen.starts_with("skinny"), "{c:?}");
                     assert!(c.skinny_rel_error.unwrap() <= skinny::guard_bound(DType::BF16));
                     assert!(c.weight_gbps.unwrap() > 0.0);
-                    // Both skinny kernels timed for m <= 8, one above.
+                    // Both loads-in-flight variants timed for m <= 8 (at each split factor),
+                    // one above.
                     let tried = c.skinny_candidates.as_deref().unwrap_or_default();
                     let want = if c.mkn[0] <= 8 { 2 } else { 1 };
-                    assert_eq!(tried.matches(" us").count(), want, "{c:?}");
+                    assert!(tried.matches(" us").count() >= want, "{c:?}");
+                    assert!(tried.contains(" splits "), "{c:?}");
                 }
             }
             _ => {
@@ -332,8 +338,9 @@ fn split_k_repeats<T: Element>(ctx: &RankContext) -> Vec<String> {
         let b = symmem::alloc_from_host(&b_host).expect("upload B");
         let c = symmem::alloc_from_host(&vec![T::from_f64(f64::NAN); m * n]).expect("C");
         let plans = sk.candidates_for(&b, &c, m, k, n);
-        assert_eq!(plans.len(), 2, "{m}x{k}x{n}");
-        // Both candidates (4 and 8 loads in flight), each on its own buffers.
+        assert!(plans.len() >= 4, "{m}x{k}x{n}: {} candidates", plans.len());
+        // Every candidate (4 and 8 loads in flight, several split factors), each on its own
+        // buffers.
         for plan in plans {
             assert!(
                 plan.splits > 1,
@@ -410,7 +417,8 @@ fn split_k_is_bit_identical_over_50_calls_in_a_row() {
     for l in &lines {
         say(l);
     }
-    assert_eq!(lines.len(), 18);
+    // Three cases, three dtypes, at least 4 candidates each.
+    assert!(lines.len() >= 36, "{}", lines.len());
 }
 
 /// `||got - ref|| / ||ref||` of the fused gate-up output `h[m, n]` over every row and the
@@ -453,7 +461,9 @@ fn fused_every_shape<T: Element>(ctx: &RankContext) -> Vec<String> {
             let a_host = values::<T>(m * k, 401 + salt as u64 + m as u64);
             let a = symmem::alloc_from_host(&a_host).expect("upload A");
             let probe = symmem::alloc_zeroed::<T>(m * n).expect("h");
-            let plans = sk.candidates_silu_for(&b, &probe, m, k, n);
+            let mut plans = sk.candidates_silu_for(&b, &probe, m, k, n);
+            let splits = plans.first().map(|p| p.splits).unwrap_or(0);
+            plans.retain(|p| p.splits == splits);
             assert_eq!(plans.len(), if m <= 8 { 2 } else { 1 }, "{m}x{k}x{n}");
             let mut first_plan: Option<Vec<T>> = None;
             for plan in plans {
