@@ -618,3 +618,82 @@ fn gate_up_silu_modes_choose_record_and_agree() {
         }
     }
 }
+
+/// Split-K kernels (plain down projection and fused gate-up) captured in one CUDA graph and
+/// replayed 20 times, with eager calls of the same plans between replays (they share the
+/// arrival counters): every replay's outputs equal the eager outputs bit for bit.
+#[test]
+fn split_k_replayed_from_a_graph_equals_eager_bit_for_bit() {
+    let Some(lines) = on_gpu("split_k_replayed_from_a_graph", |ctx| {
+        let sk = Skinny::new(ctx).expect("the skinny kernels load");
+        let (m, k, n) = (2, 14336, 4096);
+        let (hk, hs) = (4096, 14336);
+        let a_host = values::<bf16>(m * k, 501);
+        let b_host = values::<bf16>(k * n, 502);
+        let x_host = values::<bf16>(m * hk, 503);
+        let w_host = values::<bf16>(hk * 2 * hs, 504);
+        let a = symmem::alloc_from_host(&a_host).unwrap();
+        let b = symmem::alloc_from_host(&b_host).unwrap();
+        let x = symmem::alloc_from_host(&x_host).unwrap();
+        let w = symmem::alloc_from_host(&w_host).unwrap();
+        let mut c = symmem::alloc_zeroed::<bf16>(m * n).unwrap();
+        let mut h = symmem::alloc_zeroed::<bf16>(m * hs).unwrap();
+        let down = sk.candidates_for(&b, &c, m, k, n);
+        let gate_up = sk.candidates_silu_for(&w, &h, m, hk, hs);
+        let (down, gate_up) = (down[0].clone(), gate_up[0].clone());
+        assert!(
+            down.splits > 1 && gate_up.splits > 1,
+            "{down:?} {gate_up:?}"
+        );
+        sk.gemm(&down, &a, &b, &mut c).unwrap();
+        sk.gemm(&gate_up, &x, &w, &mut h).unwrap();
+        let (c_eager, h_eager) = (c.to_host_vec().unwrap(), h.to_host_vec().unwrap());
+        let bits = |v: &[bf16]| v.iter().map(|e| e.to_f64().to_bits()).collect::<Vec<_>>();
+        // The graph writes its own outputs (allocated inside the capture).
+        let (mut graph, (gc, gh)) = symmem::capture(|| {
+            let mut gc = symmem::alloc::<bf16>(m * n)?;
+            let mut gh = symmem::alloc::<bf16>(m * hs)?;
+            sk.gemm(&down, &a, &b, &mut gc)?;
+            sk.gemm(&gate_up, &x, &w, &mut gh)?;
+            Ok((gc, gh))
+        })
+        .expect("capture the split-K kernels");
+        for rep in 0..20 {
+            graph.replay().expect("replay");
+            assert_eq!(
+                bits(&gc.to_host_vec().unwrap()),
+                bits(&c_eager),
+                "replay {rep}: down"
+            );
+            assert_eq!(
+                bits(&gh.to_host_vec().unwrap()),
+                bits(&h_eager),
+                "replay {rep}: gate-up"
+            );
+            // An eager call between replays (same counters).
+            sk.gemm(&down, &a, &b, &mut c).unwrap();
+            assert_eq!(
+                bits(&c.to_host_vec().unwrap()),
+                bits(&c_eager),
+                "eager after {rep}"
+            );
+        }
+        let err = rel_error_silu(&x_host, &w_host, &h_eager, m, hk, hs);
+        assert!(err <= Dtype::Bf16.bound(), "{err:.3e}");
+        vec![
+            format!(
+                "graph: 20 replays bit-identical to eager: {}",
+                down.describe()
+            ),
+            format!(
+                "graph: 20 replays bit-identical to eager: {}",
+                gate_up.describe()
+            ),
+        ]
+    }) else {
+        return;
+    };
+    for l in &lines {
+        say(l);
+    }
+}
