@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 
 use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
@@ -21,8 +20,8 @@ use symmem::cuda::{cuda_context, cuda_stream};
 use symmem::{Buffer, DType, Element, Error, RankContext};
 
 use crate::config::GemmMode;
-use crate::lt::{agreement, LtGemm, SkinnyRole, TIMED_RUNS};
-use crate::model::{Kernels, CUDA_PROBE_COPY_BYTES};
+use crate::lt::{guard, time_us, LtGemm, SkinnyRole};
+use crate::model::{gate_up_unfused, Kernels, CUDA_PROBE_COPY_BYTES};
 use crate::results::{finite, GemmChoice};
 use crate::skinny::{self, Skinny, SkinnyPlan};
 
@@ -300,22 +299,6 @@ impl CudaKernels {
 }
 
 impl CudaKernels {
-    /// The gate-up projection unfused: the (tuned) GEMM into a temporary `[m, 2 shard]`
-    /// buffer, then the SiLU-mul kernel.
-    fn gate_up_unfused<T: Element>(
-        &self,
-        x: &Buffer<T>,
-        w: &Buffer<T>,
-        h: &mut Buffer<T>,
-        m: usize,
-        k: usize,
-        shard: usize,
-    ) -> Result<(), Error> {
-        let mut gu = symmem::alloc::<T>(m * 2 * shard)?;
-        Kernels::<T>::gemm(self, x, w, &mut gu, m, k, 2 * shard)?;
-        Kernels::<T>::silu_mul(self, &gu, h, m, shard)
-    }
-
     /// Choose between the fused skinny gate-up kernels and the unfused path for this shape
     /// (outside capture): each fused candidate is guarded against the unfused path's output
     /// on these operands (the bound of [`skinny::guard_bound`]), then timed against it; the
@@ -332,23 +315,11 @@ impl CudaKernels {
         k: usize,
         shard: usize,
     ) -> Result<Option<SkinnyPlan>, Error> {
-        let time = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
-            for _ in 0..2 {
-                f()?;
-            }
-            symmem::synchronize()?;
-            let t = Instant::now();
-            for _ in 0..TIMED_RUNS {
-                f()?;
-            }
-            symmem::synchronize()?;
-            Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
-        };
         let forced = self.mode == GemmMode::Skinny;
         let plans = sk.candidates_silu_for(w, h, m, k, shard);
         // The unfused path first: the reference of the guard (this also tunes its GEMM).
-        self.gate_up_unfused(x, w, h, m, k, shard)?;
-        let unfused_us = time(&mut || self.gate_up_unfused(x, w, h, m, k, shard))?;
+        gate_up_unfused(self, x, w, h, m, k, shard)?;
+        let unfused_us = time_us(&mut || gate_up_unfused(self, x, w, h, m, k, shard))?;
         let mut note: Option<String> = None;
         let mut best: Option<(f64, Option<f64>, SkinnyPlan)> = None;
         let mut tried: Vec<String> = Vec::new();
@@ -363,19 +334,10 @@ impl CudaKernels {
             for plan in plans {
                 sk.gemm(&plan, x, w, h)?;
                 let got = h.to_host_vec()?;
-                let (err, verdict) = match agreement(&got, &want) {
-                    Ok(e) if e <= bound => (Some(e), Ok(())),
-                    Ok(e) => (
-                        Some(e),
-                        Err(format!(
-                            "relative error {e:.3e} against the unfused path, above the bound {bound:.1e}"
-                        )),
-                    ),
-                    Err(why) => (None, Err(why)),
-                };
+                let (err, verdict) = guard(&got, &want, bound, "the unfused path");
                 match verdict {
                     Ok(()) => {
-                        let us = time(&mut || sk.gemm(&plan, x, w, h))?;
+                        let us = time_us(&mut || sk.gemm(&plan, x, w, h))?;
                         tried.push(format!(
                             "{} {} splits {us:.1} us",
                             plan.kernel_name(),
@@ -527,11 +489,21 @@ impl<T: Element> Kernels<T> for CudaKernels {
         k: usize,
         shard: usize,
     ) -> Result<(), Error> {
-        check_len("cuda gate_up_silu", "x", m * k, x.len())?;
-        check_len("cuda gate_up_silu", "w", k * 2 * shard, w.len())?;
-        check_len("cuda gate_up_silu", "h", m * shard, h.len())?;
+        let elems = |dims: &[usize]| {
+            dims.iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::InvalidArgument {
+                    op: "cuda gate_up_silu",
+                    detail: format!(
+                        "the buffer size {dims:?} overflows usize; check m, k and shard"
+                    ),
+                })
+        };
+        check_len("cuda gate_up_silu", "x", elems(&[m, k])?, x.len())?;
+        check_len("cuda gate_up_silu", "w", elems(&[k, 2, shard])?, w.len())?;
+        check_len("cuda gate_up_silu", "h", elems(&[m, shard])?, h.len())?;
         let Some(sk) = &self.skinny else {
-            return self.gate_up_unfused(x, w, h, m, k, shard);
+            return gate_up_unfused(self, x, w, h, m, k, shard);
         };
         let key = (m, k, shard, T::DTYPE);
         let known = self
@@ -558,7 +530,7 @@ impl<T: Element> Kernels<T> for CudaKernels {
             // (The shape is the table's key, so `plan` is one of its fused candidates; `gemm`
             // checks that again with the lengths and the alignment.)
             Some(plan) if skinny::aligned(w, h) => sk.gemm(&plan, x, w, h),
-            _ => self.gate_up_unfused(x, w, h, m, k, shard),
+            _ => gate_up_unfused(self, x, w, h, m, k, shard),
         }
     }
 

@@ -37,7 +37,7 @@ const CANDIDATES: usize = 16;
 /// Bytes of the cuBLASLt workspace.
 pub const LT_WORKSPACE: usize = 32 << 20;
 /// Timed runs per candidate (after two warm-up runs).
-pub(crate) const TIMED_RUNS: usize = 10;
+const TIMED_RUNS: usize = 10;
 
 fn check(call: &'static str, st: lt::cublasStatus_t) -> Result<(), Error> {
     if st == lt::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
@@ -169,6 +169,43 @@ pub fn agreement<T: Element>(got: &[T], want: &[T]) -> Result<f64, String> {
     } else {
         (num / den.max(f64::MIN_POSITIVE)).sqrt()
     })
+}
+
+/// Microseconds per call of `f` on the rank's stream: two warm-up calls, then the mean of
+/// [`TIMED_RUNS`] calls between two synchronisations. Outside capture only.
+pub(crate) fn time_us(f: &mut dyn FnMut() -> Result<(), Error>) -> Result<f64, Error> {
+    for _ in 0..2 {
+        f()?;
+    }
+    symmem::synchronize()?;
+    let t = Instant::now();
+    for _ in 0..TIMED_RUNS {
+        f()?;
+    }
+    symmem::synchronize()?;
+    Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
+}
+
+/// The correctness guard of a skinny candidate: its output `got` against the reference
+/// `want` (named `against` in the reason), within `bound` ([`skinny::guard_bound`]). Returns
+/// the relative error (when it could be computed) and `Err(reason)` when the candidate must
+/// not be used.
+pub(crate) fn guard<T: Element>(
+    got: &[T],
+    want: &[T],
+    bound: f64,
+    against: &str,
+) -> (Option<f64>, Result<(), String>) {
+    match agreement(got, want) {
+        Ok(e) if e <= bound => (Some(e), Ok(())),
+        Ok(e) => (
+            Some(e),
+            Err(format!(
+                "relative error {e:.3e} against {against}, above the bound {bound:.1e}"
+            )),
+        ),
+        Err(why) => (None, Err(why)),
+    }
 }
 
 /// cuBLASLt handle, workspace and the per-shape choices of one rank.
@@ -321,19 +358,7 @@ impl LtGemm {
         skinny: SkinnyRole<'_>,
         gemm_ex: &mut impl FnMut(&Buffer<T>, &Buffer<T>, &mut Buffer<T>) -> Result<(), Error>,
     ) -> Result<Choice, Error> {
-        let time = |f: &mut dyn FnMut() -> Result<(), Error>| -> Result<f64, Error> {
-            for _ in 0..2 {
-                f()?;
-            }
-            symmem::synchronize()?;
-            let t = Instant::now();
-            for _ in 0..TIMED_RUNS {
-                f()?;
-            }
-            symmem::synchronize()?;
-            Ok(t.elapsed().as_secs_f64() * 1e6 / TIMED_RUNS as f64)
-        };
-        let gemm_ex_us = time(&mut || gemm_ex(a, b, c))?;
+        let gemm_ex_us = time_us(&mut || gemm_ex(a, b, c))?;
 
         // The skinny candidates: their plans, their guard against cublasGemmEx, their times;
         // the fastest that passes is the skinny candidate.
@@ -364,19 +389,10 @@ impl LtGemm {
                 s.gemm(&plan, a, b, c)?;
                 let got = c.to_host_vec()?;
                 let bound = skinny::guard_bound(T::DTYPE);
-                let (err, verdict) = match agreement(&got, &want) {
-                    Ok(e) if e <= bound => (Some(e), Ok(())),
-                    Ok(e) => (
-                        Some(e),
-                        Err(format!(
-                            "relative error {e:.3e} against cublasGemmEx, above the bound {bound:.1e}"
-                        )),
-                    ),
-                    Err(why) => (None, Err(why)),
-                };
+                let (err, verdict) = guard(&got, &want, bound, "cublasGemmEx");
                 match verdict {
                     Ok(()) => {
-                        let us = time(&mut || s.gemm(&plan, a, b, c))?;
+                        let us = time_us(&mut || s.gemm(&plan, a, b, c))?;
                         tried.push(format!(
                             "{} {} splits {us:.1} us",
                             plan.kernel_name(),
@@ -477,7 +493,7 @@ impl LtGemm {
                     let algo = r.algo;
                     // A candidate that fails to launch is skipped, not an error.
                     // SAFETY: as in `gemm`.
-                    let us = time(&mut || {
+                    let us = time_us(&mut || {
                         check("cublasLtMatmul", unsafe {
                             self.run_lt(&plan, &algo, ap, bp, cp)
                         })

@@ -73,9 +73,7 @@ pub trait Kernels<T: Element> {
         k: usize,
         shard: usize,
     ) -> Result<(), Error> {
-        let mut gu = symmem::alloc::<T>(m * 2 * shard)?;
-        self.gemm(x, w, &mut gu, m, k, 2 * shard)?;
-        self.silu_mul(&gu, h, m, shard)
+        gate_up_unfused(self, x, w, h, m, k, shard)
     }
 
     /// `out = a + b`, elementwise.
@@ -94,6 +92,23 @@ pub trait Kernels<T: Element> {
     fn gemm_choices(&self) -> Vec<crate::results::GemmChoice> {
         Vec::new()
     }
+}
+
+/// The default [`Kernels::gate_up_silu`]: `kernels.gemm` into a temporary `[m, 2 * shard]`
+/// buffer, then `kernels.silu_mul` (also the CUDA backend's unfused path, which its fused
+/// kernels are checked and timed against).
+pub fn gate_up_unfused<T: Element, K: Kernels<T> + ?Sized>(
+    kernels: &K,
+    x: &Buffer<T>,
+    w: &Buffer<T>,
+    h: &mut Buffer<T>,
+    m: usize,
+    k: usize,
+    shard: usize,
+) -> Result<(), Error> {
+    let mut gu = symmem::alloc::<T>(m * 2 * shard)?;
+    kernels.gemm(x, w, &mut gu, m, k, 2 * shard)?;
+    kernels.silu_mul(&gu, h, m, shard)
 }
 
 /// Sizes of the model on one rank.

@@ -434,7 +434,7 @@ impl SkinnyPlan {
     /// Elements of one row of `B`: `n`, or `2 n` (gate and up columns) for a fused plan.
     pub fn ldb(&self) -> usize {
         if self.fused {
-            2 * self.n
+            self.n.saturating_mul(2)
         } else {
             self.n
         }
@@ -1033,6 +1033,14 @@ mod gpu {
                 op: "skinny gemm",
                 detail,
             };
+            // The plan must be one of those `candidates` gives for this shape (a hand-made
+            // plan could index past the buffers); checked first, so that the products below
+            // are of dimensions `plan` accepted (no overflow).
+            if !super::is_candidate(plan, self.sms) {
+                return Err(bad(format!(
+                    "the plan for {m} x {k} x {n} is not one that candidates() gives on this device"
+                )));
+            }
             for (what, need, have) in [
                 ("a", m * k, a.len()),
                 ("b", k * ldb, b.len()),
@@ -1052,13 +1060,6 @@ mod gpu {
                     "the plan is for {} storage, the buffers hold {}",
                     plan.dtype,
                     T::DTYPE
-                )));
-            }
-            // The plan must be one of those `candidates` gives for this shape (a hand-made
-            // plan could index past the buffers).
-            if !super::is_candidate(plan, self.sms) {
-                return Err(bad(format!(
-                    "the plan for {m} x {k} x {n} is not one that candidates() gives on this device"
                 )));
             }
             if !aligned(b, c) {
@@ -1599,6 +1600,12 @@ mod tests {
         assert!(plan_silu(65, 4096, 4096, DType::BF16, 132).is_none());
         assert!(plan_silu(1, 4096, 1 << 30, DType::BF16, 132).is_none());
         assert!(candidates_silu(65, 4096, 4096, DType::BF16, 132).is_empty());
+        // A hand-made plan with absurd dimensions is refused without overflowing.
+        let mut absurd = plan_silu(1, 4096, 4096, DType::BF16, 132).unwrap();
+        absurd.k = usize::MAX;
+        absurd.n = usize::MAX;
+        assert_eq!(absurd.ldb(), usize::MAX);
+        assert!(!is_candidate(&absurd, 132));
     }
 
     #[test]

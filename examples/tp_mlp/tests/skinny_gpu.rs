@@ -591,6 +591,11 @@ fn gate_up_silu_modes_choose_record_and_agree() {
             // A wrong length is an error, not a launch.
             let mut short = symmem::alloc_zeroed::<bf16>(m * s - 8).unwrap();
             assert!(Kernels::<bf16>::gate_up_silu(&kernels, &a, &b, &mut short, m, k, s).is_err());
+            // Sizes whose products overflow are an error, not a panic.
+            assert!(
+                Kernels::<bf16>::gate_up_silu(&kernels, &a, &b, &mut short, usize::MAX, k, s)
+                    .is_err()
+            );
             out.push((mode, Kernels::<bf16>::gemm_choices(&kernels)));
         }
         out
